@@ -1,0 +1,114 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IPPoolSpec says which addresses a pool hands out and to whom.
+type IPPoolSpec struct {
+	// Addresses are CIDRs (198.51.100.0/24, 2001:db8::/64) or inclusive ranges
+	// (198.51.100.10-198.51.100.20); IPv4 and IPv6 may be mixed in one pool.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=90
+	// +kubebuilder:validation:items:XValidation:rule="self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) && isIP(self.split('-')[1].trim())) : isCIDR(self)",message="must be a CIDR (198.51.100.0/24) or a range of two addresses (198.51.100.10-198.51.100.20)"
+	// +listType=atomic
+	Addresses []string `json:"addresses"`
+
+	// AutoAssign: when false, the pool is used only by Services that name it
+	// (fairlead.dev/pool) or ask for one of its addresses.
+	// +kubebuilder:default=true
+	// +optional
+	AutoAssign *bool `json:"autoAssign,omitempty"`
+
+	// AvoidBuggyIPs: never hand out IPv4 addresses ending in .0 or .255, which some old
+	// clients and middleboxes mistake for network or broadcast addresses.
+	// +optional
+	AvoidBuggyIPs bool `json:"avoidBuggyIPs,omitempty"`
+
+	// AllocateTo restricts which Services may get addresses from this pool.
+	// +optional
+	AllocateTo *AllocateTo `json:"allocateTo,omitempty"`
+
+	// Priority orders the pools a Service may use: lower first. Pools without a priority come
+	// after those with one; ties are broken by name.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Priority *int32 `json:"priority,omitempty"`
+}
+
+// AllocateTo restricts a pool to some Services. A Service may use the pool when its namespace
+// is listed in Namespaces or matches one of NamespaceSelectors (no namespace constraint when
+// both are empty), and it matches one of ServiceSelectors (none: every Service).
+type AllocateTo struct {
+	// +optional
+	// +listType=set
+	Namespaces []string `json:"namespaces,omitempty"`
+	// +optional
+	// +listType=atomic
+	NamespaceSelectors []metav1.LabelSelector `json:"namespaceSelectors,omitempty"`
+	// +optional
+	// +listType=atomic
+	ServiceSelectors []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
+}
+
+// FamilyStatus counts one family's addresses. Total and Free are decimal strings because an
+// IPv6 pool easily holds more than 2^63 addresses.
+type FamilyStatus struct {
+	Total string `json:"total"`
+	Used  int64  `json:"used"`
+	Free  string `json:"free"`
+}
+
+// IPPoolStatus reports the pool's capacity and health.
+type IPPoolStatus struct {
+	// +optional
+	IPv4 *FamilyStatus `json:"ipv4,omitempty"`
+	// +optional
+	IPv6 *FamilyStatus `json:"ipv6,omitempty"`
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// IPPool is a set of addresses Fairlead hands out to LoadBalancer Services.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=ipp
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoAssign`
+// +kubebuilder:printcolumn:name="IPv4 Used",type=integer,JSONPath=`.status.ipv4.used`
+// +kubebuilder:printcolumn:name="IPv4 Free",type=string,JSONPath=`.status.ipv4.free`
+// +kubebuilder:printcolumn:name="IPv6 Used",type=integer,JSONPath=`.status.ipv6.used`
+// +kubebuilder:printcolumn:name="IPv6 Free",type=string,JSONPath=`.status.ipv6.free`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type IPPool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   IPPoolSpec   `json:"spec"`
+	Status IPPoolStatus `json:"status,omitempty"`
+}
+
+// IPPoolList is a list of IPPools.
+//
+// +kubebuilder:object:root=true
+type IPPoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IPPool `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&IPPool{}, &IPPoolList{})
+}
+
+// AutoAssigns reports whether the pool serves Services that did not name it.
+func (p *IPPool) AutoAssigns() bool {
+	return p.Spec.AutoAssign == nil || *p.Spec.AutoAssign
+}

@@ -1,0 +1,36 @@
+package v1alpha1
+
+// The loadBalancerClass Fairlead answers to. Services of another class are never touched.
+const LoadBalancerClass = "fairlead.dev/lb"
+
+// Service annotations. Fairlead's own names come first; MetalLB's are accepted too, so that a
+// MetalLB user migrates without editing Services.
+const (
+	// AnnotationIPs asks for specific addresses: a comma-separated list, at most one per family.
+	AnnotationIPs = "fairlead.dev/ips"
+	// AnnotationPool restricts allocation to one IPPool (which may have autoAssign off).
+	AnnotationPool = "fairlead.dev/pool"
+	// AnnotationSharingKey lets Services of one namespace share an address when their ports differ.
+	AnnotationSharingKey = "fairlead.dev/sharing-key"
+)
+
+// MetalLB's annotation names, old (metallb.universe.tf) and current (metallb.io) prefixes.
+var (
+	MetalLBAnnotationIPs        = []string{"metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"}
+	MetalLBAnnotationPool       = []string{"metallb.io/address-pool", "metallb.universe.tf/address-pool"}
+	MetalLBAnnotationSharingKey = []string{"metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"}
+)
+
+const (
+	// ServiceFinalizer is held by every Service that holds addresses, so that they are released
+	// (and cloud resources deleted) before the Service disappears.
+	ServiceFinalizer = "fairlead.dev/release"
+	// PoolFinalizer keeps an IPPool until no Service holds one of its addresses: deleting a pool
+	// in use never strands or silently reassigns an address.
+	PoolFinalizer = "fairlead.dev/in-use"
+
+	// ConditionIPAllocated is the Service condition saying whether Fairlead gave it its addresses.
+	ConditionIPAllocated = "fairlead.dev/IPAllocated"
+	// ConditionReady is the IPPool condition: valid and serving.
+	ConditionReady = "Ready"
+)

@@ -1,0 +1,139 @@
+// Package ipam is the controller's allocation state: the IPPools compiled into the pure
+// allocator of providers/pool, which pools a Service may use, and the translation of a
+// Service into an allocation request. The Service and IPPool reconcilers share one State.
+package ipam
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/pool"
+)
+
+// compiledPool is an IPPool validated and turned into what allocation needs.
+type compiledPool struct {
+	name         string
+	pool         *pool.Pool
+	autoAssign   bool
+	priority     int64 // lower first; pools without one sort after all that have one
+	namespaces   sets.Set[string]
+	nsSelectors  []labels.Selector
+	svcSelectors []labels.Selector
+	deleting     bool
+}
+
+// compile validates one IPPool on its own (syntax, ranges, selectors).
+func compile(p *v1alpha1.IPPool) (*compiledPool, error) {
+	ranges, err := pool.ParseRanges(p.Spec.Addresses)
+	if err != nil {
+		return nil, err
+	}
+	c := &compiledPool{
+		name:       p.Name,
+		pool:       pool.NewPool(p.Name, ranges, p.Spec.AvoidBuggyIPs),
+		autoAssign: p.AutoAssigns(),
+		priority:   1 << 40,
+		deleting:   !p.DeletionTimestamp.IsZero(),
+	}
+	if p.Spec.Priority != nil {
+		c.priority = int64(*p.Spec.Priority)
+	}
+	if a := p.Spec.AllocateTo; a != nil {
+		c.namespaces = sets.New(a.Namespaces...)
+		if c.nsSelectors, err = selectors(a.NamespaceSelectors, "namespaceSelectors"); err != nil {
+			return nil, err
+		}
+		if c.svcSelectors, err = selectors(a.ServiceSelectors, "serviceSelectors"); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func selectors(in []metav1.LabelSelector, field string) ([]labels.Selector, error) {
+	out := make([]labels.Selector, 0, len(in))
+	for i := range in {
+		s, err := metav1.LabelSelectorAsSelector(&in[i])
+		if err != nil {
+			return nil, fmt.Errorf("allocateTo.%s[%d]: %w", field, i, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// allows reports whether a Service in namespace ns (with those namespace labels) and with
+// labels svcLabels may use the pool. It returns a reason when it may not.
+func (c *compiledPool) allows(ns string, nsLabels, svcLabels labels.Set) (bool, string) {
+	if len(c.namespaces) > 0 || len(c.nsSelectors) > 0 {
+		ok := c.namespaces.Has(ns)
+		for _, s := range c.nsSelectors {
+			ok = ok || s.Matches(nsLabels)
+		}
+		if !ok {
+			return false, fmt.Sprintf("pool %q does not allocate to namespace %q", c.name, ns)
+		}
+	}
+	if len(c.svcSelectors) > 0 {
+		ok := false
+		for _, s := range c.svcSelectors {
+			ok = ok || s.Matches(svcLabels)
+		}
+		if !ok {
+			return false, fmt.Sprintf("pool %q's serviceSelectors do not match the Service", c.name)
+		}
+	}
+	return true, ""
+}
+
+// PoolProblem is why an IPPool is not in use.
+type PoolProblem struct {
+	Reason  string // Invalid, Overlap
+	Message string
+}
+
+// compileAll validates every pool and resolves overlaps: the older pool (then the one whose
+// name sorts first) keeps its addresses, the other is refused, so adding a bad pool never
+// breaks a good one.
+func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]PoolProblem) {
+	sorted := make([]*v1alpha1.IPPool, len(items))
+	for i := range items {
+		sorted[i] = &items[i]
+	}
+	sort.Slice(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
+	good := map[string]*compiledPool{}
+	var order []*compiledPool
+	bad := map[string]PoolProblem{}
+	for _, p := range sorted {
+		c, err := compile(p)
+		if err != nil {
+			bad[p.Name] = PoolProblem{Reason: "Invalid", Message: fmt.Sprintf("pool %q: %v", p.Name, err)}
+			continue
+		}
+		var clash []string
+		for _, o := range order {
+			if a, b, ok := pool.Overlaps(c.pool.Ranges(), o.pool.Ranges()); ok {
+				clash = append(clash, fmt.Sprintf("%s overlaps %s of pool %q", a, b, o.name))
+			}
+		}
+		if len(clash) > 0 {
+			bad[p.Name] = PoolProblem{Reason: "Overlap", Message: fmt.Sprintf("pool %q: %s", p.Name, strings.Join(clash, "; "))}
+			continue
+		}
+		good[p.Name] = c
+		order = append(order, c)
+	}
+	return good, bad
+}

@@ -1,0 +1,63 @@
+package ipam
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+)
+
+// LoadFromAPI rebuilds the state from the API: every IPPool, then the addresses recorded in
+// the status of every Service holding Fairlead's finalizer (the only ones it wrote status for).
+func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
+	return s.Once(func() error {
+		var pools v1alpha1.IPPoolList
+		if err := c.List(ctx, &pools); err != nil {
+			return fmt.Errorf("listing IPPools: %w", err)
+		}
+		s.LoadPools(pools.Items)
+		var svcs corev1.ServiceList
+		if err := c.List(ctx, &svcs); err != nil {
+			return fmt.Errorf("listing Services: %w", err)
+		}
+		var hs []Holding
+		for i := range svcs.Items {
+			svc := &svcs.Items[i]
+			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+				continue
+			}
+			ips := IngressIPs(svc)
+			if len(ips) == 0 {
+				continue
+			}
+			// The request's Service part (ports, sharing key) matters for sharing checks; a
+			// request that no longer parses still holds its addresses.
+			r, _ := RequestFor(svc, labels.Set{})
+			hs = append(hs, Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time})
+		}
+		errs := s.Restore(hs)
+		for _, err := range errs {
+			log.FromContext(ctx).Error(err, "address conflict in Service status; the later Service will get a new address")
+		}
+		log.FromContext(ctx).Info("allocation state restored", "pools", len(pools.Items), "services", len(hs), "conflicts", len(errs))
+		return nil
+	})
+}
+
+// IngressIPs returns the addresses in a Service's status.loadBalancer.ingress.
+func IngressIPs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}

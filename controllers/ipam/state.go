@@ -1,0 +1,477 @@
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/pool"
+)
+
+// Reasons a Service is left without addresses; they name the condition's reason and the
+// failure metric's label.
+const (
+	ReasonInvalidRequest = "InvalidRequest"
+	ReasonNoEligiblePool = "NoEligiblePool"
+	ReasonPoolExhausted  = "PoolExhausted"
+	ReasonIPUnavailable  = "IPUnavailable"
+)
+
+// Error is an allocation failure with the reason to report.
+type Error struct {
+	Reason  string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func fail(reason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Hooks let the controllers react to state changes without ipam knowing about them. They are
+// called without the lock held and must not block.
+type Hooks struct {
+	// PoolChanged: the usage of this pool changed (its status is stale).
+	PoolChanged func(pool string)
+	// Retry: addresses were freed or pools changed; pending Services may now succeed.
+	Retry func()
+}
+
+// State is the allocation state shared by the reconcilers.
+type State struct {
+	mu       sync.Mutex
+	alloc    *pool.Allocator
+	pools    map[string]*compiledPool
+	problems map[string]PoolProblem
+	pending  map[string]bool
+	hooks    Hooks
+	// seen fingerprints every pool's spec, to retry pending Services only when pools change.
+	seen map[string]string
+
+	onceMu sync.Mutex
+	loaded bool
+}
+
+// New returns an empty State.
+func New(h Hooks) *State {
+	if h.PoolChanged == nil {
+		h.PoolChanged = func(string) {}
+	}
+	if h.Retry == nil {
+		h.Retry = func() {}
+	}
+	return &State{
+		alloc:    pool.NewAllocator(),
+		pools:    map[string]*compiledPool{},
+		problems: map[string]PoolProblem{},
+		pending:  map[string]bool{},
+		hooks:    h,
+	}
+}
+
+// LoadPools replaces the pool set with items (all IPPools). Held addresses are never dropped:
+// those outside every valid pool stay held as orphans until their Service releases them.
+func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
+	good, bad := compileAll(items)
+	seen := map[string]string{}
+	for i := range items {
+		p := &items[i]
+		seen[p.Name] = fmt.Sprintf("%s/%d/%t", p.UID, p.Generation, p.DeletionTimestamp.IsZero())
+	}
+	s.mu.Lock()
+	retry := !maps.Equal(seen, s.seen)
+	s.seen = seen
+	var changed []string
+	for name, c := range good {
+		old, ok := s.pools[name]
+		if ok && old.deleting == c.deleting && slices.Equal(old.pool.Ranges(), c.pool.Ranges()) &&
+			old.pool.AvoidBuggyIPs() == c.pool.AvoidBuggyIPs() {
+			// Same addresses: keep the existing Pool (and its bookkeeping), take the new policy.
+			c.pool = old.pool
+		} else {
+			s.alloc.SetPool(c.pool, c.deleting)
+			changed = append(changed, name)
+		}
+	}
+	for name := range s.pools {
+		if _, ok := good[name]; !ok {
+			s.alloc.RemovePool(name)
+			changed = append(changed, name)
+		}
+	}
+	s.pools, s.problems = good, bad
+	s.mu.Unlock()
+	for _, n := range changed {
+		s.hooks.PoolChanged(n)
+	}
+	if retry {
+		s.hooks.Retry()
+	}
+	return bad
+}
+
+// Problem reports why a pool is not in use, if it is not.
+func (s *State) Problem(name string) (PoolProblem, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.problems[name]
+	return p, ok
+}
+
+// Holding is a Service's addresses as recorded in its status, for Restore.
+type Holding struct {
+	Service pool.Service
+	IPs     []netip.Addr
+	Created time.Time
+}
+
+// Restore records addresses Services already hold (read from their status at startup), oldest
+// Service first, so that a restart never moves an address. It returns what could not be
+// restored (two Services claiming one address they may not share): those Services get new
+// addresses when reconciled.
+func (s *State) Restore(hs []Holding) []error {
+	sort.SliceStable(hs, func(i, j int) bool { return hs[i].Created.Before(hs[j].Created) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, h := range hs {
+		for _, a := range h.IPs {
+			if err := s.alloc.Assign(h.Service, a); err != nil {
+				errs = append(errs, fmt.Errorf("%s: cannot keep %s: %w", h.Service.Key, a, err))
+			}
+		}
+	}
+	return errs
+}
+
+// Ensure gives the Service the addresses its request asks for, keeping those it holds where
+// they still fit. On failure the Service keeps nothing it did not hold before.
+func (s *State) Ensure(r Request) ([]netip.Addr, error) {
+	s.mu.Lock()
+	ips, touched, err := s.ensure(r)
+	key := r.Service.Key
+	if err != nil {
+		s.pending[key] = true
+	} else {
+		delete(s.pending, key)
+	}
+	freed := false
+	var pools []string
+	for _, a := range touched.released {
+		if len(s.alloc.Holders(a)) == 0 {
+			freed = true
+		}
+	}
+	for _, a := range append(touched.released, touched.added...) {
+		if p := s.alloc.PoolOf(a); p != "" && !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range pools {
+		s.hooks.PoolChanged(p)
+	}
+	if freed {
+		s.hooks.Retry()
+	}
+	return ips, err
+}
+
+type touched struct{ added, released []netip.Addr }
+
+func (s *State) ensure(r Request) ([]netip.Addr, touched, error) {
+	key := r.Service.Key
+	var t touched
+	held := s.alloc.Held(key)
+
+	// Keep what still fits the request, per family.
+	keep := map[pool.Family]netip.Addr{}
+	for _, a := range held {
+		f := pool.FamilyOf(a)
+		if !slices.Contains(r.Families, f) || (len(r.IPs) > 0 && !slices.Contains(r.IPs, a)) {
+			continue
+		}
+		pname := s.alloc.PoolOf(a)
+		if r.Pool != "" && pname != r.Pool {
+			continue
+		}
+		if c, ok := s.pools[pname]; ok {
+			if ok, _ := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
+				continue
+			}
+		}
+		// Re-assigning refreshes the ports and sharing key the allocator knows; a change that
+		// now collides with a sharer loses the address.
+		if err := s.alloc.Assign(r.Service, a); err != nil {
+			continue
+		}
+		keep[f] = a
+	}
+
+	var err error
+	if len(r.IPs) > 0 {
+		err = s.assignRequested(r, keep, &t)
+	} else {
+		var missing []pool.Family
+		for _, f := range r.Families {
+			if _, ok := keep[f]; !ok {
+				missing = append(missing, f)
+			}
+		}
+		if len(missing) > 0 {
+			err = s.allocateMissing(r, keep, missing, &t)
+			if err != nil && !r.RequireAll && len(keep) == 0 && len(missing) > 1 {
+				// PreferDualStack: the primary family alone is better than nothing.
+				err = s.allocateMissing(r, keep, missing[:1], &t)
+			}
+		}
+	}
+	if err != nil {
+		for _, a := range t.added {
+			s.alloc.Release(key, a)
+		}
+		t.added = nil
+		return held, t, err
+	}
+	var out []netip.Addr
+	for _, f := range r.Families {
+		if a, ok := keep[f]; ok {
+			out = append(out, a)
+		}
+	}
+	for _, a := range held {
+		if !slices.Contains(out, a) {
+			s.alloc.Release(key, a)
+			t.released = append(t.released, a)
+		}
+	}
+	return out, t, nil
+}
+
+func (s *State) assignRequested(r Request, keep map[pool.Family]netip.Addr, t *touched) error {
+	for _, a := range r.IPs {
+		f := pool.FamilyOf(a)
+		if keep[f] == a {
+			continue
+		}
+		pname := s.alloc.PoolOf(a)
+		if pname == "" {
+			return fail(ReasonIPUnavailable, "%s is not in any valid IPPool", a)
+		}
+		if r.Pool != "" && pname != r.Pool {
+			return fail(ReasonInvalidRequest, "%s belongs to pool %q, not to the requested pool %q", a, pname, r.Pool)
+		}
+		c := s.pools[pname]
+		if ok, why := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
+			return fail(ReasonNoEligiblePool, "%s: %s", a, why)
+		}
+		if c.deleting {
+			return fail(ReasonNoEligiblePool, "%s: pool %q is being deleted", a, pname)
+		}
+		if err := s.alloc.Assign(r.Service, a); err != nil {
+			return fail(ReasonIPUnavailable, "%v", err)
+		}
+		keep[f] = a
+		t.added = append(t.added, a)
+	}
+	return nil
+}
+
+// candidates lists the pools the request may draw new addresses from, best first.
+func (s *State) candidates(r Request, prefer string) ([]*compiledPool, error) {
+	if r.Pool != "" {
+		c, ok := s.pools[r.Pool]
+		if !ok {
+			if p, bad := s.problems[r.Pool]; bad {
+				return nil, fail(ReasonNoEligiblePool, "requested pool %q is not usable: %s", r.Pool, p.Message)
+			}
+			return nil, fail(ReasonNoEligiblePool, "requested pool %q does not exist", r.Pool)
+		}
+		if ok, why := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
+			return nil, fail(ReasonNoEligiblePool, "%s", why)
+		}
+		if c.deleting {
+			return nil, fail(ReasonNoEligiblePool, "requested pool %q is being deleted", r.Pool)
+		}
+		return []*compiledPool{c}, nil
+	}
+	var out []*compiledPool
+	for _, c := range s.pools {
+		if c.autoAssign && !c.deleting {
+			if ok, _ := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); ok {
+				out = append(out, c)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fail(ReasonNoEligiblePool, "no IPPool allocates to this Service (namespace %q)", r.Service.Namespace)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.name == prefer) != (b.name == prefer) {
+			return a.name == prefer
+		}
+		if a.priority != b.priority {
+			return a.priority < b.priority
+		}
+		return a.name < b.name
+	})
+	return out, nil
+}
+
+// allocateMissing draws one address per missing family, all from the first candidate pool that
+// has every one of them free (a dual-stack Service gets both of its addresses from one pool).
+func (s *State) allocateMissing(r Request, keep map[pool.Family]netip.Addr, missing []pool.Family, t *touched) error {
+	prefer := ""
+	for _, a := range keep {
+		prefer = s.alloc.PoolOf(a)
+	}
+	cands, err := s.candidates(r, prefer)
+	if err != nil {
+		return err
+	}
+	var exhausted, lacking []string
+	var lastErr error
+	for _, c := range cands {
+		if !hasFamilies(c.pool.Families(), missing) {
+			lacking = append(lacking, c.name)
+			continue
+		}
+		var got []netip.Addr
+		for _, f := range missing {
+			a, err := s.alloc.AllocateFrom(r.Service, c.name, f)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			got = append(got, a)
+		}
+		if len(got) == len(missing) {
+			for _, a := range got {
+				keep[pool.FamilyOf(a)] = a
+			}
+			t.added = append(t.added, got...)
+			return nil
+		}
+		for _, a := range got {
+			s.alloc.Release(r.Service.Key, a)
+		}
+		exhausted = append(exhausted, c.name)
+	}
+	if len(exhausted) == 0 {
+		return fail(ReasonNoEligiblePool, "no eligible IPPool has %s addresses (eligible: %s)", familiesString(missing), strings.Join(lacking, ", "))
+	}
+	if len(exhausted) == 1 && lastErr != nil && !errors.Is(lastErr, pool.ErrExhausted) {
+		return fail(ReasonIPUnavailable, "%v", lastErr)
+	}
+	return fail(ReasonPoolExhausted, "no free %s address in pool %s", familiesString(missing), strings.Join(quoteAll(exhausted), ", "))
+}
+
+func hasFamilies(have, want []pool.Family) bool {
+	for _, f := range want {
+		if !slices.Contains(have, f) {
+			return false
+		}
+	}
+	return true
+}
+
+func familiesString(fs []pool.Family) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = fmt.Sprintf("IPv%d", f)
+	}
+	return strings.Join(parts, "+")
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// Release frees everything the Service holds.
+func (s *State) Release(key string) []netip.Addr {
+	s.mu.Lock()
+	var pools []string
+	for _, a := range s.alloc.Held(key) {
+		if p := s.alloc.PoolOf(a); p != "" && !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+	}
+	released := s.alloc.ReleaseAll(key)
+	delete(s.pending, key)
+	s.mu.Unlock()
+	for _, p := range pools {
+		s.hooks.PoolChanged(p)
+	}
+	if len(released) > 0 {
+		s.hooks.Retry()
+	}
+	return released
+}
+
+// Held returns the addresses the Service holds.
+func (s *State) Held(key string) []netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alloc.Held(key)
+}
+
+// Pending lists the Services whose last allocation failed, to retry them.
+func (s *State) Pending() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.pending))
+	for k := range s.pending {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Usage is a pool's accounting for its status.
+type Usage struct {
+	Stats    map[pool.Family]pool.Stats
+	Holders  []string // Services holding its addresses
+	InUse    bool     // the pool is loaded (valid)
+	Deleting bool
+}
+
+// PoolUsage reports a pool's accounting.
+func (s *State) PoolUsage(name string) Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.pools[name]
+	if !ok {
+		return Usage{}
+	}
+	stats, _ := s.alloc.PoolStats(name)
+	return Usage{Stats: stats, Holders: s.alloc.PoolHolders(name), InUse: true, Deleting: c.deleting}
+}
+
+// Once runs load (restoring state from the API) the first time it succeeds; callers arriving
+// meanwhile wait for it. Nothing may be allocated or released before it has run, or a restart
+// could hand out an address a Service already holds.
+func (s *State) Once(load func() error) error {
+	s.onceMu.Lock()
+	defer s.onceMu.Unlock()
+	if s.loaded {
+		return nil
+	}
+	if err := load(); err != nil {
+		return err
+	}
+	s.loaded = true
+	return nil
+}

@@ -1,0 +1,208 @@
+// Package service reconciles LoadBalancer Services: it allocates their external addresses,
+// writes status.loadBalancer, and releases the addresses when the Service stops being ours.
+package service
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/controllers/ipam"
+)
+
+// Reconciler allocates addresses for the LoadBalancer Services Fairlead owns.
+type Reconciler struct {
+	Client   client.Client
+	State    *ipam.State
+	Recorder recorder.EventRecorder
+	// DefaultClass: Services without spec.loadBalancerClass are Fairlead's.
+	DefaultClass bool
+}
+
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups="",resources=services/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Owns reports whether Fairlead is the load balancer for svc.
+func (r *Reconciler) Owns(svc *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if svc.Spec.LoadBalancerClass == nil {
+		return r.DefaultClass
+	}
+	return *svc.Spec.LoadBalancerClass == v1alpha1.LoadBalancerClass
+}
+
+// Reconcile converges one Service; running it twice changes nothing.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if err := r.State.LoadFromAPI(ctx, r.Client); err != nil {
+		return ctrl.Result{}, err
+	}
+	key := req.String()
+	var svc corev1.Service
+	if err := r.Client.Get(ctx, req.NamespacedName, &svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone without our finalizer (or after we removed it): nothing left to keep.
+			r.release(key)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !svc.DeletionTimestamp.IsZero() || !r.Owns(&svc) {
+		return ctrl.Result{}, r.letGo(ctx, &svc)
+	}
+
+	if !controllerutil.ContainsFinalizer(&svc, v1alpha1.ServiceFinalizer) {
+		base := svc.DeepCopy()
+		controllerutil.AddFinalizer(&svc, v1alpha1.ServiceFinalizer)
+		if err := r.Client.Patch(ctx, &svc, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	var ns corev1.Namespace
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
+		return ctrl.Result{}, err
+	}
+	var ips []netip.Addr
+	request, err := ipam.RequestFor(&svc, labels.Set(ns.Labels))
+	if err != nil {
+		// Bad input on the Service: report it, keep whatever it holds.
+		ips = r.State.Held(key)
+		err = &ipam.Error{Reason: ipam.ReasonInvalidRequest, Message: err.Error()}
+	} else {
+		ips, err = r.State.Ensure(request)
+	}
+	ipam.PendingServices.Set(float64(len(r.State.Pending())))
+	return ctrl.Result{}, r.writeStatus(ctx, &svc, ips, err)
+}
+
+func (r *Reconciler) release(key string) []netip.Addr {
+	released := r.State.Release(key)
+	ipam.Releases.Add(float64(len(released)))
+	return released
+}
+
+// letGo releases a Service that is being deleted or is no longer ours, clears the status we
+// wrote and drops our finalizer.
+func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
+	released := r.release(svc.Namespace + "/" + svc.Name)
+	if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+		return nil
+	}
+	if svc.DeletionTimestamp.IsZero() {
+		base := svc.DeepCopy()
+		svc.Status.LoadBalancer.Ingress = nil
+		meta.RemoveStatusCondition(&svc.Status.Conditions, v1alpha1.ConditionIPAllocated)
+		if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
+			if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+				return fmt.Errorf("clearing status: %w", err)
+			}
+		}
+	}
+	base := svc.DeepCopy()
+	controllerutil.RemoveFinalizer(svc, v1alpha1.ServiceFinalizer)
+	if err := r.Client.Patch(ctx, svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	if len(released) > 0 {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "IPReleased", "Release", "Released %s", joinAddrs(released))
+	}
+	log.FromContext(ctx).Info("released", "ips", joinAddrs(released))
+	return nil
+}
+
+func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr, allocErr error) error {
+	logger := log.FromContext(ctx)
+	before := ipam.IngressIPs(svc)
+	base := svc.DeepCopy()
+
+	svc.Status.LoadBalancer.Ingress = nil
+	vip := corev1.LoadBalancerIPModeVIP
+	for _, a := range ips {
+		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &vip})
+	}
+	cond := metav1.Condition{
+		Type:               v1alpha1.ConditionIPAllocated,
+		Status:             metav1.ConditionTrue,
+		Reason:             "Allocated",
+		Message:            "Assigned " + joinAddrs(ips),
+		ObservedGeneration: svc.Generation,
+	}
+	var failure *ipam.Error
+	if allocErr != nil {
+		failure = asError(allocErr)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, failure.Reason, failure.Message
+		if len(ips) > 0 {
+			cond.Message += "; keeping " + joinAddrs(ips)
+		}
+		ipam.AllocationFailures.WithLabelValues(failure.Reason).Inc()
+	}
+	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionIPAllocated)
+	meta.SetStatusCondition(&svc.Status.Conditions, cond)
+
+	if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
+		if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+			return fmt.Errorf("writing status: %w", err)
+		}
+	}
+	if added := diff(ips, before); len(added) > 0 {
+		ipam.Allocations.Add(float64(len(added)))
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "IPAllocated", "Allocate", "Assigned %s", joinAddrs(ips))
+		logger.Info("allocated", "ips", joinAddrs(ips))
+	}
+	if gone := diff(before, ips); len(gone) > 0 {
+		ipam.Releases.Add(float64(len(gone)))
+	}
+	if failure != nil && (prev == nil || prev.Message != cond.Message) {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, "AllocationFailed", "Allocate", "%s", cond.Message)
+		logger.Info("allocation failed", "reason", failure.Reason, "message", failure.Message)
+	}
+	return nil
+}
+
+func asError(err error) *ipam.Error {
+	if e, ok := err.(*ipam.Error); ok {
+		return e
+	}
+	return &ipam.Error{Reason: "Error", Message: err.Error()}
+}
+
+func diff(a, b []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func joinAddrs(ips []netip.Addr) string {
+	if len(ips) == 0 {
+		return "no address"
+	}
+	s := make([]string, len(ips))
+	for i, a := range ips {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes control-plane binaries the tests and the lab run: kube-apiserver and
+# kube-controller-manager from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3.
+# They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
+# required as a library, it needs a replace per staging repo) and cached under
+# $XDG_CACHE_HOME/fairlead/bin/<version>, so a second run only checks that they are there.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-3.6.5}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/fairlead
+OUT=${1:-$CACHE/bin/k8s-$K8S_VERSION}
+WANT=${WANT:-kube-apiserver etcd}
+
+mkdir -p "$OUT"
+missing=()
+for b in $WANT; do [ -x "$OUT/$b" ] || missing+=("$b"); done
+[ ${#missing[@]} -eq 0 ] && { echo "$OUT"; exit 0; }
+
+build_etcd() {
+  local dir=$CACHE/src/etcd-$ETCD_VERSION
+  mkdir -p "$dir"
+  cat >"$dir/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" &&
+    { [ -f go.mod ] || go mod init fairlead.local/etcd >/dev/null 2>&1; } &&
+    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null &&
+    go mod tidy >/dev/null &&
+    CGO_ENABLED=0 go build -trimpath -o "$OUT/etcd.tmp" . &&
+    mv "$OUT/etcd.tmp" "$OUT/etcd")
+}
+
+build_k8s() { # args: binaries to build (cmd names)
+  local dir=$CACHE/src/kubernetes-$K8S_VERSION
+  mkdir -p "$dir"
+  if [ ! -f "$dir/go.mod" ]; then
+    (cd "$dir" && go mod init fairlead.local/k8s >/dev/null 2>&1)
+    local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+    # Every ./staging replace of k8s.io/kubernetes becomes a replace to the published v0.X module.
+    local gomod
+    gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    {
+      echo "require k8s.io/kubernetes v$K8S_VERSION"
+      grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging' "$gomod" |
+        awk -v v="v0.$minor.${K8S_VERSION##*.}" '{print "replace " $1 " => " $1 " " v}'
+    } >>"$dir/go.mod"
+    # Importing the app packages lets `go mod tidy` resolve everything the commands need.
+    cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
+)
+GO
+    (cd "$dir" && go mod tidy >/dev/null)
+  fi
+  local major=${K8S_VERSION%%.*} minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  for b in "$@"; do
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$OUT/$b.tmp" "$OUT/$b")
+  done
+}
+
+k8s=()
+for b in "${missing[@]}"; do
+  case $b in
+    etcd) echo "building etcd v$ETCD_VERSION (once, cached in $OUT)" >&2; build_etcd ;;
+    *) k8s+=("$b") ;;
+  esac
+done
+if [ ${#k8s[@]} -gt 0 ]; then
+  echo "building ${k8s[*]} v$K8S_VERSION from k8s.io/kubernetes (once, ~10 min cold, cached in $OUT)" >&2
+  build_k8s "${k8s[@]}"
+fi
+echo "$OUT"
