@@ -1,0 +1,288 @@
+package main
+
+// These tests run the real fairlead-controller binary against a real kube-apiserver and kill
+// it, to prove what only a process can show: restarts and leader failover change no address.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/controlplane"
+)
+
+var (
+	ctx        = context.Background()
+	env        *controlplane.Env
+	binary     string
+	kubeconfig string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fairlead-controller-test")
+	if err == nil {
+		binary = filepath.Join(dir, "fairlead-controller")
+		out, berr := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if berr != nil {
+			err = fmt.Errorf("building fairlead-controller: %v\n%s", berr, out)
+		}
+	}
+	if err == nil {
+		env, err = controlplane.Start(controlplane.Options{})
+	}
+	if err == nil {
+		kubeconfig = filepath.Join(dir, "kubeconfig")
+		err = env.Kubeconfig(kubeconfig)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type process struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (p *process) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *process) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// startController runs the binary with short leader-election timings; it is SIGKILLed at the
+// end of the test if still running.
+func startController(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{}
+	all := append([]string{"--kubeconfig", kubeconfig, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--leader-lease-duration", "3s", "--leader-renew-deadline", "2s", "--leader-retry-period", "250ms"}, args...)
+	p.cmd = exec.Command(binary, all...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("controller %d logs (tail):\n%s", p.cmd.Process.Pid, tail(p.logs(), 40))
+		}
+	})
+	return p
+}
+
+func (p *process) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+// leads matches client-go's leaderelection log line, case-insensitively because its wording has changed case before.
+func (p *process) leads() bool {
+	return strings.Contains(strings.ToLower(p.logs()), "successfully acquired lease")
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func setup(t *testing.T, name, cidr string) string {
+	t.Helper()
+	ns := strings.ToLower(name)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: v1alpha1.IPPoolSpec{Addresses: []string{cidr}, AllocateTo: &v1alpha1.AllocateTo{Namespaces: []string{ns}}}}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func service(ns string, i int, class *string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", i)},
+		Spec: corev1.ServiceSpec{
+			Type:                          corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass:             class,
+			AllocateLoadBalancerNodePorts: ptr.To(false),
+			Ports:                         []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+}
+
+// create creates services [from, to) with 8 parallel creators.
+func create(ns string, from, to int) error {
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := from; i < to; i++ {
+		g.Go(func() error { return env.Client.Create(ctx, service(ns, i, nil)) })
+	}
+	return g.Wait()
+}
+
+func createServices(t *testing.T, ns string, from, to int) {
+	t.Helper()
+	if err := create(ns, from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addresses maps each Service of ns with an address to it, and fails on any address held twice.
+func addresses(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	var list corev1.ServiceList
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	owner := map[string]string{}
+	for _, s := range list.Items {
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if prev, dup := owner[in.IP]; dup {
+				t.Fatalf("address %s is held by both %s and %s", in.IP, prev, s.Name)
+			}
+			owner[in.IP] = s.Name
+			out[s.Name] = in.IP
+		}
+	}
+	return out
+}
+
+func waitAllocated(t *testing.T, ns string, n int, timeout time.Duration) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := addresses(t, ns)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s only %d of %d Services have an address", timeout, len(got), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// unchanged fails if a Service that had an address before now has another (or none).
+func unchanged(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for name, ip := range before {
+		if after[name] != ip {
+			t.Errorf("%s had %s before, has %q after", name, ip, after[name])
+		}
+	}
+}
+
+func TestRestartMidChurnKeepsEveryAddress(t *testing.T) {
+	ns := setup(t, "restart", "198.51.100.0/24")
+	first := startController(t)
+
+	// Create and delete Services while the controller works, and kill it in the middle.
+	created := make(chan error, 1)
+	go func() { created <- create(ns, 0, 200) }()
+	waitAllocated(t, ns, 60, 30*time.Second)
+	for i := 0; i < 20; i++ {
+		_ = env.Client.Delete(ctx, service(ns, i, nil))
+	}
+	first.kill()
+	before := addresses(t, ns)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed the controller with %d Services allocated", len(before))
+
+	startController(t)
+	// The Services deleted before the kill are held by our finalizer until the new process
+	// releases them; they must disappear.
+	waitFor(t, 60*time.Second, func() bool {
+		var list corev1.ServiceList
+		return env.Client.List(ctx, &list, client.InNamespace(ns)) == nil && len(list.Items) == 180
+	}, "the 20 deleted Services to be released")
+	after := waitAllocated(t, ns, 180, 60*time.Second)
+	for i := 0; i < 20; i++ {
+		delete(before, fmt.Sprintf("svc-%03d", i))
+	}
+	unchanged(t, before, after)
+}
+
+func TestLeaderKilledStandbyTakesOver(t *testing.T) {
+	ns := setup(t, "leader", "203.0.113.0/24")
+	a := startController(t)
+	waitFor(t, 20*time.Second, a.leads, "the first replica to lead")
+	b := startController(t)
+	createServices(t, ns, 0, 30)
+	before := waitAllocated(t, ns, 30, 30*time.Second)
+	if b.leads() {
+		t.Fatal("the standby took the lease while the leader was alive")
+	}
+
+	a.kill()
+	waitFor(t, 20*time.Second, b.leads, "the standby to take over")
+	createServices(t, ns, 30, 60)
+	after := waitAllocated(t, ns, 60, 30*time.Second)
+	unchanged(t, before, after)
+}
+
+func TestDefaultClassOff(t *testing.T) {
+	ns := setup(t, "classoff", "192.0.2.0/28")
+	startController(t, "--default-class=false")
+	ours := service(ns, 1, ptr.To(v1alpha1.LoadBalancerClass))
+	unclassed := service(ns, 2, nil)
+	for _, s := range []*corev1.Service{ours, unclassed} {
+		if err := env.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := waitAllocated(t, ns, 1, 30*time.Second)
+	time.Sleep(time.Second)
+	got = addresses(t, ns)
+	if _, ok := got[ours.Name]; !ok || len(got) != 1 {
+		t.Fatalf("with --default-class=false, want only %s allocated, got %v", ours.Name, got)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
