@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane bench lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench lab clean
 
 all: build
 
@@ -21,13 +21,17 @@ build:
 
 ## test: vet, format and generated-code checks, then every test (unit and integration) against a
 ## real kube-apiserver + etcd built from source.
-test: vet verify-generated control-plane
+test: vet verify-generated packages control-plane
 	go test -count=1 -timeout 30m $(GO_TEST_FLAGS) ./...
 
 vet:
 	go vet ./...
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+
+## packages: the Debian tools the network tests drive (nftables, conntrack, FRR, BIRD, ...).
+packages:
+	@bash test/tools/install-packages.sh
 
 ## control-plane: kube-apiserver and etcd for envtest, built from their Go modules once.
 control-plane:
