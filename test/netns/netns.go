@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -254,4 +256,39 @@ func mustRun(t testing.TB, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
+}
+
+// Forward listens on addr (host:port) inside n and relays each connection to target, dialled
+// from the test's own namespace. It is how a process in a test namespace reaches the envtest
+// apiserver on the host's 127.0.0.1 without giving the namespace any route out: both ends stay
+// on loopback. Using the same address for both keeps kubeconfigs and TLS names valid unchanged.
+func (n *NS) Forward(addr, target string) {
+	n.t.Helper()
+	var l net.Listener
+	if err := n.Do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		n.t.Fatalf("listening on %s in %s: %v", addr, n.Name, err)
+	}
+	n.t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go relay(c, target)
+		}
+	}()
+}
+
+func relay(c net.Conn, target string) {
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
 }

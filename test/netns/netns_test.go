@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -30,5 +31,33 @@ func TestBridgeTopology(t *testing.T) {
 		if strings.Contains(out, n) {
 			t.Errorf("namespace %s left behind", n)
 		}
+	}
+}
+
+// A process inside a namespace reaches a server on the host's loopback through Forward only.
+func TestForwardReachesHostLoopback(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hello from the host\n"))
+			c.Close()
+		}
+	}()
+	n := New(t, "fwd")
+	if _, err := n.Run("bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(l.Addr().String(), ":", "/", 1)); err == nil {
+		t.Fatal("the namespace reached the host's loopback without a forwarder")
+	}
+	n.Forward(l.Addr().String(), l.Addr().String())
+	out := n.MustRun("bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(l.Addr().String(), ":", "/", 1)+"; cat <&3")
+	if !strings.Contains(out, "hello from the host") {
+		t.Fatalf("got %q", out)
 	}
 }
