@@ -18,6 +18,7 @@ func main() {
 	var (
 		o                                    controllers.Options
 		metricsAddr, probeAddr, leaderNS     string
+		pprofAddr                            string
 		leaderElect                          bool
 		leaseDuration, renewDeadline, period time.Duration
 		qps                                  float64
@@ -28,6 +29,7 @@ func main() {
 	flag.DurationVar(&o.PoolStatusInterval, "pool-status-interval", time.Second, "Least time between two writes of one IPPool's usage to its status.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":7472", "Address of the Prometheus metrics endpoint ('0' disables it).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":7473", "Address of the /healthz and /readyz endpoints.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's pprof endpoints (off by default).")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader through a Lease, so that replicas never allocate at once.")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the Lease (default: the Pod's namespace, else kube-system).")
 	flag.DurationVar(&leaseDuration, "leader-lease-duration", 15*time.Second, "How long a crashed leader's Lease blocks the other replicas.")
@@ -56,6 +58,7 @@ func main() {
 		Scheme:                  controllers.NewScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "fairlead-controller.fairlead.dev",
 		LeaderElectionNamespace: leaderNS,

@@ -443,7 +443,7 @@ func (s *State) Pending() []string {
 // Usage is a pool's accounting for its status.
 type Usage struct {
 	Stats    map[pool.Family]pool.Stats
-	Holders  []string // Services holding its addresses
+	Holders  []string // Services holding its addresses; only listed while the pool is deleting
 	InUse    bool     // the pool is loaded (valid)
 	Deleting bool
 }
@@ -457,7 +457,13 @@ func (s *State) PoolUsage(name string) Usage {
 		return Usage{}
 	}
 	stats, _ := s.alloc.PoolStats(name)
-	return Usage{Stats: stats, Holders: s.alloc.PoolHolders(name), InUse: true, Deleting: c.deleting}
+	u := Usage{Stats: stats, InUse: true, Deleting: c.deleting}
+	// Listing holders walks every address the pool has handed out, under the allocator's lock;
+	// only a deleting pool needs the names (its condition says who keeps it alive).
+	if c.deleting {
+		u.Holders = s.alloc.PoolHolders(name)
+	}
+	return u
 }
 
 // Once runs load (restoring state from the API) the first time it succeeds; callers arriving

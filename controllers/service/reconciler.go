@@ -70,20 +70,35 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.letGo(ctx, &svc)
 	}
 
+	// The finalizer and the status are written concurrently: they are independent merge
+	// patches (no resourceVersion precondition), and waiting for one before the other doubles
+	// the time a new Service waits for its address on a busy apiserver. If the finalizer write
+	// fails the Service is requeued; until then a delete still releases through NotFound.
+	var finalizer chan error
 	if !controllerutil.ContainsFinalizer(&svc, v1alpha1.ServiceFinalizer) {
-		base := svc.DeepCopy()
-		controllerutil.AddFinalizer(&svc, v1alpha1.ServiceFinalizer)
-		if err := r.Client.Patch(ctx, &svc, client.MergeFrom(base)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		obj := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}}
+		finalizer = make(chan error, 1)
+		go func() {
+			patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q]}}`, v1alpha1.ServiceFinalizer)
+			finalizer <- r.Client.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch)))
+		}()
+	}
+	res, err := r.allocate(ctx, &svc, key)
+	if finalizer != nil {
+		if ferr := <-finalizer; ferr != nil && err == nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", ferr)
 		}
 	}
+	return res, err
+}
 
+func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key string) (ctrl.Result, error) {
 	var ns corev1.Namespace
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
 		return ctrl.Result{}, err
 	}
 	var ips []netip.Addr
-	request, err := ipam.RequestFor(&svc, labels.Set(ns.Labels))
+	request, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
 	if err != nil {
 		// Bad input on the Service: report it, keep whatever it holds.
 		ips = r.State.Held(key)
@@ -92,7 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		ips, err = r.State.Ensure(request)
 	}
 	ipam.PendingServices.Set(float64(len(r.State.Pending())))
-	return ctrl.Result{}, r.writeStatus(ctx, &svc, ips, err)
+	return ctrl.Result{}, r.writeStatus(ctx, svc, ips, err)
 }
 
 func (r *Reconciler) release(key string) []netip.Addr {

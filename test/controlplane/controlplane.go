@@ -26,6 +26,8 @@ type Options struct {
 	ServiceCIDRs string
 	// ExtraArgs are appended to kube-apiserver's flags (name → value).
 	ExtraArgs map[string]string
+	// CRDDirs are installed besides Fairlead's own CRDs (e.g. MetalLB's, for benchmarks).
+	CRDDirs []string
 }
 
 // Env is a running control plane.
@@ -68,7 +70,7 @@ func Start(opts Options) (*Env, error) {
 	scheme := controllers.NewScheme()
 	e := &envtest.Environment{
 		BinaryAssetsDirectory: bin,
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "charts/fairlead/crds")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "charts/fairlead/crds")}, opts.CRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
