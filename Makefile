@@ -58,8 +58,11 @@ bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
 	go run ./test/bench/controller -services 1000,5000
 
-lab:
-	@echo "make lab: the lab is not built yet (see README, 'Status')"; exit 1
+## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
+lab: packages
+	@WANT="kube-apiserver etcd kube-controller-manager" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	go build -o $(BIN)/ ./cmd/... ./test/echo
+	$(BIN)/fairleadctl lab up --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 
 clean:
 	rm -rf $(BIN)

@@ -53,9 +53,10 @@ build_k8s() { # args: binaries to build (cmd names)
       grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging' "$gomod" |
         awk -v v="v0.$minor.${K8S_VERSION##*.}" '{print "replace " $1 " => " $1 " " v}'
     } >>"$dir/go.mod"
-    # Importing the app packages lets `go mod tidy` resolve everything the commands need.
-    cat >"$dir/tools.go" <<'GO'
-//go:build tools
+  fi
+  # Importing the app packages lets `go mod tidy` resolve everything the commands need. The file
+  # is rewritten on every build so a cache made before a command was added is completed.
+  local tools='//go:build tools
 
 package tools
 
@@ -63,8 +64,10 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
-)
-GO
+	_ "k8s.io/kubectl/pkg/cmd"
+)'
+  if [ "$(cat "$dir/tools.go" 2>/dev/null)" != "$tools" ]; then
+    printf '%s\n' "$tools" >"$dir/tools.go"
     (cd "$dir" && go mod tidy >/dev/null)
   fi
   local major=${K8S_VERSION%%.*} minor=${K8S_VERSION#*.}; minor=${minor%%.*}

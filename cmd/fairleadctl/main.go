@@ -1,0 +1,86 @@
+// Command fairleadctl is Fairlead's command-line tool. `fairleadctl lab up|down|status` runs the
+// whole system in network namespaces on one Linux box (see README, "The lab").
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/fairlead-lb/fairlead/test/lab"
+)
+
+const usage = `usage:
+  fairleadctl lab up [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N]
+  fairleadctl lab down [--state DIR]
+  fairleadctl lab status [--state DIR]
+`
+
+func main() {
+	if len(os.Args) < 3 || os.Args[1] != "lab" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := labCommand(ctx, os.Args[2], os.Args[3:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fairleadctl:", err)
+		os.Exit(1)
+	}
+}
+
+func labCommand(ctx context.Context, verb string, args []string) error {
+	fs := flag.NewFlagSet("lab "+verb, flag.ExitOnError)
+	self, _ := os.Executable()
+	l := &lab.Lab{Out: os.Stdout}
+	fs.StringVar(&l.State, "state", lab.DefaultState, "State directory (certificates, logs, etcd data).")
+	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
+	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver and kube-controller-manager.")
+	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs.")
+	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
+	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")
+	kubeconfig := fs.String("kubeconfig", "", "agent: kubeconfig.")
+	echo := fs.String("echo", "", "agent: the program every container runs.")
+	schedule := fs.Bool("schedule", false, "agent: also bind pending Pods to nodes.")
+	klog.InitFlags(fs)
+	_ = fs.Parse(args)
+	switch verb {
+	case "up":
+		return l.Up(ctx)
+	case "down":
+		if err := l.Down(); err != nil {
+			return err
+		}
+		fmt.Println("the lab is down")
+		return nil
+	case "status":
+		return l.Status(ctx, os.Stdout)
+	case "relay": // started by `lab up` in the background
+		return lab.Relay(ctx, l.HostPort)
+	case "agent": // started by `lab up` in each node's namespace
+		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		a, err := lab.AgentFor(*node, l.State, *echo, cs, *schedule)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	}
+	fmt.Fprint(os.Stderr, usage)
+	os.Exit(2)
+	return nil
+}

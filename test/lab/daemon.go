@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// daemon starts bin inside namespace ns ("" = the host's) as a detached session leader that
+// outlives fairleadctl, logging to <state>/logs/<name>.log and recording its pid.
+func (l *Lab) daemon(ns, name, bin string, args ...string) error {
+	logf, err := os.OpenFile(filepath.Join(l.State, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	var cmd *exec.Cmd
+	if ns == "" {
+		cmd = exec.Command(bin, args...)
+	} else {
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--", bin}, args...)...)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	return os.WriteFile(filepath.Join(l.State, "pids", name+".pid"), []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// stopDaemons kills every daemon the lab recorded (those in namespaces die with them anyway;
+// this is for the host-side relay).
+func (l *Lab) stopDaemons() {
+	files, _ := filepath.Glob(filepath.Join(l.State, "pids", "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 && isOurs(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		_ = os.Remove(f)
+	}
+}
+
+// isOurs guards against killing a recycled pid: the process must run one of the lab's binaries.
+func isOurs(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(exe, "fairlead") || strings.Contains(exe, "k8s-") || strings.HasSuffix(exe, "/nsenter")
+}
+
+// daemonAlive reports whether the recorded daemon still runs.
+func (l *Lab) daemonAlive(name string) bool {
+	b, err := os.ReadFile(filepath.Join(l.State, "pids", name+".pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && syscall.Kill(pid, 0) == nil
+}
+
+// DialIn opens a TCP connection from inside namespace ns. The socket keeps its namespace after
+// the dialling thread is gone, so the caller (in the host's namespace) can use it freely: this
+// is how fairleadctl and the relay reach the lab's apiserver without any route into the lab.
+func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		// Never unlocked: the runtime then retires this thread instead of reusing it in the lab's
+		// namespace for unrelated goroutines.
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: fmt.Errorf("entering %s: %w", ns, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}

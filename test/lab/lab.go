@@ -1,0 +1,300 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/controllers"
+)
+
+// Lab is one lab on this machine. There is only ever one: its namespaces have fixed names.
+type Lab struct {
+	State    string // state directory: pki, logs, pids, etcd data
+	Bin      string // fairlead-controller, fairlead-speaker, fairleadctl, echo
+	K8sBin   string // etcd, kube-apiserver, kube-controller-manager
+	HostPort int    // the relay's port on the host's 127.0.0.1
+	CRDs     string // Fairlead's CRDs (charts/fairlead/crds)
+	Out      io.Writer
+}
+
+// DefaultState is where the lab keeps its state: /run is cleared at boot, like namespaces.
+const DefaultState = "/run/fairlead-lab"
+
+func (l *Lab) say(format string, args ...any) {
+	if l.Out != nil {
+		fmt.Fprintf(l.Out, format+"\n", args...)
+	}
+}
+
+// Kubeconfig is the host-side kubeconfig (through the relay).
+func (l *Lab) Kubeconfig() string { return filepath.Join(l.State, "pki", "host.kubeconfig") }
+
+// Up tears down whatever is left of a previous lab and builds a new one.
+func (l *Lab) Up(ctx context.Context) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab creates network namespaces: run it as root")
+	}
+	for _, b := range []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
+		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
+		filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("missing %s (make lab builds it)", b)
+		}
+	}
+	if err := l.Down(); err != nil {
+		return fmt.Errorf("cleaning the previous lab: %w", err)
+	}
+	for _, d := range []string{"pki", "logs", "pids", "etcd"} {
+		if err := os.MkdirAll(filepath.Join(l.State, d), 0o700); err != nil {
+			return err
+		}
+	}
+	l.say("• network: namespaces fl-*, LAN %s and %s", LANv4, LANv6)
+	if err := buildTopology(); err != nil {
+		return err
+	}
+	l.say("• control plane in %s: etcd, kube-apiserver, kube-controller-manager", CP)
+	if err := l.startControlPlane(ctx); err != nil {
+		return err
+	}
+	self := filepath.Join(l.Bin, "fairleadctl")
+	if err := l.daemon("", "relay", self, "lab", "relay", "--state", l.State, "--port", l.hostPortStr()); err != nil {
+		return err
+	}
+	l.say("• fairlead-controller in %s", CP)
+	if err := l.daemon(CP, "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
+		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
+		return err
+	}
+	cfg, err := l.RESTConfig()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for _, n := range LabNodes() {
+		l.say("• %s in %s: %s, pods on %s", n.Name, n.NS, n.V4, n.PodV4)
+		args := []string{"lab", "agent", "--state", l.State, "--node", fmt.Sprint(n.Index),
+			"--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"), "--echo", filepath.Join(l.Bin, "echo")}
+		if n.Index == 1 {
+			args = append(args, "--schedule")
+		}
+		if err := l.daemon(n.NS, "agent-"+n.Name, self, args...); err != nil {
+			return err
+		}
+	}
+	if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
+		return err
+	}
+	// envtest's installer works on any cluster and waits until the CRDs are served.
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{l.CRDs}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("installing CRDs from %s: %w", l.CRDs, err)
+	}
+	if err := createPools(ctx, cfg); err != nil {
+		return err
+	}
+	l.say("• demo: Deployment demo/echo (3 Pods) behind LoadBalancer Services echo-l2 and echo-bgp")
+	if err := deployDemo(ctx, cs, 3*time.Minute); err != nil {
+		return err
+	}
+	l.say("")
+	if err := printServices(ctx, cs, l.Out); err != nil {
+		return err
+	}
+	reached := l.showTraffic(ctx, cs)
+	l.say("\nThe lab is up. Use it with:\n  export KUBECONFIG=%s\n  kubectl get pods -A -o wide\n"+
+		"  kubectl apply -f your-app.yaml   # Deployments and Services work as on a cluster\n"+
+		"  fairleadctl lab status | down", l.Kubeconfig())
+	if reached == 0 {
+		return errors.New("no request reached a Pod through an external address")
+	}
+	return nil
+}
+
+// createPools makes the lab's two pools: one announced on the LAN, one by BGP.
+func createPools(ctx context.Context, cfg *rest.Config) error {
+	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	if err != nil {
+		return err
+	}
+	for _, p := range []*v1alpha1.IPPool{
+		{ObjectMeta: metav1.ObjectMeta{Name: "lab-l2"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{PoolL2v4, PoolL2v6}, AvoidBuggyIPs: true}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "lab-bgp"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{PoolBGPv4}, AutoAssign: ptr.To(false), AvoidBuggyIPs: true}},
+	} {
+		if err := c.Create(ctx, p); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating pool %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// showTraffic sends six requests to each demo Service's external address from the client that
+// reaches it (the LAN client for layer 2, the client behind the router for BGP), and, as a
+// reference, one to each Pod from node1.
+func (l *Lab) showTraffic(ctx context.Context, cs kubernetes.Interface) (reached int) {
+	for _, c := range []struct{ svc, from string }{{"echo-l2", ClientL2}, {"echo-bgp", ClientBG}} {
+		s, err := cs.CoreV1().Services(DemoNamespace).Get(ctx, c.svc, metav1.GetOptions{})
+		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
+			continue
+		}
+		ip := s.Status.LoadBalancer.Ingress[0].IP
+		l.say("\n%s → %s (%s):", c.from, ip, c.svc)
+		for i := 0; i < 6; i++ {
+			out, err := Request(ctx, c.from, hostPort(ip, s.Spec.Ports[0].Port))
+			if err != nil {
+				out = "failed: " + err.Error()
+			} else {
+				reached++
+			}
+			l.say("  %s", out)
+		}
+	}
+	pods, err := cs.CoreV1().Pods(DemoNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return reached
+	}
+	l.say("\nfl-node1 → each Pod directly:")
+	for _, p := range pods.Items {
+		out, err := Request(ctx, "fl-node1", hostPort(p.Status.PodIP, 8080))
+		if err != nil {
+			out = "failed: " + err.Error()
+		}
+		l.say("  %-28s %-12s on %s: %s", p.Name, p.Status.PodIP, p.Spec.NodeName, out)
+	}
+	return reached
+}
+
+func waitNodesReady(ctx context.Context, cs kubernetes.Interface, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		ready := 0
+		if err == nil {
+			for i := range nodes.Items {
+				if schedulable(&nodes.Items[i]) {
+					ready++
+				}
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d nodes Ready after %s (last error: %v)", ready, n, timeout, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// Down removes the lab: every process, namespace and file it made. It is safe on a half-built
+// or already removed lab.
+func (l *Lab) Down() error {
+	l.stopDaemons()
+	errs := deleteNamespaces()
+	if len(Namespaces()) > 0 {
+		errs = append(errs, fmt.Errorf("namespaces left: %s", strings.Join(Namespaces(), " ")))
+	}
+	if err := os.RemoveAll(l.State); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Status describes the lab in a few lines.
+func (l *Lab) Status(ctx context.Context, w io.Writer) error {
+	nss := Namespaces()
+	if len(nss) == 0 {
+		fmt.Fprintln(w, "no lab")
+		return nil
+	}
+	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
+	for _, d := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller", "relay"} {
+		fmt.Fprintf(w, "%-24s %s\n", d, alive(l.daemonAlive(d)))
+	}
+	cfg, err := l.RESTConfig()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	for _, n := range nodes.Items {
+		fmt.Fprintf(w, "node %-8s ready=%v\n", n.Name, schedulable(&n))
+	}
+	fmt.Fprintf(w, "KUBECONFIG=%s\n", l.Kubeconfig())
+	return nil
+}
+
+func alive(ok bool) string {
+	if ok {
+		return "running"
+	}
+	return "NOT RUNNING"
+}
+
+// Relay forwards the host's 127.0.0.1:port to the apiserver inside the control-plane
+// namespace, until ctx ends. Connections are opened from inside the namespace: the lab never
+// gets a route to the host.
+func Relay(ctx context.Context, port int) error {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			up, err := DialIn(ctx, CP, "tcp", "127.0.0.1:"+apiPort)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
+}
+
+// AgentFor is what `fairleadctl lab agent` runs.
+func AgentFor(index int, state, echo string, cs kubernetes.Interface, schedule bool) (*Agent, error) {
+	for _, n := range LabNodes() {
+		if n.Index == index {
+			return NewAgent(AgentOptions{Node: n, Client: cs, State: state, EchoBin: echo, Schedule: schedule}), nil
+		}
+	}
+	return nil, fmt.Errorf("no lab node %d", index)
+}

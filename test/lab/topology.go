@@ -1,0 +1,230 @@
+// Package lab runs all of Fairlead on one Linux box, in network namespaces named fl-*: a
+// control plane (etcd, kube-apiserver, kube-controller-manager, fairlead-controller), three
+// nodes (a lab agent that registers the Node and runs its pods as processes in namespaces of
+// their own, and fairlead-speaker), a router running FRR with a client behind it, and a client
+// on the nodes' LAN. Nothing in it has a route out of the box: the only way in from the host is
+// a relay on the host's 127.0.0.1 to the apiserver.
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Names and addresses of the lab (DESIGN.md, "The lab").
+const (
+	Prefix   = "fl-"
+	LAN      = "fl-lan" // holds the LAN bridge
+	CP       = "fl-cp"
+	Router   = "fl-router"
+	ClientL2 = "fl-client-l2"
+	ClientBG = "fl-client-bgp"
+
+	LANv4     = "192.0.2.0/24"
+	LANv6     = "2001:db8:0:1::/64"
+	RouterV4  = "192.0.2.1"
+	RouterV6  = "2001:db8:0:1::1"
+	CPv4      = "192.0.2.10"
+	ClientV4  = "192.0.2.100"
+	ClientV6  = "2001:db8:0:1::100"
+	ServiceV4 = "10.96.0.0/16"
+	ServiceV6 = "fd00:10:96::/108"
+	// The router's other side: an "outside" network for the BGP client. Private addressing, it
+	// never leaves the router's namespace.
+	OutsideRouter = "10.255.0.1"
+	OutsideClient = "10.255.0.2"
+
+	PoolL2v4  = "198.51.100.0/24"
+	PoolL2v6  = "2001:db8:ff::/64"
+	PoolBGPv4 = "203.0.113.0/24"
+
+	Nodes   = 3
+	ASNLab  = 64512 // the nodes (iBGP among themselves is not used; each node peers with the router)
+	ASNEdge = 64500 // the router
+)
+
+// Node describes lab node i (1-based).
+type Node struct {
+	Index  int
+	Name   string // Kubernetes name
+	NS     string // namespace
+	V4, V6 string
+	PodV4  netip.Prefix
+}
+
+// LabNodes returns the lab's nodes.
+func LabNodes() []Node {
+	var out []Node
+	for i := 1; i <= Nodes; i++ {
+		out = append(out, Node{
+			Index: i,
+			Name:  fmt.Sprintf("node%d", i),
+			NS:    fmt.Sprintf("fl-node%d", i),
+			V4:    fmt.Sprintf("192.0.2.%d", 10+i),
+			V6:    fmt.Sprintf("2001:db8:0:1::%d", 10+i),
+			PodV4: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
+		})
+	}
+	return out
+}
+
+// run runs a command in namespace ns ("" = the current one) and returns its output.
+func run(ns string, name string, args ...string) (string, error) {
+	if ns != "" {
+		args = append([]string{"netns", "exec", ns, name}, args...)
+		name = "ip"
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// script runs each line (an `ip`-style command with arguments split on spaces) in ns, stopping
+// at the first error.
+func script(ns string, lines ...string) error {
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if _, err := run(ns, f[0], f[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Namespaces lists the lab's namespaces that exist now, Pods' included. Only the lab's own
+// names count: tests make fl-* namespaces of their own, which the lab must never touch.
+func Namespaces() []string {
+	own := map[string]bool{LAN: true, CP: true, Router: true, ClientL2: true, ClientBG: true}
+	for _, n := range LabNodes() {
+		own[n.NS] = true
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	var out []string
+	for _, e := range entries {
+		if own[e.Name()] || strings.HasPrefix(e.Name(), podNSPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func addNS(name string) error {
+	if err := script("", "ip netns add "+name); err != nil {
+		return err
+	}
+	return script(name, "ip link set lo up")
+}
+
+// link plugs namespace ns into the LAN bridge as dev, with the given addresses.
+func link(ns, dev, port string, addrs ...string) error {
+	tmp := "flt" + port
+	if err := script("",
+		fmt.Sprintf("ip link add %s netns %s type veth peer name %s netns %s", port, LAN, tmp, ns)); err != nil {
+		return err
+	}
+	if err := script(LAN, "ip link set "+port+" master br0", "ip link set "+port+" up"); err != nil {
+		return err
+	}
+	lines := []string{"ip link set " + tmp + " name " + dev, "ip link set " + dev + " up"}
+	for _, a := range addrs {
+		l := "ip addr add " + a + " dev " + dev
+		if strings.Contains(a, ":") {
+			l += " nodad"
+		}
+		lines = append(lines, l)
+	}
+	return script(ns, lines...)
+}
+
+// buildTopology creates every namespace and link, and the routes between them.
+func buildTopology() error {
+	for _, ns := range []string{LAN, CP, Router, ClientL2, ClientBG} {
+		if err := addNS(ns); err != nil {
+			return err
+		}
+	}
+	if err := script(LAN, "ip link add br0 type bridge", "ip link set br0 up"); err != nil {
+		return err
+	}
+	// The LAN bridge must not filter or delay anything: the lab's failover depends on
+	// gratuitous ARP reaching every port at once.
+	_ = script(LAN, "ip link set br0 type bridge forward_delay 0 stp_state 0")
+	if err := link(CP, "eth0", "pcp", CPv4+"/24", "2001:db8:0:1::10/64"); err != nil {
+		return err
+	}
+	if err := script(CP, "ip route add default via "+RouterV4); err != nil {
+		return err
+	}
+	if err := link(Router, "eth0", "prt", RouterV4+"/24", RouterV6+"/64"); err != nil {
+		return err
+	}
+	if err := link(ClientL2, "eth0", "pcl", ClientV4+"/24", ClientV6+"/64"); err != nil {
+		return err
+	}
+	// The L2 client reaches the L2 pools on-link, by ARP and NDP, like a host on the same LAN
+	// as MetalLB's layer 2 mode expects.
+	if err := script(ClientL2, "ip route add "+PoolL2v4+" dev eth0", "ip -6 route add "+PoolL2v6+" dev eth0",
+		"ip route add default via "+RouterV4); err != nil {
+		return err
+	}
+	// The router's far side and the BGP client.
+	if err := script("", fmt.Sprintf("ip link add eth1 netns %s type veth peer name eth0 netns %s", Router, ClientBG)); err != nil {
+		return err
+	}
+	if err := script(Router, "ip link set eth1 up", "ip addr add "+OutsideRouter+"/30 dev eth1",
+		"sysctl -qw net.ipv4.ip_forward=1", "sysctl -qw net.ipv6.conf.all.forwarding=1"); err != nil {
+		return err
+	}
+	if err := script(ClientBG, "ip link set eth0 up", "ip addr add "+OutsideClient+"/30 dev eth0",
+		"ip route add default via "+OutsideRouter); err != nil {
+		return err
+	}
+	nodes := LabNodes()
+	for _, n := range nodes {
+		if err := addNS(n.NS); err != nil {
+			return err
+		}
+		if err := link(n.NS, "eth0", fmt.Sprintf("pn%d", n.Index), n.V4+"/24", n.V6+"/64"); err != nil {
+			return err
+		}
+		podGW := n.PodV4.Addr().Next()
+		lines := []string{
+			"sysctl -qw net.ipv4.ip_forward=1",
+			"sysctl -qw net.ipv6.conf.all.forwarding=1",
+			// Pods hang off a bridge with the first address of the node's pod CIDR as gateway.
+			"ip link add cbr0 type bridge", "ip link set cbr0 up",
+			fmt.Sprintf("ip addr add %s/%d dev cbr0", podGW, n.PodV4.Bits()),
+			"ip route add default via " + RouterV4,
+		}
+		for _, o := range nodes {
+			if o.Index != n.Index {
+				lines = append(lines, fmt.Sprintf("ip route add %s via %s", o.PodV4, o.V4))
+			}
+		}
+		if err := script(n.NS, lines...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteNamespaces kills every process inside the lab's namespaces and deletes them.
+func deleteNamespaces() []error {
+	var errs []error
+	for _, ns := range Namespaces() {
+		if out, err := run("", "ip", "netns", "pids", ns); err == nil {
+			for _, pid := range strings.Fields(out) {
+				_, _ = run("", "kill", "-9", pid)
+			}
+		}
+		if _, err := run("", "ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
