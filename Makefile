@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench image lab clean
 
 all: build
 
@@ -29,9 +29,11 @@ vet:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 
-## packages: the Debian tools the network tests drive (nftables, conntrack, FRR, BIRD, ...).
+## packages: the Debian tools the network tests drive (nftables, conntrack, FRR, BIRD, ...) and
+## moto, the AWS emulator the AWS provider tests talk to.
 packages:
 	@bash test/tools/install-packages.sh
+	@bash test/tools/install-moto.sh
 
 ## control-plane: kube-apiserver and etcd for envtest, built from their Go modules once.
 control-plane:
@@ -46,17 +48,32 @@ $(CONTROLLER_GEN):
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./config/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./config/... output:crd:artifacts:config=charts/fairlead/crds
+	$(CONTROLLER_GEN) rbac:roleName=fairlead-controller paths=./controllers/... output:rbac:artifacts:config=charts/fairlead/files/rbac/controller
+	$(CONTROLLER_GEN) rbac:roleName=fairlead-speaker paths=./speaker/... output:rbac:artifacts:config=charts/fairlead/files/rbac/speaker
 
-## verify-generated: fail when the committed generated files are not what the types produce.
+## verify-generated: fail when the committed generated files (CRDs, RBAC rules) are not what
+## the code produces.
 verify-generated: $(CONTROLLER_GEN)
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	  $(CONTROLLER_GEN) crd:crdVersions=v1 paths=./config/... output:crd:artifacts:config=$$tmp && \
-	  diff -r $$tmp charts/fairlead/crds >/dev/null || { echo "CRDs are stale: run make generate"; diff -r $$tmp charts/fairlead/crds | head -20; exit 1; }
+	  $(CONTROLLER_GEN) crd:crdVersions=v1 paths=./config/... output:crd:artifacts:config=$$tmp/crds && \
+	  $(CONTROLLER_GEN) rbac:roleName=fairlead-controller paths=./controllers/... output:rbac:artifacts:config=$$tmp/rbac/controller && \
+	  $(CONTROLLER_GEN) rbac:roleName=fairlead-speaker paths=./speaker/... output:rbac:artifacts:config=$$tmp/rbac/speaker && \
+	  for d in crds files/rbac/controller files/rbac/speaker; do \
+	    mkdir -p $$tmp/$${d#files/} charts/fairlead/$$d; \
+	    diff -r $$tmp/$${d#files/} charts/fairlead/$$d >/dev/null || { echo "charts/fairlead/$$d is stale: run make generate"; diff -r $$tmp/$${d#files/} charts/fairlead/$$d | head -20; exit 1; }; \
+	  done
 
 ## bench: Go benchmarks and the scenario runners; prints the tables the README quotes.
 bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
 	go run ./test/bench/controller -services 1000,5000
+	go test -run '^$$' -bench FRR100 -benchtime 1x ./speaker/bgp/
+	go test -run '^$$' -bench Failover -benchtime 1x ./speaker/l2/e2e/
+
+## image: the container image the chart deploys (needs a Docker engine; none runs on the dev box).
+IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
+image:
+	docker build -t $(IMAGE) .
 
 ## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
 lab: packages

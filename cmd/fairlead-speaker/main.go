@@ -44,6 +44,7 @@ type component struct {
 var components = []component{
 	{"proxy", flag.Bool("proxy", false, "Run the nftables service proxy (replaces kube-proxy on this node)."), setupProxy},
 	{"l2", flag.Bool("l2", true, "Announce external addresses on the local network by ARP and NDP."), setupL2},
+	{"bgp", flag.Bool("bgp", false, "Announce external addresses to routers over BGP (BGPPeer and BGPAdvertisement objects)."), setupBGP},
 }
 
 func main() {

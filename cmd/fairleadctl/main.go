@@ -14,27 +14,53 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
 const usage = `usage:
+  fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
   fairleadctl lab up [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N]
   fairleadctl lab down [--state DIR]
   fairleadctl lab status [--state DIR]
 `
 
 func main() {
-	if len(os.Args) < 3 || os.Args[1] != "lab" {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch {
+	case len(os.Args) >= 2 && os.Args[1] == "status":
+		err = statusCommand(ctx, os.Args[2:])
+	case len(os.Args) >= 3 && os.Args[1] == "lab":
+		err = labCommand(ctx, os.Args[2], os.Args[3:])
+	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := labCommand(ctx, os.Args[2], os.Args[3:]); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fairleadctl:", err)
 		os.Exit(1)
 	}
+}
+
+func statusCommand(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ExitOnError)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+	_ = fs.Parse(args)
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = *kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	if err != nil {
+		return err
+	}
+	return writeStatus(ctx, c, os.Stdout)
 }
 
 func labCommand(ctx context.Context, verb string, args []string) error {

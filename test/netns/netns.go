@@ -72,7 +72,9 @@ func (n *NS) destroy() {
 	if out, err := exec.Command("ip", "netns", "pids", n.Name).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
 			var pid int
-			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+			// Never ourselves: a thread of the test process may still sit in the namespace
+			// (see Do), which makes `ip netns pids` list the test itself.
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && pid != os.Getpid() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
@@ -111,20 +113,35 @@ func (n *NS) MustRun(name string, args ...string) string {
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: once it has been switched, the runtime must discard it
-		// rather than reuse it for unrelated goroutines.
 		runtime.LockOSThread()
+		// The thread goes back to its own namespace afterwards and is reused. Letting it die
+		// instead would kill every process started from it (Start sets Pdeathsig, which fires
+		// when the forking thread exits). Only if switching back fails is it left locked, so
+		// that the runtime discards it rather than run other goroutines in the namespace.
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open("/var/run/netns/" + n.Name)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", n.Name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -264,6 +281,54 @@ func mustRun(t testing.TB, name string, args ...string) {
 // on loopback. Using the same address for both keeps kubeconfigs and TLS names valid unchanged.
 func (n *NS) Forward(addr, target string) {
 	n.t.Helper()
+	n.ForwardRelay(addr, target)
+}
+
+// Relay is a running Forward that a test can cut and restore, to take the apiserver away from
+// the processes in a namespace and give it back.
+type Relay struct {
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
+}
+
+// Cut closes every relayed connection, and connections made while cut are closed at once: to
+// the namespace, the target is gone.
+func (r *Relay) Cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = true
+	for c := range r.conns {
+		c.Close()
+	}
+}
+
+// Restore relays new connections again.
+func (r *Relay) Restore() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = false
+}
+
+// track registers c (and reports false when the relay is cut) or, with add false, forgets it.
+func (r *Relay) track(c net.Conn, add bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !add {
+		delete(r.conns, c)
+		return true
+	}
+	if r.down {
+		return false
+	}
+	r.conns[c] = true
+	return true
+}
+
+// ForwardRelay is Forward, returning the Relay so the test can cut it.
+func (n *NS) ForwardRelay(addr, target string) *Relay {
+	n.t.Helper()
+	r := &Relay{conns: map[net.Conn]bool{}}
 	var l net.Listener
 	if err := n.Do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
 		n.t.Fatalf("listening on %s in %s: %v", addr, n.Name, err)
@@ -275,13 +340,18 @@ func (n *NS) Forward(addr, target string) {
 			if err != nil {
 				return
 			}
-			go relay(c, target)
+			go relay(r, c, target)
 		}
 	}()
+	return r
 }
 
-func relay(c net.Conn, target string) {
+func relay(r *Relay, c net.Conn, target string) {
 	defer c.Close()
+	if !r.track(c, true) {
+		return
+	}
+	defer r.track(c, false)
 	up, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		return

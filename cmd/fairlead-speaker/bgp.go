@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
+
+	"github.com/fairlead-lb/fairlead/speaker/bgp"
+)
+
+var bgpSecretNamespace = flag.String("bgp-secret-namespace", envOr("POD_NAMESPACE", "fairlead-system"),
+	"Namespace of the Secrets that BGPPeers' passwordSecret name (default $POD_NAMESPACE, else fairlead-system).")
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// setupBGP wires speaker/bgp: sessions from BGPPeers, paths from BGPAdvertisements.
+func setupBGP(s *speaker) (func(context.Context) error, error) {
+	dyn, err := dynamic.NewForConfig(s.config)
+	if err != nil {
+		return nil, err
+	}
+	c, err := bgp.New(bgp.Options{
+		Node:            s.node,
+		Client:          s.client,
+		Dynamic:         dyn,
+		Informers:       s.informer,
+		SecretNamespace: *bgpSecretNamespace,
+		Metrics:         s.metrics,
+		Log:             klog.Background().WithName("bgp"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.Run, nil
+}

@@ -1,0 +1,227 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BGPPeerSpec describes one BGP session every selected node opens to a router.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be shorter than holdTime"
+type BGPPeerSpec struct {
+	// PeerAddress is the router's address, IPv4 or IPv6. The session carries IPv4 and IPv6
+	// prefixes whatever its own family (MP-BGP).
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
+	PeerAddress string `json:"peerAddress"`
+
+	// PeerASN is the router's autonomous system number.
+	// +kubebuilder:validation:Minimum=1
+	PeerASN uint32 `json:"peerASN"`
+
+	// LocalASN is the nodes' autonomous system number: equal to PeerASN makes the session
+	// iBGP, different makes it eBGP.
+	// +kubebuilder:validation:Minimum=1
+	LocalASN uint32 `json:"localASN"`
+
+	// Port is the router's TCP port.
+	// +kubebuilder:default=179
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// HoldTime is how long the session survives without a message from the other side
+	// (0 or at least 3s; default 90s). It also bounds how long a crashed node's routes linger
+	// at the router.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('3s')",message="must be 0 or at least 3s"
+	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
+
+	// KeepaliveTime is the interval between keepalives (default: a third of the hold time).
+	// +optional
+	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
+
+	// EBGPMultihop is the TTL of the session's packets, for eBGP peers more than one hop away
+	// (unset: 1, the peer must be directly connected).
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=255
+	// +optional
+	EBGPMultihop *int32 `json:"ebgpMultihop,omitempty"`
+
+	// SourceAddress is the local address of the session. It must be on the node; the default is
+	// the address the kernel picks towards the peer. Only sensible with a nodeSelector naming
+	// one node.
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
+	// +optional
+	SourceAddress string `json:"sourceAddress,omitempty"`
+
+	// PasswordSecret names a Secret in the speaker's namespace holding the TCP MD5 password
+	// (RFC 2385) of the session.
+	// +optional
+	PasswordSecret *SecretKeyRef `json:"passwordSecret,omitempty"`
+
+	// GracefulRestart asks the router to keep the node's routes while its speaker restarts.
+	// +optional
+	GracefulRestart *GracefulRestart `json:"gracefulRestart,omitempty"`
+
+	// NodeSelectors picks the nodes that open this session: a node is selected when it matches
+	// any selector; no selectors means every node.
+	// +optional
+	// +listType=atomic
+	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the speaker's namespace.
+type SecretKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the Secret's data.
+	// +kubebuilder:default=password
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// GracefulRestart is RFC 4724 graceful restart for the node's side of a session.
+type GracefulRestart struct {
+	Enabled bool `json:"enabled"`
+	// RestartTime is how long the router keeps the node's routes after the session drops
+	// (default 120s, at most 4095s).
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('4095s')",message="must be at most 4095s"
+	// +optional
+	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+}
+
+// BGPPeerStatus is written by the speakers, one entry per node that runs the session.
+type BGPPeerStatus struct {
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
+}
+
+// BGPSessionStatus is one node's view of its session with the peer.
+type BGPSessionStatus struct {
+	Node string `json:"node"`
+	// State is the BGP FSM state: Idle, Connect, Active, OpenSent, OpenConfirm, Established,
+	// or Invalid when the node cannot run the session (bad Secret, no address).
+	State string `json:"state"`
+	// LastError says why the session last went down or cannot come up.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// PrefixesSent counts the prefixes the node advertises on the session.
+	PrefixesSent int32 `json:"prefixesSent"`
+	// LastTransitionTime is when State last changed.
+	// +optional
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+}
+
+// BGPPeer is a router the speakers open BGP sessions to.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=bgpp
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
+// +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
+// +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   BGPPeerSpec   `json:"spec"`
+	Status BGPPeerStatus `json:"status,omitempty"`
+}
+
+// BGPPeerList is a list of BGPPeers.
+//
+// +kubebuilder:object:root=true
+type BGPPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPPeer `json:"items"`
+}
+
+// BGPAdvertisementSpec says which Service addresses are advertised, to whom, from where and
+// with which attributes. An address is advertised when its pool is selected; when several
+// advertisements select it for one peer, their communities are merged and the highest
+// local preference wins.
+type BGPAdvertisementSpec struct {
+	// IPPools names the pools whose addresses are advertised; empty means every pool.
+	// +optional
+	// +listType=set
+	IPPools []string `json:"ipPools,omitempty"`
+
+	// AggregationLength is the prefix length advertised for IPv4 addresses (default 32):
+	// 24 advertises the /24 holding the address instead of the address itself.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=32
+	// +optional
+	AggregationLength *int32 `json:"aggregationLength,omitempty"`
+
+	// AggregationLengthV6 is the same for IPv6 addresses (default 128).
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=128
+	// +optional
+	AggregationLengthV6 *int32 `json:"aggregationLengthV6,omitempty"`
+
+	// LocalPref is the LOCAL_PREF attribute, sent to iBGP peers only (RFC 4271).
+	// +optional
+	LocalPref *uint32 `json:"localPref,omitempty"`
+
+	// Communities are standard communities, "65000:100", or well-known names (no-export,
+	// no-advertise, no-export-subconfed, no-peer).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:XValidation:rule="self in ['no-export', 'no-advertise', 'no-export-subconfed', 'no-peer'] || (self.matches('^[0-9]+:[0-9]+$') && int(self.split(':')[0]) <= 65535 && int(self.split(':')[1]) <= 65535)",message="must be ASN:VALUE with two 16-bit numbers, or a well-known community name"
+	Communities []string `json:"communities,omitempty"`
+
+	// LargeCommunities are RFC 8092 large communities, "65000:1:2".
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[0-9]+:[0-9]+:[0-9]+$') && int(self.split(':')[0]) <= 4294967295 && int(self.split(':')[1]) <= 4294967295 && int(self.split(':')[2]) <= 4294967295",message="must be three 32-bit numbers, GLOBAL:LOCAL1:LOCAL2"
+	LargeCommunities []string `json:"largeCommunities,omitempty"`
+
+	// Peers names the BGPPeers that receive the paths; empty means every peer.
+	// +optional
+	// +listType=set
+	Peers []string `json:"peers,omitempty"`
+
+	// NodeSelectors picks the nodes that advertise: a node is selected when it matches any
+	// selector; no selectors means every node.
+	// +optional
+	// +listType=atomic
+	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+}
+
+// BGPAdvertisement selects Service addresses to advertise over BGP.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=bgpadv
+// +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=`.spec.ipPools`
+// +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.spec.peers`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPAdvertisement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BGPAdvertisementSpec `json:"spec"`
+}
+
+// BGPAdvertisementList is a list of BGPAdvertisements.
+//
+// +kubebuilder:object:root=true
+type BGPAdvertisementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPAdvertisement `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&BGPPeer{}, &BGPPeerList{}, &BGPAdvertisement{}, &BGPAdvertisementList{})
+}

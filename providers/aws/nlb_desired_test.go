@@ -1,0 +1,125 @@
+package aws
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/fairlead-lb/fairlead/providers"
+)
+
+func TestDesiredNLB(t *testing.T) {
+	node := providers.Node{Name: "n1", ProviderID: "aws:///us-east-1a/i-0123456789abcdef0"}
+	base := func() *providers.Service {
+		return &providers.Service{Namespace: "ns", Name: "svc", Families: []string{"IPv4"}, Nodes: []providers.Node{node},
+			Ports: []providers.Port{{Protocol: "TCP", Port: 80, NodePort: 30080}}}
+	}
+	t.Run("defaults", func(t *testing.T) {
+		d, err := desiredNLB("c", base())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.scheme != schemeInternetFacing || d.targetType != targetInstance || len(d.listeners) != 1 {
+			t.Fatalf("spec = %+v", d)
+		}
+		g := d.listeners[0].group
+		if g.port != 30080 || g.health != (healthSpec{protocol: "TCP", port: "traffic-port"}) ||
+			len(g.targets) != 1 || g.targets[0] != (target{id: "i-0123456789abcdef0", port: 30080}) {
+			t.Fatalf("group = %+v", g)
+		}
+		if len(d.ingress) != 1 || d.ingress[0] != (ruleSpec{protocol: "tcp", port: 80, cidr: netip.MustParsePrefix("0.0.0.0/0")}) {
+			t.Fatalf("ingress = %+v", d.ingress)
+		}
+		if len(g.name) > 32 || !strings.HasPrefix(g.name, targetGroupPrefix(d.hash)) {
+			t.Fatalf("target group name %q: longer than AWS' 32 characters or not under the Service's prefix", g.name)
+		}
+	})
+	t.Run("names differ per cluster, Service, protocol and port", func(t *testing.T) {
+		a := targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "instance")
+		for _, b := range []string{
+			targetGroupName(serviceHash("d", "ns/a"), "TCP", 80, "instance"),
+			targetGroupName(serviceHash("c", "ns/b"), "TCP", 80, "instance"),
+			targetGroupName(serviceHash("c", "ns/a"), "UDP", 80, "instance"),
+			targetGroupName(serviceHash("c", "ns/a"), "TCP", 81, "instance"),
+			targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "ip"),
+		} {
+			if a == b {
+				t.Errorf("name collision: %s", a)
+			}
+		}
+	})
+	t.Run("local traffic checks healthCheckNodePort", func(t *testing.T) {
+		s := base()
+		s.LocalTraffic, s.HealthCheckNodePort = true, 31999
+		d, err := desiredNLB("c", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := d.listeners[0].group.health; h != (healthSpec{protocol: "HTTP", port: "31999", path: "/healthz"}) {
+			t.Fatalf("health = %+v", h)
+		}
+	})
+	t.Run("TCP and UDP on one port share a TCP_UDP listener", func(t *testing.T) {
+		s := base()
+		s.Ports = append(s.Ports, providers.Port{Protocol: "UDP", Port: 80, NodePort: 30080})
+		d, err := desiredNLB("c", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.listeners) != 1 || d.listeners[0].protocol != "TCP_UDP" || len(d.ingress) != 2 {
+			t.Fatalf("spec = %+v", d)
+		}
+	})
+	t.Run("source ranges: masked, IPv6 dropped for an ipv4 NLB", func(t *testing.T) {
+		s := base()
+		s.SourceRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.7/24"), netip.MustParsePrefix("2001:db8::/32")}
+		d, err := desiredNLB("c", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.ingress) != 1 || d.ingress[0].cidr != netip.MustParsePrefix("192.0.2.0/24") {
+			t.Fatalf("ingress = %+v", d.ingress)
+		}
+	})
+	for name, c := range map[string]struct {
+		mutate func(*providers.Service)
+		want   string
+	}{
+		"scheme":        {func(s *providers.Service) { s.Annotations = map[string]string{AnnotationScheme: "public"} }, `"public"`},
+		"internal flag": {func(s *providers.Service) { s.Annotations = map[string]string{awsAnnotationInternal: "yes"} }, awsAnnotationInternal},
+		"target type":   {func(s *providers.Service) { s.Annotations = map[string]string{awsAnnotationTargetType: "pod"} }, `"pod"`},
+		"sctp":          {func(s *providers.Service) { s.Ports[0].Protocol = "SCTP" }, `"SCTP"`},
+		"no nodePort":   {func(s *providers.Service) { s.Ports[0].NodePort = 0 }, "nodePort"},
+		"no ports":      {func(s *providers.Service) { s.Ports = nil }, "no ports"},
+		"providerID":    {func(s *providers.Service) { s.Nodes[0].ProviderID = "gce://p/z/n1" }, "gce://p/z/n1"},
+		"IPv6":          {func(s *providers.Service) { s.Families = []string{"IPv4", "IPv6"} }, "IPv6"},
+		"split target port": {func(s *providers.Service) {
+			s.Ports = append(s.Ports, providers.Port{Protocol: "UDP", Port: 80, NodePort: 30081})
+		}, "different target ports"},
+	} {
+		t.Run("invalid "+name, func(t *testing.T) {
+			s := base()
+			c.mutate(s)
+			_, err := desiredNLB("c", s)
+			if providers.ReasonOf(err) != providers.ReasonInvalidService || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error = %v, want an InvalidService error mentioning %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestInstanceID(t *testing.T) {
+	for in, want := range map[string]string{
+		"aws:///us-east-1a/i-0123456789abcdef0": "i-0123456789abcdef0",
+		"aws:///i-0abc":                         "i-0abc",
+		"aws://us-east-1a/i-0abc":               "i-0abc",
+		"":                                      "",
+		"aws:///us-east-1a/":                    "",
+		"aws:///us-east-1a/fargate-ip-10-0-0-1": "",
+	} {
+		got, err := instanceID(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("instanceID(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package aws_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/test/awsapi"
+)
+
+// Each step Ensure takes, in order. Failing a call for good stops Ensure there, as a crash
+// would; a fresh provider (a restarted controller) must then finish without duplicating
+// anything, or release everything.
+var creationSteps = []struct{ service, action string }{
+	{"ec2", "CreateSecurityGroup"},
+	{"ec2", "AuthorizeSecurityGroupIngress"},
+	{"elasticloadbalancing", "CreateLoadBalancer"},
+	{"elasticloadbalancing", "CreateTargetGroup"},
+	{"elasticloadbalancing", "RegisterTargets"},
+	{"elasticloadbalancing", "CreateListener"},
+}
+
+func TestNLBRestartMidCreation(t *testing.T) {
+	e := newEnv(t)
+	svc := webService(e.nodes[0], e.nodes[1])
+
+	// The state a clean run reaches, to compare against.
+	mustEnsure(t, e.nlb(t), svc)
+	clean := e.inventory(t)
+	mustRelease(t, e.nlb(t), "shop/web")
+	assertEmpty(t, e)
+
+	for _, step := range creationSteps {
+		for _, then := range []string{"ensure", "release"} {
+			t.Run(step.action+"/"+then, func(t *testing.T) {
+				e.proxy.Inject(awsapi.Fault{Service: step.service, Action: step.action, Kind: awsapi.AccessDenied})
+				_, err := e.nlb(t).Ensure(ctxFor(t), svc)
+				e.proxy.Clear()
+				if err == nil || !strings.Contains(err.Error(), step.action) {
+					t.Fatalf("Ensure with %s denied: %v, want an error naming it", step.action, err)
+				}
+				fresh := e.nlb(t)
+				// Whatever was made is findable: Owned is how a restarted controller finds
+				// Services that were deleted while it was down.
+				owned, err := fresh.Owned(ctxFor(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if made := !e.inventory(t).empty(); made != reflect.DeepEqual(owned, []string{"shop/web"}) {
+					t.Fatalf("after a stop at %s: Owned = %v, but something was created: %v", step.action, owned, made)
+				}
+				if then == "ensure" {
+					mustEnsure(t, fresh, svc)
+					if got := e.inventory(t); !reflect.DeepEqual(got, clean) {
+						t.Fatalf("after a restart at %s:\n got %+v\nwant %+v", step.action, got, clean)
+					}
+				}
+				mustRelease(t, fresh, "shop/web")
+				assertEmpty(t, e)
+			})
+		}
+	}
+}
+
+// A call that reaches AWS but whose answer is lost is retried by the SDK; the retry must not
+// create a second resource.
+func TestNLBLostAnswers(t *testing.T) {
+	e := newEnv(t)
+	svc := webService(e.nodes[0])
+	p := e.nlb(t)
+	mustEnsure(t, p, svc)
+	clean := e.inventory(t)
+	mustRelease(t, p, "shop/web")
+
+	// CreateLoadBalancer is left out: AWS documents it as idempotent (a repeated call with the
+	// same name and settings returns the existing load balancer,
+	// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html),
+	// but moto 5.2.1 creates a second one under the same name, so a lost answer cannot be
+	// emulated faithfully for it.
+	for _, step := range []struct{ service, action string }{
+		{"ec2", "CreateSecurityGroup"},
+		{"ec2", "AuthorizeSecurityGroupIngress"},
+		{"elasticloadbalancing", "CreateTargetGroup"},
+		{"elasticloadbalancing", "RegisterTargets"},
+		{"elasticloadbalancing", "CreateListener"},
+	} {
+		t.Run(step.action, func(t *testing.T) {
+			e.proxy.Inject(awsapi.Fault{Service: step.service, Action: step.action, Kind: awsapi.DropAfter, Times: 1})
+			_, err := p.Ensure(ctxFor(t), svc)
+			e.proxy.Clear()
+			if err != nil {
+				// A retried create may fail with "already exists"; the next reconcile adopts.
+				t.Logf("Ensure after a lost %s answer: %v", step.action, err)
+			}
+			// AWS documents CreateListener as idempotent too (same settings: the existing
+			// listener, https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateListener.html);
+			// moto 5.2.1 adds a second listener on the port, which the next reconcile removes.
+			mustEnsure(t, e.nlb(t), svc)
+			if got := e.inventory(t); !reflect.DeepEqual(got, clean) {
+				t.Fatalf("after a lost %s answer:\n got %+v\nwant %+v", step.action, got, clean)
+			}
+			mustRelease(t, p, "shop/web")
+			assertEmpty(t, e)
+		})
+	}
+}
+
+// Throttling, 500s, reset connections and slow answers are retried by the SDK's standard
+// retryer: Ensure succeeds and each faulted call was repeated.
+func TestNLBTransientFaultsAreRetried(t *testing.T) {
+	e := newEnv(t)
+	faults := []awsapi.Fault{
+		{Service: "elasticloadbalancing", Action: "CreateLoadBalancer", Kind: awsapi.Throttle, Times: 3},
+		{Service: "elasticloadbalancing", Action: "CreateTargetGroup", Kind: awsapi.ServerError, Times: 2},
+		{Service: "elasticloadbalancing", Action: "DescribeLoadBalancers", Kind: awsapi.Drop, Times: 2},
+		{Service: "ec2", Action: "CreateSecurityGroup", Kind: awsapi.Throttle, Times: 2},
+		{Service: "ec2", Action: "DescribeSecurityGroupRules", Kind: awsapi.ServerError, Times: 1},
+		{Service: "elasticloadbalancing", Action: "CreateListener", Kind: awsapi.Delay, Delay: 300 * time.Millisecond, Times: 1},
+	}
+	for _, f := range faults {
+		e.proxy.Inject(f)
+	}
+	p := e.nlb(t)
+	svc := webService(e.nodes[0])
+	mustEnsure(t, p, svc)
+	for _, f := range faults {
+		total, faulted := e.proxy.Count(f.Action)
+		want := f.Times
+		if faulted != want || total <= faulted {
+			t.Errorf("%s: %d calls, %d faulted; want %d faulted and then success", f.Action, total, faulted, want)
+		}
+	}
+	inv := e.inventory(t)
+	if len(inv.LoadBalancers) != 1 || len(inv.TargetGroups) != 2 || len(inv.Listeners) != 2 || len(inv.SecurityGroups) != 1 {
+		t.Fatalf("after retried faults: %+v", inv)
+	}
+	mustRelease(t, p, "shop/web")
+	assertEmpty(t, e)
+}
+
+// A permission error is final: not retried, reported with the reason PermissionDenied and a
+// message naming the call, and nothing half-made stays unfindable.
+func TestNLBPermissionDenied(t *testing.T) {
+	e := newEnv(t)
+	p := e.nlb(t)
+	svc := webService(e.nodes[0])
+	for _, f := range []awsapi.Fault{
+		{Service: "ec2", Action: "CreateSecurityGroup", Kind: awsapi.AccessDenied},
+		{Service: "elasticloadbalancing", Action: "CreateLoadBalancer", Kind: awsapi.AccessDenied},
+		{Service: "elasticloadbalancing", Action: "DescribeTargetGroups", Kind: awsapi.AccessDenied},
+	} {
+		e.proxy.Inject(f)
+		before, _ := e.proxy.Count(f.Action)
+		_, err := p.Ensure(ctxFor(t), svc)
+		e.proxy.Clear()
+		if providers.ReasonOf(err) != providers.ReasonPermissionDenied {
+			t.Fatalf("Ensure with %s denied: %v (reason %s), want reason %s", f.Action, err, providers.ReasonOf(err), providers.ReasonPermissionDenied)
+		}
+		if msg := err.Error(); !strings.Contains(msg, f.Action) || !strings.Contains(msg, "permission denied") {
+			t.Errorf("error %q does not name %s and the permission problem", msg, f.Action)
+		}
+		if after, _ := e.proxy.Count(f.Action); after-before != 1 {
+			t.Errorf("%s denied was tried %d times, want once (not retried)", f.Action, after-before)
+		}
+	}
+
+	// Release denied: reported the same way; the load balancer stays findable for the retry.
+	mustEnsure(t, p, svc)
+	e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "DeleteLoadBalancer", Kind: awsapi.AccessDenied})
+	err := p.Release(ctxFor(t), "shop/web")
+	e.proxy.Clear()
+	if providers.ReasonOf(err) != providers.ReasonPermissionDenied {
+		t.Fatalf("Release with DeleteLoadBalancer denied: %v, want reason %s", err, providers.ReasonPermissionDenied)
+	}
+	if owned, err := e.nlb(t).Owned(ctxFor(t)); err != nil || !reflect.DeepEqual(owned, []string{"shop/web"}) {
+		t.Fatalf("Owned after a denied release = %v, %v; want [shop/web]", owned, err)
+	}
+	mustRelease(t, p, "shop/web")
+	assertEmpty(t, e)
+}
+
+// An answer slower than the caller's deadline ends Ensure with the context's error; the next
+// attempt finishes the job.
+func TestNLBSlowAnswerHonoursDeadline(t *testing.T) {
+	e := newEnv(t)
+	p := e.nlb(t)
+	svc := webService(e.nodes[0])
+	e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "CreateTargetGroup", Kind: awsapi.Delay, Delay: time.Minute})
+	ctx, cancel := context.WithTimeout(ctxFor(t), 2*time.Second)
+	defer cancel()
+	_, err := p.Ensure(ctx, svc)
+	e.proxy.Clear()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Ensure against a stalled API: %v, want context.DeadlineExceeded", err)
+	}
+	mustEnsure(t, p, svc)
+	if inv := e.inventory(t); len(inv.TargetGroups) != 2 || len(inv.Listeners) != 2 {
+		t.Fatalf("after the stall: %+v", inv)
+	}
+	mustRelease(t, p, "shop/web")
+	assertEmpty(t, e)
+}

@@ -1,0 +1,444 @@
+// Package bgp announces Service addresses over BGP. It embeds GoBGP (one in-process BgpServer
+// per session) and converges the sessions and paths to a desired state computed from BGPPeer,
+// BGPAdvertisement, IPPool, Service, EndpointSlice and Node objects.
+//
+// The package has three parts: desired.go turns a snapshot of the API objects into the sessions
+// and paths this node wants (pure, table tested); sessions.go converges GoBGP to that; and
+// controller.go watches the API, feeds the snapshot in and publishes the sessions' state
+// (BGPPeer status, Events, metrics).
+package bgp
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/pool"
+	"github.com/fairlead-lb/fairlead/speaker/election"
+)
+
+// Defaults of a BGPPeer, as RFC 4271 suggests and FRR and BIRD use.
+const (
+	defaultHoldTime    = 90 * time.Second
+	defaultRestartTime = 120 * time.Second
+	defaultPort        = 179
+)
+
+// SessionConfig is everything that defines one GoBGP session. Two equal configs are the same
+// session: any difference restarts it.
+type SessionConfig struct {
+	PeerAddress   netip.Addr
+	PeerASN       uint32
+	LocalASN      uint32
+	Port          uint16
+	HoldTime      time.Duration
+	Keepalive     time.Duration
+	Multihop      uint8 // 0: directly connected
+	SourceAddress netip.Addr
+	Password      string
+	RouterID      netip.Addr
+	// GracefulRestart is the restart time announced to the peer; 0 disables graceful restart.
+	GracefulRestart time.Duration
+}
+
+// IBGP reports whether the session is internal (same AS on both sides).
+func (c SessionConfig) IBGP() bool { return c.PeerASN == c.LocalASN }
+
+// LargeCommunity is an RFC 8092 community.
+type LargeCommunity struct{ Global, Local1, Local2 uint32 }
+
+func (l LargeCommunity) String() string { return fmt.Sprintf("%d:%d:%d", l.Global, l.Local1, l.Local2) }
+
+// Path is one prefix to advertise on one session, with its attributes.
+type Path struct {
+	Prefix netip.Prefix
+	// NextHop is the node's address of the prefix's family when it differs from the session's
+	// family; invalid means "the session's own local address" (next-hop-self).
+	NextHop          netip.Addr
+	LocalPref        *uint32
+	Communities      []uint32 // sorted, unique
+	LargeCommunities []LargeCommunity
+}
+
+func (p Path) equal(o Path) bool {
+	return p.Prefix == o.Prefix && p.NextHop == o.NextHop &&
+		((p.LocalPref == nil && o.LocalPref == nil) || (p.LocalPref != nil && o.LocalPref != nil && *p.LocalPref == *o.LocalPref)) &&
+		slices.Equal(p.Communities, o.Communities) && slices.Equal(p.LargeCommunities, o.LargeCommunities)
+}
+
+// Session is the desired state of one BGPPeer on this node. A session with Invalid set is not
+// run; Invalid says why (and ends up in the peer's status).
+type Session struct {
+	Peer    string
+	Config  SessionConfig
+	Paths   map[netip.Prefix]Path
+	Invalid string
+}
+
+// Node is what the builder needs to know about this node.
+type Node struct {
+	election.Node
+	// Addresses are the node's InternalIPs (ExternalIPs when it has none), at most one per
+	// family: they are the next hops for prefixes of the other family than a session's.
+	IPv4, IPv6 netip.Addr
+}
+
+// Service is one LoadBalancer Service's external addresses and what election needs to decide
+// whether this node may announce them.
+type Service struct {
+	Key   string // namespace/name
+	Addrs []netip.Addr
+	election.Service
+}
+
+// Problem is bad input found while building: reported as an Event on the object and logged,
+// never fatal to the rest.
+type Problem struct {
+	Kind, Name string // BGPPeer or BGPAdvertisement
+	Reason     string
+	Message    string
+}
+
+// Input is a snapshot of everything the desired state depends on.
+type Input struct {
+	Node           Node
+	Peers          []*v1alpha1.BGPPeer
+	Advertisements []*v1alpha1.BGPAdvertisement
+	Pools          []*v1alpha1.IPPool
+	Services       []Service
+	// Password returns the value of a Secret key in the speaker's namespace.
+	Password func(ref v1alpha1.SecretKeyRef) (string, error)
+}
+
+// Desired computes the sessions this node runs and the paths each carries.
+func Desired(in Input) (map[string]*Session, []Problem) {
+	var problems []Problem
+	sessions := map[string]*Session{}
+	// Two sessions to one router from one node would collide there (a router tells its
+	// neighbors apart by address): the first BGPPeer by name keeps the address.
+	owner := map[netip.Addr]string{}
+	peers := slices.Clone(in.Peers)
+	slices.SortFunc(peers, func(a, b *v1alpha1.BGPPeer) int { return cmp.Compare(a.Name, b.Name) })
+	for _, p := range peers {
+		sel, err := selectorsMatch(p.Spec.NodeSelectors, in.Node.Labels)
+		if err != nil {
+			problems = append(problems, Problem{"BGPPeer", p.Name, "InvalidNodeSelector", err.Error()})
+			continue
+		}
+		if !sel {
+			continue
+		}
+		s := &Session{Peer: p.Name, Paths: map[netip.Prefix]Path{}}
+		s.Config, err = sessionConfig(p, in.Node, in.Password)
+		if err == nil {
+			if other, taken := owner[s.Config.PeerAddress]; taken {
+				err = fmt.Errorf("peerAddress %s is already used by BGPPeer %q", s.Config.PeerAddress, other)
+			} else {
+				owner[s.Config.PeerAddress] = p.Name
+			}
+		}
+		if err != nil {
+			s.Invalid = err.Error()
+			problems = append(problems, Problem{"BGPPeer", p.Name, "InvalidConfig", err.Error()})
+		}
+		sessions[p.Name] = s
+	}
+
+	pools := parsePools(in.Pools)
+	advs := slices.Clone(in.Advertisements)
+	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return cmp.Compare(a.Name, b.Name) })
+	type compiled struct {
+		adv    *v1alpha1.BGPAdvertisement
+		comms  []uint32
+		large  []LargeCommunity
+		len4   int
+		len6   int
+		filter election.Filter
+	}
+	var cs []compiled
+	for _, a := range advs {
+		c := compiled{adv: a, len4: 32, len6: 128}
+		var err error
+		if c.comms, err = parseCommunities(a.Spec.Communities); err == nil {
+			c.large, err = parseLargeCommunities(a.Spec.LargeCommunities)
+		}
+		if err == nil {
+			var sel bool
+			if sel, err = selectorsMatch(a.Spec.NodeSelectors, in.Node.Labels); err == nil {
+				c.filter.Selects = func(election.Node) bool { return sel }
+			}
+		}
+		if err != nil {
+			problems = append(problems, Problem{"BGPAdvertisement", a.Name, "InvalidAdvertisement", err.Error()})
+			continue
+		}
+		if a.Spec.AggregationLength != nil {
+			c.len4 = int(*a.Spec.AggregationLength)
+		}
+		if a.Spec.AggregationLengthV6 != nil {
+			c.len6 = int(*a.Spec.AggregationLengthV6)
+		}
+		cs = append(cs, c)
+	}
+
+	for _, svc := range in.Services {
+		for _, addr := range svc.Addrs {
+			poolName, ok := pools.of(addr)
+			if !ok {
+				continue
+			}
+			for _, c := range cs {
+				if len(c.adv.Spec.IPPools) > 0 && !slices.Contains(c.adv.Spec.IPPools, poolName) {
+					continue
+				}
+				if election.Check(in.Node.Node, svc.Service, c.filter) != election.Eligible {
+					continue
+				}
+				bits := c.len4
+				if addr.Is6() {
+					bits = c.len6
+				}
+				prefix := netip.PrefixFrom(addr, bits).Masked()
+				for _, s := range sessions {
+					if s.Invalid != "" || (len(c.adv.Spec.Peers) > 0 && !slices.Contains(c.adv.Spec.Peers, s.Peer)) {
+						continue
+					}
+					nh, ok := nextHop(s.Config, addr, in.Node)
+					if !ok {
+						continue
+					}
+					p, seen := s.Paths[prefix]
+					if !seen {
+						p = Path{Prefix: prefix, NextHop: nh}
+					}
+					p.Communities = mergeSorted(p.Communities, c.comms, cmp.Compare[uint32])
+					p.LargeCommunities = mergeSorted(p.LargeCommunities, c.large, compareLarge)
+					// LOCAL_PREF only means something inside one AS (RFC 4271 5.1.5).
+					if lp := c.adv.Spec.LocalPref; lp != nil && s.Config.IBGP() && (p.LocalPref == nil || *lp > *p.LocalPref) {
+						v := *lp
+						p.LocalPref = &v
+					}
+					s.Paths[prefix] = p
+				}
+			}
+		}
+	}
+	return sessions, problems
+}
+
+// nextHop picks the next hop of addr's prefix on a session: the session's own local address
+// when the families match, else the node's address of addr's family (an IPv6 prefix cannot
+// have an IPv4 next hop). ok is false when the node has no address of that family.
+func nextHop(c SessionConfig, addr netip.Addr, n Node) (netip.Addr, bool) {
+	if addr.Is4() == c.PeerAddress.Is4() {
+		return netip.Addr{}, true
+	}
+	if addr.Is4() {
+		return n.IPv4, n.IPv4.IsValid()
+	}
+	return n.IPv6, n.IPv6.IsValid()
+}
+
+func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKeyRef) (string, error)) (SessionConfig, error) {
+	s := p.Spec
+	c := SessionConfig{PeerASN: s.PeerASN, LocalASN: s.LocalASN, Port: defaultPort, HoldTime: defaultHoldTime}
+	var err error
+	if c.PeerAddress, err = netip.ParseAddr(s.PeerAddress); err != nil {
+		return c, fmt.Errorf("peerAddress %q: %v", s.PeerAddress, err)
+	}
+	c.PeerAddress = c.PeerAddress.Unmap()
+	if s.SourceAddress != "" {
+		if c.SourceAddress, err = netip.ParseAddr(s.SourceAddress); err != nil {
+			return c, fmt.Errorf("sourceAddress %q: %v", s.SourceAddress, err)
+		}
+		if c.SourceAddress.Is4() != c.PeerAddress.Is4() {
+			return c, fmt.Errorf("sourceAddress %s and peerAddress %s are of different families", s.SourceAddress, s.PeerAddress)
+		}
+	}
+	if s.PeerASN == 0 || s.LocalASN == 0 {
+		return c, fmt.Errorf("peerASN and localASN must be set")
+	}
+	if s.Port != 0 {
+		if s.Port < 0 || s.Port > 65535 {
+			return c, fmt.Errorf("port %d out of range", s.Port)
+		}
+		c.Port = uint16(s.Port)
+	}
+	if s.HoldTime != nil {
+		c.HoldTime = s.HoldTime.Duration
+		if c.HoldTime != 0 && c.HoldTime < 3*time.Second {
+			return c, fmt.Errorf("holdTime %s: must be 0 or at least 3s", c.HoldTime)
+		}
+	}
+	c.Keepalive = c.HoldTime / 3
+	if s.KeepaliveTime != nil {
+		c.Keepalive = s.KeepaliveTime.Duration
+		if c.HoldTime != 0 && c.Keepalive >= c.HoldTime {
+			return c, fmt.Errorf("keepaliveTime %s must be shorter than holdTime %s", c.Keepalive, c.HoldTime)
+		}
+	}
+	if s.EBGPMultihop != nil {
+		if *s.EBGPMultihop < 2 || *s.EBGPMultihop > 255 {
+			return c, fmt.Errorf("ebgpMultihop %d: must be 2..255", *s.EBGPMultihop)
+		}
+		c.Multihop = uint8(*s.EBGPMultihop)
+	}
+	if gr := s.GracefulRestart; gr != nil && gr.Enabled {
+		c.GracefulRestart = defaultRestartTime
+		if gr.RestartTime != nil {
+			c.GracefulRestart = gr.RestartTime.Duration
+		}
+		if c.GracefulRestart < time.Second || c.GracefulRestart > 4095*time.Second {
+			return c, fmt.Errorf("gracefulRestart.restartTime %s: must be 1s..4095s", c.GracefulRestart)
+		}
+	}
+	c.RouterID = routerID(n)
+	if ref := s.PasswordSecret; ref != nil {
+		if password == nil {
+			return c, fmt.Errorf("passwordSecret %q: no Secret access", ref.Name)
+		}
+		if c.Password, err = password(*ref); err != nil {
+			return c, fmt.Errorf("passwordSecret: %w", err)
+		}
+		if c.Password == "" || len(c.Password) > 80 {
+			// 80 bytes is the kernel's TCP_MD5SIG_MAXKEYLEN.
+			return c, fmt.Errorf("passwordSecret %q key %q: the password must be 1 to 80 bytes", ref.Name, keyOf(*ref))
+		}
+	}
+	return c, nil
+}
+
+func keyOf(ref v1alpha1.SecretKeyRef) string {
+	if ref.Key == "" {
+		return "password"
+	}
+	return ref.Key
+}
+
+// routerID is the node's IPv4 address, or on IPv6-only nodes a stable 32-bit value derived from
+// the node's name (the BGP identifier only has to be unique within the AS).
+func routerID(n Node) netip.Addr {
+	if n.IPv4.IsValid() {
+		return n.IPv4
+	}
+	h := fnv.New32a()
+	h.Write([]byte(n.Name))
+	s := h.Sum32() | 1
+	return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)})
+}
+
+func selectorsMatch(sels []metav1.LabelSelector, l map[string]string) (bool, error) {
+	if len(sels) == 0 {
+		return true, nil
+	}
+	for i := range sels {
+		sel, err := metav1.LabelSelectorAsSelector(&sels[i])
+		if err != nil {
+			return false, fmt.Errorf("nodeSelectors[%d]: %v", i, err)
+		}
+		if sel.Matches(labels.Set(l)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var wellKnownCommunities = map[string]uint32{
+	"no-export":           0xFFFFFF01,
+	"no-advertise":        0xFFFFFF02,
+	"no-export-subconfed": 0xFFFFFF03,
+	"no-peer":             0xFFFFFF04,
+}
+
+func parseCommunities(ss []string) ([]uint32, error) {
+	var out []uint32
+	for _, s := range ss {
+		if v, ok := wellKnownCommunities[s]; ok {
+			out = append(out, v)
+			continue
+		}
+		a, b, ok := strings.Cut(s, ":")
+		hi, err1 := strconv.ParseUint(a, 10, 16)
+		lo, err2 := strconv.ParseUint(b, 10, 16)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("community %q: want ASN:VALUE with two 16-bit numbers or a well-known name", s)
+		}
+		out = append(out, uint32(hi)<<16|uint32(lo))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func parseLargeCommunities(ss []string) ([]LargeCommunity, error) {
+	var out []LargeCommunity
+	for _, s := range ss {
+		parts := strings.Split(s, ":")
+		var v [3]uint32
+		ok := len(parts) == 3
+		for i := 0; ok && i < 3; i++ {
+			n, err := strconv.ParseUint(parts[i], 10, 32)
+			ok = err == nil
+			v[i] = uint32(n)
+		}
+		if !ok {
+			return nil, fmt.Errorf("large community %q: want GLOBAL:LOCAL1:LOCAL2 with 32-bit numbers", s)
+		}
+		out = append(out, LargeCommunity{v[0], v[1], v[2]})
+	}
+	slices.SortFunc(out, compareLarge)
+	return slices.Compact(out), nil
+}
+
+func compareLarge(a, b LargeCommunity) int {
+	return cmp.Or(cmp.Compare(a.Global, b.Global), cmp.Compare(a.Local1, b.Local1), cmp.Compare(a.Local2, b.Local2))
+}
+
+func mergeSorted[T comparable](a, b []T, c func(T, T) int) []T {
+	if len(b) == 0 {
+		return a
+	}
+	out := append(slices.Clone(a), b...)
+	slices.SortFunc(out, c)
+	return slices.Compact(out)
+}
+
+// poolSet finds the pool an address came from. Invalid pools are skipped: the controller
+// reports them, and hands out nothing from them.
+type poolSet struct {
+	names  []string
+	ranges map[string][]pool.Range
+}
+
+func parsePools(ps []*v1alpha1.IPPool) poolSet {
+	s := poolSet{ranges: map[string][]pool.Range{}}
+	for _, p := range ps {
+		rs, err := pool.ParseRanges(p.Spec.Addresses)
+		if err != nil {
+			continue
+		}
+		s.ranges[p.Name] = rs
+	}
+	s.names = slices.Sorted(maps.Keys(s.ranges))
+	return s
+}
+
+func (s poolSet) of(a netip.Addr) (string, bool) {
+	for _, n := range s.names {
+		for _, r := range s.ranges[n] {
+			if r.Contains(a) {
+				return n, true
+			}
+		}
+	}
+	return "", false
+}

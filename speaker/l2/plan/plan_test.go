@@ -1,0 +1,262 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/election"
+)
+
+func node(name string, ready bool, labels map[string]string) *corev1.Node {
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}},
+	}
+}
+
+func service(name string, local bool, ips ...string) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+	}
+	if local {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func slice(svc string, family discoveryv1.AddressType, eps map[string]bool) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: svc + "-" + string(family), Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: family,
+	}
+	for n, ready := range eps {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{NodeName: ptr.To(n), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}})
+	}
+	return s
+}
+
+func ippool(name string, labels map[string]string, addrs ...string) *v1alpha1.IPPool {
+	return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Spec: v1alpha1.IPPoolSpec{Addresses: addrs}}
+}
+
+func ad(name string, spec v1alpha1.L2AdvertisementSpec) *v1alpha1.L2Advertisement {
+	return &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+}
+
+func threeNodes() []*corev1.Node {
+	return []*corev1.Node{node("node1", true, nil), node("node2", true, nil), node("node3", true, nil)}
+}
+
+func manyIPs(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("198.51.100.%d", i+1))
+	}
+	return out
+}
+
+func owners(t *testing.T, in Input) map[string]string {
+	t.Helper()
+	as, problems := Compute(in)
+	if len(problems) > 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	out := map[string]string{}
+	for _, a := range as {
+		out[a.IP.String()] = a.Owner
+	}
+	return out
+}
+
+func TestOwnerIsTheElectionWinner(t *testing.T) {
+	in := Input{
+		Services:       []*corev1.Service{service("web", false, "198.51.100.7", "2001:db8:ff::7")},
+		Nodes:          threeNodes(),
+		Pools:          []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24", "2001:db8:ff::/64")},
+		Advertisements: []*v1alpha1.L2Advertisement{ad("all", v1alpha1.L2AdvertisementSpec{})},
+		DefaultClass:   true,
+	}
+	as, problems := Compute(in)
+	if len(problems) != 0 || len(as) != 2 {
+		t.Fatalf("Compute = %+v, %v", as, problems)
+	}
+	for _, a := range as {
+		want, _ := election.Owner(a.IP.String(), []string{"node1", "node2", "node3"})
+		if a.Owner != want || a.Pool != "lan" || !slices.Equal(a.Services, []string{"default/web"}) || a.Interfaces != nil {
+			t.Errorf("%+v, want owner %s", a, want)
+		}
+	}
+}
+
+func TestWhichAddressesAreAnnounced(t *testing.T) {
+	other := "example.com/other"
+	svcs := []*corev1.Service{
+		service("a", false, "198.51.100.1"),
+		service("b", false, "203.0.113.1"),
+		service("unknown-pool", false, "192.0.2.1"),
+	}
+	unclassed := service("unclassed", false, "198.51.100.2")
+	otherClass := service("other", false, "198.51.100.3")
+	otherClass.Spec.LoadBalancerClass = &other
+	ours := service("ours", false, "198.51.100.4")
+	ours.Spec.LoadBalancerClass = ptr.To(v1alpha1.LoadBalancerClass)
+	svcs = append(svcs, unclassed, otherClass, ours)
+	pools := []*v1alpha1.IPPool{ippool("blue", nil, "198.51.100.0/24"), ippool("green", map[string]string{"l2": "yes"}, "203.0.113.0/24")}
+	for _, tc := range []struct {
+		name         string
+		ads          []*v1alpha1.L2Advertisement
+		defaultClass bool
+		want         []string
+	}{
+		{"no advertisement", nil, true, nil},
+		{"every pool", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4", "203.0.113.1"}},
+		{"pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4"}},
+		{"pool by selector", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"l2": "yes"}}}})}, true, []string{"203.0.113.1"}},
+		{"unclassed Services not ours", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, false, []string{"198.51.100.4"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := owners(t, Input{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: tc.defaultClass})
+			var ips []string
+			for ip, owner := range got {
+				if owner == "" {
+					t.Errorf("%s has no owner", ip)
+				}
+				ips = append(ips, ip)
+			}
+			slices.Sort(ips)
+			if !slices.Equal(ips, tc.want) {
+				t.Errorf("announced %v, want %v", ips, tc.want)
+			}
+		})
+	}
+}
+
+func TestEligibility(t *testing.T) {
+	ips := manyIPs(60)
+	pools := []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24", "2001:db8:ff::/64")}
+	all := []*v1alpha1.L2Advertisement{ad("all", v1alpha1.L2AdvertisementSpec{})}
+	check := func(t *testing.T, in Input, allowed ...string) {
+		t.Helper()
+		got := owners(t, in)
+		seen := map[string]bool{}
+		for ip, o := range got {
+			if !slices.Contains(allowed, o) {
+				t.Fatalf("%s owned by %q, want one of %v", ip, o, allowed)
+			}
+			seen[o] = true
+		}
+		if len(seen) != len(allowed) {
+			t.Errorf("owners %v, want all of %v", seen, allowed)
+		}
+	}
+	t.Run("excluded and not-ready nodes never own", func(t *testing.T) {
+		nodes := threeNodes()
+		nodes[0].Labels = map[string]string{election.ExcludeLabel: ""}
+		nodes[1] = node("node2", false, nil)
+		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: all, DefaultClass: true}, "node3")
+	})
+	t.Run("dead speakers never own", func(t *testing.T) {
+		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: threeNodes(), Pools: pools, Advertisements: all,
+			DefaultClass: true, Alive: func(n string) bool { return n != "node2" }}, "node1", "node3")
+	})
+	t.Run("node selector", func(t *testing.T) {
+		nodes := threeNodes()
+		nodes[2].Labels = map[string]string{"edge": "true"}
+		nodes[0].Labels = map[string]string{"edge": "true"}
+		sel := []*v1alpha1.L2Advertisement{ad("edge", v1alpha1.L2AdvertisementSpec{NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}})}
+		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: sel, DefaultClass: true}, "node1", "node3")
+	})
+	t.Run("externalTrafficPolicy Local follows ready endpoints of the family", func(t *testing.T) {
+		in := Input{
+			Services: []*corev1.Service{service("s", true, ips...)},
+			EndpointSlices: []*discoveryv1.EndpointSlice{
+				slice("s", discoveryv1.AddressTypeIPv4, map[string]bool{"node2": true, "node3": false}),
+				slice("s", discoveryv1.AddressTypeIPv6, map[string]bool{"node1": true}),
+			},
+			Nodes: threeNodes(), Pools: pools, Advertisements: all, DefaultClass: true,
+		}
+		check(t, in, "node2")
+		in.Services = []*corev1.Service{service("s", true, "2001:db8:ff::1", "2001:db8:ff::2")}
+		check(t, in, "node1")
+		in.EndpointSlices = nil
+		if got := owners(t, in); got["2001:db8:ff::1"] != "" {
+			t.Errorf("owner without endpoints: %v", got)
+		}
+	})
+	t.Run("a shared address goes to a node eligible for every Service", func(t *testing.T) {
+		in := Input{
+			Services: []*corev1.Service{service("a", true, ips...), service("b", true, ips...)},
+			EndpointSlices: []*discoveryv1.EndpointSlice{
+				slice("a", discoveryv1.AddressTypeIPv4, map[string]bool{"node1": true, "node2": true}),
+				slice("b", discoveryv1.AddressTypeIPv4, map[string]bool{"node2": true, "node3": true}),
+			},
+			Nodes: threeNodes(), Pools: pools, Advertisements: all, DefaultClass: true,
+		}
+		check(t, in, "node2")
+	})
+}
+
+func TestInterfaces(t *testing.T) {
+	nodes := threeNodes()
+	for _, n := range nodes {
+		n.Labels = map[string]string{"rack": "a"}
+	}
+	in := Input{
+		Services: []*corev1.Service{service("s", false, "198.51.100.1")},
+		Nodes:    nodes,
+		Pools:    []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24")},
+		Advertisements: []*v1alpha1.L2Advertisement{
+			ad("a", v1alpha1.L2AdvertisementSpec{Interfaces: []string{"eth1", "eth0"}}),
+			ad("b", v1alpha1.L2AdvertisementSpec{Interfaces: []string{"eth0", "bond0"}, NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "a"}}}}),
+			ad("c", v1alpha1.L2AdvertisementSpec{NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "b"}}}}),
+		},
+		DefaultClass: true,
+	}
+	as, _ := Compute(in)
+	if len(as) != 1 || !slices.Equal(as[0].Interfaces, []string{"bond0", "eth0", "eth1"}) {
+		t.Fatalf("Compute = %+v", as)
+	}
+	// An advertisement without interfaces selecting the owner allows them all.
+	in.Advertisements[2].Spec.NodeSelectors = nil
+	as, _ = Compute(in)
+	if len(as) != 1 || as[0].Interfaces != nil {
+		t.Fatalf("Compute = %+v", as)
+	}
+}
+
+// Bad objects are reported and skipped; they never stop the others being announced.
+func TestProblemsAreIsolated(t *testing.T) {
+	bad := service("bad", false, "not-an-ip", "198.51.100.9")
+	in := Input{
+		Services: []*corev1.Service{bad, service("good", false, "198.51.100.1")},
+		Nodes:    threeNodes(),
+		Pools:    []*v1alpha1.IPPool{ippool("broken", nil, "203.0.113.9-203.0.113.1"), ippool("lan", nil, "198.51.100.0/24")},
+		Advertisements: []*v1alpha1.L2Advertisement{
+			ad("bad-selector", v1alpha1.L2AdvertisementSpec{NodeSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}}}),
+			ad("all", v1alpha1.L2AdvertisementSpec{}),
+		},
+		DefaultClass: true,
+	}
+	as, problems := Compute(in)
+	if len(problems) != 3 {
+		t.Errorf("problems = %v, want the bad IP, the reversed range and the bad selector", problems)
+	}
+	if len(as) != 2 || as[0].Owner == "" || as[1].Owner == "" {
+		t.Errorf("Compute = %+v, want both valid addresses owned", as)
+	}
+}

@@ -1,0 +1,89 @@
+package members
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+)
+
+// Speakers on 127.0.0.{1,2,3} (one port, as on real nodes) find each other from the
+// Kubernetes view alone, notice a crashed one, and take it back when it returns.
+func TestMembership(t *testing.T) {
+	const port = 17946
+	hosts := map[string]string{"node1": "127.0.0.1", "node2": "127.0.0.2", "node3": "127.0.0.3"}
+	ms := map[string]*Members{}
+	cancels := map[string]context.CancelFunc{}
+	start := func(name string) {
+		m, err := Start(Config{Name: name, BindAddr: hosts[name], Port: port, Log: testr.New(t), Rejoin: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetPeers(hosts)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		ms[name] = m
+		cancels[name] = sync.OnceFunc(func() { cancel(); <-done })
+	}
+	for name := range hosts {
+		start(name)
+	}
+	t.Cleanup(func() {
+		for _, c := range cancels {
+			c()
+		}
+	})
+	waitView := func(what string, want map[string][]string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ok := true
+			var got string
+			for name, w := range want {
+				alive := slices.Sorted(maps.Keys(ms[name].AliveSet()))
+				got += fmt.Sprintf("%s sees %v; ", name, alive)
+				ok = ok && slices.Equal(alive, w)
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s", what, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	all := []string{"node1", "node2", "node3"}
+	waitView("joined", map[string][]string{"node1": all, "node2": all, "node3": all})
+	select {
+	case <-ms["node1"].Changes():
+	default:
+		t.Error("no change notified after joining")
+	}
+
+	// A crash: no leave message, the others must detect it. (Its Run goroutine is left to
+	// idle: ending it would try to leave a shut-down list.)
+	if err := ms["node2"].ml.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	waitView("node2 crashed", map[string][]string{"node1": {"node1", "node3"}, "node3": {"node1", "node3"}})
+	t.Logf("crash detected after %v", time.Since(t0))
+	if ms["node1"].Alive("node2") || !ms["node1"].Alive("node1") {
+		t.Error("Alive disagrees with AliveSet")
+	}
+
+	// Back under the same name: re-joined by the others' periodic join.
+	start("node2")
+	waitView("node2 back", map[string][]string{"node1": all, "node2": all, "node3": all})
+
+	// A graceful stop is seen at once.
+	cancels["node3"]()
+	waitView("node3 left", map[string][]string{"node1": {"node1", "node2"}, "node2": {"node1", "node2"}})
+}

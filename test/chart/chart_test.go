@@ -1,0 +1,379 @@
+// Package chart verifies the Helm chart with Helm's own Go library: it lints, renders with the
+// defaults and with every example the README gives, creates what it renders on a real
+// kube-apiserver, and runs the controller as the chart's ServiceAccount with exactly the chart's
+// RBAC.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/controlplane"
+)
+
+const (
+	release   = "fairlead"
+	namespace = "fairlead-system"
+)
+
+var chartDir = filepath.Join(controlplane.RepoRoot(), "charts", "fairlead")
+
+func load(t *testing.T) *chart.Chart {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// render returns the chart's objects for the given values, validated against the schema.
+func render(ch *chart.Chart, vals map[string]any) ([]*unstructured.Unstructured, error) {
+	rv, err := util.ToRenderValuesWithSchemaValidation(ch, vals,
+		common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true, Revision: 1},
+		common.DefaultCapabilities, false)
+	if err != nil {
+		return nil, err
+	}
+	files, err := engine.Render(ch, rv)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var objs []*unstructured.Unstructured
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".yaml") {
+			continue // NOTES.txt, helpers
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(files[n]), 4096)
+		for {
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, fmt.Errorf("%s: %w", n, err)
+			}
+			if len(m) == 0 {
+				continue
+			}
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
+	return objs, nil
+}
+
+func TestLint(t *testing.T) {
+	for name, vals := range examples(t) {
+		l := lint.RunAll(chartDir, vals, namespace)
+		for _, m := range l.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("%s: %s", name, m)
+			}
+		}
+	}
+}
+
+// examples are the values files the README shows, by the name of their section, plus the
+// defaults: each must render and install.
+func examples(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{"defaults": {}}
+	// A values example is a ```yaml block whose first line is a "# values: <name>" comment.
+	re := regexp.MustCompile("(?s)```yaml\n# values: ([^\n]+)\n(.*?)```")
+	for _, m := range re.FindAllSubmatch(readme, -1) {
+		var v map[string]any
+		if err := yaml.Unmarshal(m[2], &v); err != nil {
+			t.Fatalf("README values example %q: %v", m[1], err)
+		}
+		out[string(m[1])] = v
+	}
+	if len(out) < 3 {
+		t.Fatalf("found %d README values examples, want at least 2 besides the defaults", len(out)-1)
+	}
+	return out
+}
+
+func TestSchemaRejectsWrongValues(t *testing.T) {
+	ch := load(t)
+	for _, bad := range []string{
+		`controller: {replicas: two}`,
+		`speaker: {proxy: "yes"}`,
+		`controler: {replicas: 2}`, // misspelt key
+		`ipPools: [{name: Bad_Name, spec: {}}]`,
+		`metrics: {serviceMonitor: {interval: soon}}`,
+	} {
+		var vals map[string]any
+		if err := yaml.Unmarshal([]byte(bad), &vals); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := render(ch, vals); err == nil {
+			t.Errorf("values %q rendered without error", bad)
+		}
+	}
+}
+
+func TestRendersSecureDefaults(t *testing.T) {
+	objs, err := render(load(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep appsv1.Deployment
+	var ds appsv1.DaemonSet
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Deployment":
+			mustConvert(t, o, &dep)
+		case "DaemonSet":
+			mustConvert(t, o, &ds)
+		}
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	if *dep.Spec.Replicas != 2 || !slicesContain(c.Args, "--leader-elect=true") {
+		t.Errorf("controller: %d replicas, args %v; want 2 with leader election", *dep.Spec.Replicas, c.Args)
+	}
+	if sc := c.SecurityContext; sc == nil || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
+		dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot == nil || !*dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
+		t.Errorf("controller security context is not locked down: %+v", c.SecurityContext)
+	}
+	if c.LivenessProbe == nil || c.ReadinessProbe == nil || c.Resources.Requests.Cpu().IsZero() {
+		t.Error("controller lacks probes or requests")
+	}
+	s := ds.Spec.Template.Spec.Containers[0]
+	if !ds.Spec.Template.Spec.HostNetwork || s.SecurityContext == nil || (s.SecurityContext.Privileged != nil && *s.SecurityContext.Privileged) {
+		t.Fatalf("speaker must use the host network without being privileged: %+v", s.SecurityContext)
+	}
+	caps := fmt.Sprint(s.SecurityContext.Capabilities.Add)
+	if caps != "[NET_ADMIN NET_RAW]" || fmt.Sprint(s.SecurityContext.Capabilities.Drop) != "[ALL]" {
+		t.Errorf("speaker capabilities add %s drop %v; want exactly NET_ADMIN, NET_RAW on top of none", caps, s.SecurityContext.Capabilities.Drop)
+	}
+	if !slicesContain(s.Args, "--proxy=false") {
+		t.Errorf("the proxy must be off by default: %v", s.Args)
+	}
+}
+
+func mustConvert(t *testing.T, o *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func slicesContain(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// TestInstallsAndRunsWithItsRBAC creates every object of every example on a real apiserver, then
+// runs the controller as the chart's ServiceAccount (nothing else grants it anything) with the
+// args the chart gives it, and checks it does its job and no more.
+func TestInstallsAndRunsWithItsRBAC(t *testing.T) {
+	env, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	ctx := context.Background()
+	c := env.Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	ch := load(t)
+	var controllerArgs []string
+	for name, vals := range examples(t) {
+		objs, err := render(ch, vals)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "ServiceMonitor" {
+				continue // the Prometheus Operator's CRD is not part of this apiserver
+			}
+			// Examples repeat the same objects: create or update, never only dry-run.
+			err := c.Create(ctx, o)
+			if apierrors.IsAlreadyExists(err) {
+				cur := o.DeepCopy()
+				if err = c.Get(ctx, client.ObjectKeyFromObject(o), cur); err == nil {
+					o.SetResourceVersion(cur.GetResourceVersion())
+					err = c.Update(ctx, o)
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s: %s %s: %v", name, o.GetKind(), o.GetName(), err)
+			}
+			if name == "defaults" && o.GetKind() == "Deployment" {
+				var d appsv1.Deployment
+				mustConvert(t, o, &d)
+				controllerArgs = d.Spec.Template.Spec.Containers[0].Args
+			}
+		}
+	}
+
+	sa := func(name string) *rest.Config {
+		cfg := rest.CopyConfig(env.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: fmt.Sprintf("system:serviceaccount:%s:%s-%s", namespace, release, name)}
+		return cfg
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
+	writeImpersonating(t, env, kubeconfig, sa("controller").Impersonate.UserName)
+
+	bin := filepath.Join(t.TempDir(), "fairlead-controller")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fairlead-controller")
+	build.Dir = controlplane.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the controller: %v\n%s", err, out)
+	}
+	args := append([]string{"--kubeconfig", kubeconfig}, controllerArgs...)
+	args = append(args, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	var logs bytes.Buffer
+	proc := exec.Command(bin, args...)
+	proc.Stdout, proc.Stderr = &logs, &logs
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = proc.Process.Kill()
+		_ = proc.Wait()
+		if t.Failed() {
+			t.Logf("controller output:\n%s", logs.String())
+		}
+	}()
+
+	// The controller, with only the chart's RBAC, allocates and reports.
+	pool := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "chart-test"},
+		Spec: v1alpha1.IPPoolSpec{Addresses: []string{"192.0.2.64/28"}}}
+	if err := c.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr.To(false),
+			LoadBalancerClass: ptr.To(v1alpha1.LoadBalancerClass),
+			Ports:             []corev1.ServicePort{{Port: 80}}}}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
+			t.Fatal(err)
+		}
+		if len(svc.Status.LoadBalancer.Ingress) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the controller, running as the chart's ServiceAccount, did not allocate an address")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
+		t.Fatal(err)
+	}
+	if pool.Status.IPv4 == nil || pool.Status.IPv4.Used != 1 {
+		// Status is written at most once per second.
+		time.Sleep(1500 * time.Millisecond)
+		_ = c.Get(ctx, client.ObjectKeyFromObject(pool), pool)
+		if pool.Status.IPv4 == nil || pool.Status.IPv4.Used != 1 {
+			t.Errorf("pool status not written with the chart's RBAC: %+v", pool.Status)
+		}
+	}
+
+	// And no more than it needs.
+	for _, tc := range []struct {
+		who  string
+		what string
+		try  func(client.Client) error
+	}{
+		{"controller", "read Secrets", func(c client.Client) error {
+			return c.List(ctx, &corev1.SecretList{}, client.InNamespace(namespace))
+		}},
+		{"controller", "delete Services", func(c client.Client) error { return c.Delete(ctx, svc.DeepCopy()) }},
+		{"controller", "write Leases outside its namespace", func(c client.Client) error {
+			return c.Create(ctx, leaseIn("default"))
+		}},
+		{"speaker", "write Service status", func(c client.Client) error {
+			s := svc.DeepCopy()
+			s.Status.LoadBalancer.Ingress = nil
+			return c.Status().Update(ctx, s)
+		}},
+		{"speaker", "read Secrets cluster-wide", func(c client.Client) error { return c.List(ctx, &corev1.SecretList{}) }},
+		{"speaker", "write IPPools", func(c client.Client) error {
+			p := pool.DeepCopy()
+			p.Spec.Addresses = append(p.Spec.Addresses, "192.0.2.128/28")
+			return c.Update(ctx, p)
+		}},
+	} {
+		cl, err := client.New(sa(tc.who), client.Options{Scheme: env.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.try(cl); !apierrors.IsForbidden(err) {
+			t.Errorf("the %s can %s (err %v), want Forbidden", tc.who, tc.what, err)
+		}
+	}
+}
+
+func writeImpersonating(t *testing.T, env *controlplane.Env, path, user string) {
+	t.Helper()
+	if err := env.Kubeconfig(path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = user
+	}
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func leaseIn(ns string) *coordinationv1.Lease {
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-yours"}}
+}

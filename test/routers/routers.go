@@ -1,0 +1,145 @@
+// Package routers runs real routers, FRR (zebra + bgpd) and BIRD 2, inside a test's network
+// namespace, configured by text the test writes, and reads their RIBs back as JSON (vtysh) or
+// text (birdc). Each router gets its own config, pid and socket directory, and is killed when
+// the test ends.
+package routers
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fairlead-lb/fairlead/test/netns"
+)
+
+// FRR is a zebra + bgpd pair in one namespace.
+type FRR struct {
+	ns  *netns.NS
+	dir string
+	t   testing.TB
+}
+
+// StartFRR starts zebra and bgpd in ns with bgpdConf as bgpd's configuration (zebra gets an
+// empty one) and waits until vtysh answers.
+func StartFRR(t testing.TB, ns *netns.NS, bgpdConf string) *FRR {
+	t.Helper()
+	for _, bin := range []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s not found: run `make packages` (FRR)", bin)
+		}
+	}
+	// FRR drops privileges to the frr user, which must reach its files: a world-traversable
+	// directory owned by frr, not t.TempDir (0700, root).
+	dir, err := os.MkdirTemp("", "fl-frr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &FRR{ns: ns, dir: dir, t: t}
+	write(t, filepath.Join(dir, "zebra.conf"), "hostname "+ns.Name+"\n")
+	write(t, filepath.Join(dir, "bgpd.conf"), bgpdConf)
+	chownFRR(t, dir)
+	common := []string{"-u", "frr", "-g", "frr", "--vty_socket", dir, "-z", filepath.Join(dir, "zserv.api"), "--log", "stdout"}
+	ns.Start("/usr/lib/frr/zebra", append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
+	waitFor(t, "zebra's socket", func() bool { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err == nil })
+	ns.Start("/usr/lib/frr/bgpd", append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
+	waitFor(t, "bgpd's vty", func() bool { _, err := f.Vtysh("show bgp summary json"); return err == nil })
+	return f
+}
+
+// Vtysh runs vtysh commands (each one -c) against this FRR.
+func (f *FRR) Vtysh(cmds ...string) (string, error) {
+	args := []string{"--vty_socket", f.dir}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	return f.ns.Run("vtysh", args...)
+}
+
+// JSON runs one `show ... json` command and decodes its output into v.
+func (f *FRR) JSON(cmd string, v any) error {
+	out, err := f.Vtysh(cmd)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		return fmt.Errorf("%s: %v: %s", cmd, err, out)
+	}
+	return nil
+}
+
+// BIRD is a BIRD 2 daemon in one namespace.
+type BIRD struct {
+	ns   *netns.NS
+	sock string
+}
+
+// StartBIRD starts bird in the foreground in ns with conf and waits until birdc answers.
+func StartBIRD(t testing.TB, ns *netns.NS, conf string) *BIRD {
+	t.Helper()
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Fatal("bird not found: run `make packages` (bird2)")
+	}
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "bird.conf"), conf)
+	b := &BIRD{ns: ns, sock: filepath.Join(dir, "bird.ctl")}
+	ns.Start("bird", "-f", "-c", filepath.Join(dir, "bird.conf"), "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
+	waitFor(t, "birdc", func() bool { _, err := b.Birdc("show status"); return err == nil })
+	return b
+}
+
+// Birdc runs one birdc command and returns its output.
+func (b *BIRD) Birdc(cmd string) (string, error) {
+	out, err := b.ns.Run("birdc", append([]string{"-s", b.sock}, strings.Fields(cmd)...)...)
+	if err == nil && strings.Contains(out, "Unable to connect") {
+		err = fmt.Errorf("birdc: %s", out)
+	}
+	return out, err
+}
+
+func write(t testing.TB, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chownFRR(t testing.TB, dir string) {
+	t.Helper()
+	u, err := user.Lookup("frr")
+	if err != nil {
+		t.Fatalf("user frr: %v (run `make packages`)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
