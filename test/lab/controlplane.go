@@ -35,8 +35,8 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	for _, k := range []struct{ name, server string }{
-		{"admin", "https://127.0.0.1:" + apiPort},         // inside fl-cp
-		{"node", "https://" + CPv4 + ":" + apiPort},       // from the nodes, over the LAN
+		{"admin", "https://127.0.0.1:" + apiPort},        // inside fl-cp
+		{"node", "https://" + CPv4 + ":" + apiPort},      // from the nodes, over the LAN
 		{"host", "https://127.0.0.1:" + l.hostPortStr()}, // from the host, through the relay
 	} {
 		if _, err := ca.kubeconfigFor(k.name, "admin", k.server); err != nil {
