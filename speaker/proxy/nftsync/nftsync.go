@@ -1,0 +1,349 @@
+// Package nftsync writes renderings of ServicePorts into the proxy's nftables table. It
+// remembers what it programmed, so a change to one Service is a transaction touching only
+// that Service's chains and elements; a full sync rewrites everything in one transaction,
+// which makes a restart atomic and repairs anything someone changed behind our back.
+package nftsync
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/fairlead-lb/fairlead/speaker/proxy/rules"
+)
+
+// Syncer programs one table. It is not safe for concurrent use.
+type Syncer struct {
+	nft        knftables.Interface
+	cfg        rules.Config
+	programmed map[string]*rules.Service
+	// owner maps a map element's ID to the key of the ServicePort that programmed it: two
+	// Services claiming one address and port (externalIPs are not checked by the apiserver)
+	// must not make every transaction fail.
+	owner map[string]string
+}
+
+// New returns a Syncer for nft (a knftables.Interface bound to our table).
+func New(nft knftables.Interface, cfg rules.Config) *Syncer {
+	return &Syncer{nft: nft, cfg: cfg, programmed: map[string]*rules.Service{}, owner: map[string]string{}}
+}
+
+// Result describes one sync.
+type Result struct {
+	Operations int
+	// Conflicts lists elements that were left out because another ServicePort owns them.
+	Conflicts []Conflict
+	// Replaced is set, to why, when a full sync could not update the table in place and
+	// replaced it (losing affinity entries).
+	Replaced error
+}
+
+// Conflict is a map element that Key wanted but Owner already holds.
+type Conflict struct {
+	Key, Element, Owner string
+}
+
+func (c Conflict) String() string {
+	return fmt.Sprintf("%s is already used by %s", c.Element, c.Owner)
+}
+
+// Counts returns the number of rules and map elements currently programmed for Services.
+func (s *Syncer) Counts() (rules, elements int) {
+	for _, r := range s.programmed {
+		a, b := r.Count()
+		rules, elements = rules+a, elements+b
+	}
+	return rules, elements
+}
+
+// Programmed returns the rendering programmed for key, or nil.
+func (s *Syncer) Programmed(key string) *rules.Service { return s.programmed[key] }
+
+// Full replaces the table's content with desired (keyed by ServicePort key) in a single
+// transaction: traffic sees either the old rules or the new ones, never none. Affinity sets
+// that are still wanted keep their entries.
+func (s *Syncer) Full(ctx context.Context, desired map[string]*rules.Service) (Result, error) {
+	res, err := s.full(ctx, desired, false)
+	if err == nil {
+		return res, nil
+	}
+	// What is in the table cannot be updated in place (say a base chain left by another
+	// version with another priority): replace the table instead, still in one transaction.
+	// Affinity entries are lost; traffic is not interrupted.
+	res, err2 := s.full(ctx, desired, true)
+	if err2 != nil {
+		return res, fmt.Errorf("%w; replacing the table failed too: %w", err, err2)
+	}
+	res.Replaced = err
+	return res, nil
+}
+
+func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, replace bool) (Result, error) {
+	existingChains, err := s.list(ctx, "chains")
+	if err != nil {
+		return Result{}, err
+	}
+	existingSets, err := s.list(ctx, "sets")
+	if err != nil {
+		return Result{}, err
+	}
+
+	var res Result
+	owner := map[string]string{}
+	accepted := map[string]*rules.Service{}
+	for _, key := range slices.Sorted(maps.Keys(desired)) {
+		accepted[key] = claim(key, desired[key], owner, &res)
+	}
+
+	tx := s.nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("fairlead service proxy")})
+	if replace {
+		tx.Delete(&knftables.Table{})
+		tx.Add(&knftables.Table{Comment: knftables.PtrTo("fairlead service proxy")})
+		existingChains, existingSets = nil, nil
+	}
+	baseObjs, baseRules := rules.Base(s.cfg)
+	base := map[string]bool{}
+	for _, o := range baseObjs {
+		tx.Add(o)
+		switch o := o.(type) {
+		case *knftables.Chain:
+			base[o.Name] = true
+			tx.Flush(o)
+		case *knftables.Map:
+			base[o.Name] = true
+			tx.Flush(o)
+		case *knftables.Set:
+			base[o.Name] = true
+			tx.Flush(o)
+		}
+	}
+	for _, r := range baseRules {
+		tx.Add(r)
+	}
+	for _, e := range rules.BaseElements(s.cfg) {
+		tx.Add(e)
+	}
+
+	wantChains, wantSets := map[string]bool{}, map[string]bool{}
+	keys := slices.Sorted(maps.Keys(accepted))
+	for _, key := range keys {
+		for _, c := range accepted[key].Chains {
+			wantChains[c.Name] = true
+			tx.Add(&knftables.Chain{Name: c.Name})
+			tx.Flush(&knftables.Chain{Name: c.Name})
+		}
+		for _, st := range accepted[key].Sets {
+			wantSets[st.Name] = true
+			tx.Add(setObject(st))
+		}
+	}
+	// Rules after every chain exists: they jump between chains.
+	for _, key := range keys {
+		for _, c := range accepted[key].Chains {
+			for _, r := range c.Rules {
+				tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
+			}
+		}
+	}
+	for _, key := range keys {
+		for _, e := range accepted[key].Elements {
+			tx.Add(elementObject(e))
+		}
+	}
+	var stale []string
+	for _, c := range existingChains {
+		if !base[c] && !wantChains[c] {
+			stale = append(stale, c)
+			tx.Flush(&knftables.Chain{Name: c})
+		}
+	}
+	for _, c := range stale {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	for _, st := range existingSets {
+		if !base[st] && !wantSets[st] {
+			tx.Delete(&knftables.Set{Name: st})
+		}
+	}
+	res.Operations = tx.NumOperations()
+	if err := s.nft.Run(ctx, tx); err != nil {
+		return res, fmt.Errorf("full sync (%d operations): %w", res.Operations, err)
+	}
+	s.programmed, s.owner = accepted, owner
+	return res, nil
+}
+
+func (s *Syncer) list(ctx context.Context, kind string) ([]string, error) {
+	l, err := s.nft.List(ctx, kind)
+	if err != nil && !knftables.IsNotFound(err) {
+		return nil, fmt.Errorf("listing %s: %w", kind, err)
+	}
+	return l, nil
+}
+
+// claim returns r without the elements another key already owns, recording the ones it keeps.
+func claim(key string, r *rules.Service, owner map[string]string, res *Result) *rules.Service {
+	out := &rules.Service{Chains: r.Chains, Sets: r.Sets}
+	for _, e := range r.Elements {
+		id := e.ID()
+		if o, ok := owner[id]; ok && o != key {
+			res.Conflicts = append(res.Conflicts, Conflict{Key: key, Element: id, Owner: o})
+			continue
+		}
+		owner[id] = key
+		out.Elements = append(out.Elements, e)
+	}
+	return out
+}
+
+// Partial applies changes (key → new rendering, nil to remove) in one transaction that
+// touches only what differs from what is programmed. On error nothing is applied and the
+// caller should fall back to Full.
+func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service) (Result, error) {
+	var res Result
+	keys := slices.Sorted(maps.Keys(changes))
+
+	// Release the elements of the changed keys, then let them claim again.
+	owner := maps.Clone(s.owner)
+	for _, key := range keys {
+		if old := s.programmed[key]; old != nil {
+			for _, e := range old.Elements {
+				delete(owner, e.ID())
+			}
+		}
+	}
+	accepted := map[string]*rules.Service{}
+	for _, key := range keys {
+		if changes[key] != nil {
+			accepted[key] = claim(key, changes[key], owner, &res)
+		}
+	}
+
+	tx := s.nft.NewTransaction()
+	var (
+		addSets, delSets    []rules.Set
+		addChains, newRules []rules.Chain
+		flushChains, stale  []string
+		addElems, delElems  []rules.Element
+	)
+	for _, key := range keys {
+		old, cur := s.programmed[key], accepted[key]
+		if old == nil {
+			old = &rules.Service{}
+		}
+		if cur == nil {
+			cur = &rules.Service{}
+		}
+		oldElems := map[string]rules.Element{}
+		for _, e := range old.Elements {
+			oldElems[e.ID()] = e
+		}
+		curElems := map[string]rules.Element{}
+		for _, e := range cur.Elements {
+			curElems[e.ID()] = e
+			if o, ok := oldElems[e.ID()]; !ok || o.Value != e.Value {
+				addElems = append(addElems, e)
+			}
+		}
+		for _, e := range old.Elements {
+			if c, ok := curElems[e.ID()]; !ok || c.Value != e.Value {
+				delElems = append(delElems, e)
+			}
+		}
+		oldChains := map[string][]string{}
+		for _, c := range old.Chains {
+			oldChains[c.Name] = c.Rules
+		}
+		curChains := map[string]bool{}
+		for _, c := range cur.Chains {
+			curChains[c.Name] = true
+			prev, ok := oldChains[c.Name]
+			switch {
+			case !ok:
+				addChains = append(addChains, c)
+				newRules = append(newRules, c)
+			case !slices.Equal(prev, c.Rules):
+				flushChains = append(flushChains, c.Name)
+				newRules = append(newRules, c)
+			}
+		}
+		for _, c := range old.Chains {
+			if !curChains[c.Name] {
+				stale = append(stale, c.Name)
+			}
+		}
+		oldSets := map[string]bool{}
+		for _, st := range old.Sets {
+			oldSets[st.Name] = true
+		}
+		curSets := map[string]bool{}
+		for _, st := range cur.Sets {
+			curSets[st.Name] = true
+			if !oldSets[st.Name] {
+				addSets = append(addSets, st)
+			}
+		}
+		for _, st := range old.Sets {
+			if !curSets[st.Name] {
+				delSets = append(delSets, st)
+			}
+		}
+	}
+	// Order matters inside the transaction: nothing may reference a chain or set when it is
+	// deleted, and nothing may reference one before it exists.
+	for _, e := range delElems {
+		tx.Delete(elementObject(e))
+	}
+	for _, st := range addSets {
+		tx.Add(setObject(st))
+	}
+	for _, c := range addChains {
+		tx.Add(&knftables.Chain{Name: c.Name})
+	}
+	for _, c := range append(flushChains, stale...) {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range newRules {
+		for _, r := range c.Rules {
+			tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
+		}
+	}
+	for _, e := range addElems {
+		tx.Add(elementObject(e))
+	}
+	for _, c := range stale {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	for _, st := range delSets {
+		tx.Delete(&knftables.Set{Name: st.Name})
+	}
+	res.Operations = tx.NumOperations()
+	if res.Operations > 0 {
+		if err := s.nft.Run(ctx, tx); err != nil {
+			return res, fmt.Errorf("partial sync of %s (%d operations): %w", strings.Join(keys, ", "), res.Operations, err)
+		}
+	}
+	for _, key := range keys {
+		if accepted[key] == nil {
+			delete(s.programmed, key)
+		} else {
+			s.programmed[key] = accepted[key]
+		}
+	}
+	s.owner = owner
+	return res, nil
+}
+
+func setObject(st rules.Set) *knftables.Set {
+	return &knftables.Set{Name: st.Name, Type: st.Type, Timeout: knftables.PtrTo(st.Timeout),
+		Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}}
+}
+
+func elementObject(e rules.Element) *knftables.Element {
+	return &knftables.Element{Map: e.Map, Key: e.Key, Value: []string{e.Value}}
+}

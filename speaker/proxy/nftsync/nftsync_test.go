@@ -1,0 +1,204 @@
+package nftsync
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/fairlead-lb/fairlead/speaker/proxy/model"
+	"github.com/fairlead-lb/fairlead/speaker/proxy/rules"
+	"github.com/fairlead-lb/fairlead/test/netns"
+)
+
+func port(name string, eps ...string) *model.ServicePort {
+	sp := &model.ServicePort{
+		Namespace: "default", Name: name, PortName: "http", Protocol: corev1.ProtocolTCP, Family: model.IPv4,
+		Port: 80, NodePort: 30080, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.10")},
+		LoadBalancerIPs: []netip.Addr{netip.MustParseAddr("198.51.100.10")},
+		SourceRanges:    []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		AffinityTimeout: time.Minute,
+	}
+	for _, e := range eps {
+		sp.ClusterEndpoints = append(sp.ClusterEndpoints, model.Endpoint{Addr: netip.MustParseAddr(e), Port: 8080})
+	}
+	return sp
+}
+
+func port6(name string, eps ...string) *model.ServicePort {
+	sp := &model.ServicePort{
+		Namespace: "default", Name: name, Protocol: corev1.ProtocolUDP, Family: model.IPv6,
+		Port: 53, NodePort: 30053, ClusterIPs: []netip.Addr{netip.MustParseAddr("fd00:96::10")},
+		ExternalIPs: []netip.Addr{netip.MustParseAddr("2001:db8::10")}, ExternalLocal: true,
+	}
+	for _, e := range eps {
+		ep := model.Endpoint{Addr: netip.MustParseAddr(e), Port: 5353, Local: true}
+		sp.ClusterEndpoints = append(sp.ClusterEndpoints, ep)
+		sp.LocalEndpoints = append(sp.LocalEndpoints, ep)
+	}
+	return sp
+}
+
+// inNS runs the syncer against a real kernel, inside a namespace of its own.
+func inNS(t *testing.T) (run func(func(s *Syncer) error), list func() string) {
+	ns := netns.New(t, "nftsync")
+	var s *Syncer
+	run = func(fn func(*Syncer) error) {
+		t.Helper()
+		if err := ns.Do(func() error {
+			if s == nil {
+				nft, err := knftables.New(knftables.InetFamily, "fairlead")
+				if err != nil {
+					return err
+				}
+				s = New(nft, rules.Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+			}
+			return fn(s)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list = func() string { return ns.MustRun("nft", "list", "table", "inet", "fairlead") }
+	return run, list
+}
+
+func render(sps ...*model.ServicePort) map[string]*rules.Service {
+	out := map[string]*rules.Service{}
+	for _, sp := range sps {
+		out[sp.Key()] = rules.Render(sp, rules.Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+	}
+	return out
+}
+
+func TestKernelAcceptsFullAndPartialSyncs(t *testing.T) {
+	run, list := inNS(t)
+	ctx := context.Background()
+	sctp := port("sig", "10.244.1.5")
+	sctp.Protocol, sctp.ClusterIPs, sctp.LoadBalancerIPs = corev1.ProtocolSCTP, []netip.Addr{netip.MustParseAddr("10.96.0.11")}, nil
+	dns := port6("dns", "fd00:244::2")
+	dns.AffinityTimeout = time.Hour
+	run(func(s *Syncer) error {
+		_, err := s.Full(ctx, render(port("web", "10.244.1.2", "10.244.2.2"), dns, port("empty"), sctp))
+		return err
+	})
+	got := list()
+	for _, want := range []string{
+		"10.96.0.10 . tcp . 80 : goto svc4-default/web/tcp/http",
+		"198.51.100.10 . tcp . 80 : goto ext4-default/web/tcp/http",
+		"tcp . 30080 : goto ext4-default/web/tcp/http",
+		"numgen random mod 2 vmap { 0 : goto ep4-default/web/tcp/http__10.244.1.2/8080, 1 : goto ep4-default/web/tcp/http__10.244.2.2/8080 }",
+		"dnat ip6 to [fd00:244::2]:5353",
+		"10.96.0.10 . tcp . 80 : goto reject-chain", // "empty" shares web's address in this test
+		"ip saddr != 192.0.2.0/24 drop",
+		"set aff4-60s-default/web/tcp/http__10.244.1.2/8080",
+		"update @aff6-3600s-default/dns/udp/53__fd00.244..2/5353 { ip6 saddr }",
+		"10.96.0.11 . sctp . 80 : goto svc4-default/sig/sctp/http",
+		"meta l4proto sctp dnat ip to 10.244.1.5:8080",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got)
+		}
+	}
+
+	// One endpoint goes away: a small transaction, and its chain and affinity set are gone.
+	run(func(s *Syncer) error {
+		res, err := s.Partial(ctx, render(port("web", "10.244.2.2")))
+		if err == nil && res.Operations > 20 {
+			t.Errorf("removing one endpoint took %d operations", res.Operations)
+		}
+		return err
+	})
+	got = list()
+	if strings.Contains(got, "10.244.1.2") {
+		t.Errorf("removed endpoint still programmed:\n%s", got)
+	}
+	if !strings.Contains(got, "goto ep4-default/web/tcp/http__10.244.2.2/8080") {
+		t.Errorf("remaining endpoint not programmed:\n%s", got)
+	}
+
+	// The Service is deleted: nothing of it remains.
+	run(func(s *Syncer) error {
+		_, err := s.Partial(ctx, map[string]*rules.Service{port("web").Key(): nil})
+		return err
+	})
+	if got = list(); strings.Contains(got, "default/web") {
+		t.Errorf("deleted Service still programmed:\n%s", got)
+	}
+}
+
+func TestFullSyncRepairsDriftAndRemovesStrangers(t *testing.T) {
+	run, list := inNS(t)
+	ctx := context.Background()
+	desired := render(port("web", "10.244.1.2"))
+	run(func(s *Syncer) error { _, err := s.Full(ctx, desired); return err })
+	want := list()
+
+	// Someone flushes our NAT chain, deletes an element and adds a chain of their own.
+	run(func(*Syncer) error {
+		for _, cmd := range []string{
+			"flush chain inet fairlead services",
+			"delete element inet fairlead service-ips-4 { 10.96.0.10 . tcp . 80 }",
+			"add chain inet fairlead stranger",
+		} {
+			if out, err := runNft(cmd); err != nil {
+				return fmt.Errorf("%s: %v: %s", cmd, err, out)
+			}
+		}
+		return nil
+	})
+	run(func(s *Syncer) error { _, err := s.Full(ctx, desired); return err })
+	if got := list(); got != want {
+		t.Errorf("full sync did not restore the ruleset:\nwant:\n%s\ngot:\n%s", want, got)
+	}
+}
+
+func TestConflictingAddressesDoNotBlockOthers(t *testing.T) {
+	run, list := inNS(t)
+	ctx := context.Background()
+	a, b := port("a", "10.244.1.2"), port("b", "10.244.1.3")
+	b.LoadBalancerIPs = nil // b claims a's ClusterIP and NodePort (as bad externalIPs could)
+	run(func(s *Syncer) error {
+		res, err := s.Full(ctx, render(a, b))
+		if err == nil && len(res.Conflicts) == 0 {
+			t.Error("conflicts not reported")
+		}
+		return err
+	})
+	got := list()
+	if !strings.Contains(got, "10.96.0.10 . tcp . 80 : goto svc4-default/a/tcp/http") {
+		t.Errorf("first owner lost its address:\n%s", got)
+	}
+	// A later change to b alone still succeeds.
+	b2 := port("b", "10.244.1.4")
+	b2.LoadBalancerIPs = nil
+	run(func(s *Syncer) error { _, err := s.Partial(ctx, render(b2)); return err })
+}
+
+// A table left by someone else with an incompatible base chain is replaced, atomically.
+func TestFullSyncReplacesAnIncompatibleTable(t *testing.T) {
+	run, list := inNS(t)
+	run(func(*Syncer) error {
+		for _, cmd := range []string{
+			"add table inet fairlead",
+			"add chain inet fairlead filter-prerouting { type filter hook prerouting priority 0 ; }",
+		} {
+			if out, err := runNft(cmd); err != nil {
+				return fmt.Errorf("%s: %v: %s", cmd, err, out)
+			}
+		}
+		return nil
+	})
+	run(func(s *Syncer) error {
+		_, err := s.Full(context.Background(), render(port("web", "10.244.1.2")))
+		return err
+	})
+	got := list()
+	if !strings.Contains(got, "goto svc4-default/web/tcp/http") || !strings.Contains(got, "priority dstnat - 10") {
+		t.Errorf("table not replaced:\n%s", got)
+	}
+}

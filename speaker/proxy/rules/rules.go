@@ -1,0 +1,367 @@
+// Package rules renders the proxy's model into nftables objects: a fixed skeleton of base
+// chains and verdict maps (Base) and, per ServicePort, a handful of chains, map elements and
+// affinity sets (Render). Packets find their Service by one lookup in a verdict map keyed on
+// (address . protocol . port), so the per-packet cost does not grow with the number of
+// Services. Rendering is pure: the syncer diffs renderings and writes the difference.
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/fairlead-lb/fairlead/speaker/proxy/model"
+)
+
+// MasqueradeMark is the packet mark bit that asks nat-postrouting to masquerade.
+const MasqueradeMark = 0x4000
+
+// Names of the base objects.
+const (
+	ChainFilterPrerouting = "filter-prerouting"
+	ChainFilterOutput     = "filter-output"
+	ChainFirewallCheck    = "firewall-check"
+	ChainEndpointsCheck   = "endpoints-check"
+	ChainReject           = "reject-chain"
+	ChainNATPrerouting    = "nat-prerouting"
+	ChainNATOutput        = "nat-output"
+	ChainNATPostrouting   = "nat-postrouting"
+	ChainServices         = "services"
+	ChainMasquerading     = "masquerading"
+	ChainMarkMasq         = "mark-for-masquerade"
+)
+
+// Map and set names, per family (suffix -4 or -6).
+func MapServiceIPs(f model.Family) string          { return fmt.Sprintf("service-ips-%d", f) }
+func MapServiceNodePorts(f model.Family) string    { return fmt.Sprintf("service-nodeports-%d", f) }
+func MapNoEndpointIPs(f model.Family) string       { return fmt.Sprintf("no-endpoint-services-%d", f) }
+func MapNoEndpointNodePorts(f model.Family) string { return fmt.Sprintf("no-endpoint-nodeports-%d", f) }
+func MapFirewallIPs(f model.Family) string         { return fmt.Sprintf("firewall-ips-%d", f) }
+func SetNodePortCIDRs(f model.Family) string       { return fmt.Sprintf("nodeport-cidrs-%d", f) }
+func SetClusterCIDRs(f model.Family) string        { return fmt.Sprintf("cluster-cidrs-%d", f) }
+
+var families = []model.Family{model.IPv4, model.IPv6}
+
+// Config is what the rules depend on besides the Services.
+type Config struct {
+	// NodePortCIDRs limits NodePorts to the node's addresses inside them; empty means all of
+	// the node's addresses (loopback excepted).
+	NodePortCIDRs []netip.Prefix
+	// ClusterCIDRs are the pod networks. Traffic from elsewhere to a ClusterIP is
+	// masqueraded, and pods reaching an externalTrafficPolicy Local Service's external
+	// address are sent to any endpoint. Empty: neither.
+	ClusterCIDRs []netip.Prefix
+}
+
+func (c Config) prefixes(list []netip.Prefix, f model.Family) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range list {
+		if model.FamilyOf(p.Addr()) == f {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+func ipKw(f model.Family) string {
+	if f == model.IPv6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+func addrType(f model.Family) string {
+	if f == model.IPv6 {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+// Base returns the skeleton: base chains hooked into netfilter, the lookup maps and the
+// address sets, in an order that can be added to a transaction as is. Its rules are returned
+// separately so a sync can flush the base chains and write them again.
+func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
+	hook := func(name string, t knftables.BaseChainType, h knftables.BaseChainHook, prio string) *knftables.Chain {
+		return &knftables.Chain{Name: name, Type: knftables.PtrTo(t), Hook: knftables.PtrTo(h),
+			Priority: knftables.PtrTo(knftables.BaseChainPriority(prio))}
+	}
+	objs = append(objs,
+		hook(ChainFilterPrerouting, knftables.FilterType, knftables.PreroutingHook, "-110"),
+		hook(ChainFilterOutput, knftables.FilterType, knftables.OutputHook, "-110"),
+		hook(ChainNATPrerouting, knftables.NATType, knftables.PreroutingHook, "-100"),
+		hook(ChainNATOutput, knftables.NATType, knftables.OutputHook, "-100"),
+		hook(ChainNATPostrouting, knftables.NATType, knftables.PostroutingHook, "100"),
+	)
+	for _, n := range []string{ChainFirewallCheck, ChainEndpointsCheck, ChainReject, ChainServices, ChainMasquerading, ChainMarkMasq} {
+		objs = append(objs, &knftables.Chain{Name: n})
+	}
+	rule := func(chain string, parts ...string) {
+		baseRules = append(baseRules, &knftables.Rule{Chain: chain, Rule: strings.Join(parts, " ")})
+	}
+	for _, f := range families {
+		at := addrType(f)
+		for _, m := range []string{MapServiceIPs(f), MapNoEndpointIPs(f), MapFirewallIPs(f)} {
+			objs = append(objs, &knftables.Map{Name: m, Type: at + " . inet_proto . inet_service : verdict"})
+		}
+		for _, m := range []string{MapServiceNodePorts(f), MapNoEndpointNodePorts(f)} {
+			objs = append(objs, &knftables.Map{Name: m, Type: "inet_proto . inet_service : verdict"})
+		}
+		for _, s := range []string{SetNodePortCIDRs(f), SetClusterCIDRs(f)} {
+			objs = append(objs, &knftables.Set{Name: s, Type: at, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		}
+	}
+
+	// Filter, just before DNAT (-100): source ranges, then services without endpoints.
+	for _, c := range []string{ChainFilterPrerouting, ChainFilterOutput} {
+		rule(c, "ct state new jump", ChainFirewallCheck)
+		rule(c, "ct state new jump", ChainEndpointsCheck)
+	}
+	// A TCP reset rather than ICMP for TCP: ICMPv6 errors are rate-limited per peer (one a
+	// second by default), which would turn a burst of rejections into timeouts.
+	rule(ChainReject, "meta l4proto tcp reject with tcp reset")
+	rule(ChainReject, "reject")
+	for _, f := range families {
+		ip := ipKw(f)
+		rule(ChainFirewallCheck, ip, "daddr . meta l4proto . th dport vmap @"+MapFirewallIPs(f))
+		rule(ChainEndpointsCheck, ip, "daddr . meta l4proto . th dport vmap @"+MapNoEndpointIPs(f))
+		rule(ChainEndpointsCheck, nodePortMatch(cfg, f), "meta l4proto . th dport vmap @"+MapNoEndpointNodePorts(f))
+	}
+
+	// NAT.
+	rule(ChainNATPrerouting, "jump", ChainServices)
+	rule(ChainNATOutput, "jump", ChainServices)
+	rule(ChainNATPostrouting, "jump", ChainMasquerading)
+	rule(ChainMarkMasq, fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark))
+	rule(ChainMasquerading, fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark))
+	rule(ChainMasquerading, fmt.Sprintf("meta mark set meta mark ^ %#x", MasqueradeMark))
+	rule(ChainMasquerading, "masquerade fully-random")
+	for _, f := range families {
+		rule(ChainServices, ipKw(f), "daddr . meta l4proto . th dport vmap @"+MapServiceIPs(f))
+	}
+	for _, f := range families {
+		rule(ChainServices, nodePortMatch(cfg, f), "meta l4proto . th dport vmap @"+MapServiceNodePorts(f))
+	}
+	return objs, baseRules
+}
+
+// BaseElements are the elements of the base address sets.
+func BaseElements(cfg Config) []*knftables.Element {
+	var out []*knftables.Element
+	for _, f := range families {
+		for _, p := range cfg.prefixes(cfg.NodePortCIDRs, f) {
+			out = append(out, &knftables.Element{Set: SetNodePortCIDRs(f), Key: []string{p.String()}})
+		}
+		for _, p := range cfg.prefixes(cfg.ClusterCIDRs, f) {
+			out = append(out, &knftables.Element{Set: SetClusterCIDRs(f), Key: []string{p.String()}})
+		}
+	}
+	return out
+}
+
+// nodePortMatch selects packets addressed to this node on an address NodePorts listen on.
+func nodePortMatch(cfg Config, f model.Family) string {
+	if len(cfg.NodePortCIDRs) > 0 {
+		// An empty set for this family matches nothing, which is what was asked for.
+		return fmt.Sprintf("fib daddr type local %s daddr @%s", ipKw(f), SetNodePortCIDRs(f))
+	}
+	// Loopback is excluded: reaching a DNATed pod from 127.0.0.1 needs route_localnet.
+	if f == model.IPv6 {
+		return "fib daddr type local ip6 daddr != ::1"
+	}
+	return "fib daddr type local ip daddr != 127.0.0.0/8"
+}
+
+// Chain is a regular chain and its rules.
+type Chain struct {
+	Name  string
+	Rules []string
+}
+
+// Element is an element of one of the base maps.
+type Element struct {
+	Map   string
+	Key   []string
+	Value string
+}
+
+// ID identifies the element within its map.
+func (e Element) ID() string { return e.Map + " " + strings.Join(e.Key, " . ") }
+
+// Set is a session-affinity set of client addresses.
+type Set struct {
+	Name    string
+	Type    string
+	Timeout time.Duration
+}
+
+// Service is the nftables form of one ServicePort.
+type Service struct {
+	Chains   []Chain
+	Elements []Element
+	Sets     []Set
+}
+
+// Chain name prefixes. Names are readable: "clu4-default/web/tcp/http".
+func chainName(kind string, sp *model.ServicePort) string {
+	return fmt.Sprintf("%s%d-%s", kind, sp.Family, sp.BaseName())
+}
+
+func endpointName(kind string, sp *model.ServicePort, e model.Endpoint) string {
+	// nft names cannot hold ':'; IPv6 addresses are written with '.' instead.
+	return fmt.Sprintf("%s__%s/%d", chainName(kind, sp), strings.ReplaceAll(e.Addr.String(), ":", "."), e.Port)
+}
+
+// affinitySetName carries the timeout so that a changed timeout makes a new set rather than
+// a conflicting redefinition of the old one.
+func affinitySetName(sp *model.ServicePort, e model.Endpoint) string {
+	return fmt.Sprintf("aff%d-%ds-%s__%s/%d", sp.Family, int(sp.AffinityTimeout.Seconds()), sp.BaseName(),
+		strings.ReplaceAll(e.Addr.String(), ":", "."), e.Port)
+}
+
+func protoName(sp *model.ServicePort) string { return strings.ToLower(string(sp.Protocol)) }
+
+// Render returns the chains, map elements and sets of one ServicePort.
+func Render(sp *model.ServicePort, cfg Config) *Service {
+	out := &Service{}
+	f, ip, proto := sp.Family, ipKw(sp.Family), protoName(sp)
+	port := fmt.Sprint(sp.Port)
+	elem := func(m string, value string, key ...string) {
+		out.Elements = append(out.Elements, Element{Map: m, Key: key, Value: value})
+	}
+
+	// Source ranges are checked before anything else, with or without endpoints.
+	if len(sp.SourceRanges) > 0 && len(sp.LoadBalancerIPs) > 0 {
+		fw := chainName("fw", sp)
+		ranges := make([]string, len(sp.SourceRanges))
+		for i, p := range sp.SourceRanges {
+			ranges[i] = p.String()
+		}
+		out.Chains = append(out.Chains, Chain{Name: fw, Rules: []string{
+			fmt.Sprintf("%s saddr != { %s } drop", ip, strings.Join(ranges, ", ")),
+		}})
+		for _, a := range sp.LoadBalancerIPs {
+			elem(MapFirewallIPs(f), "goto "+fw, a.String(), proto, port)
+		}
+	}
+
+	externals := append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...)
+	if len(sp.ClusterEndpoints) == 0 {
+		// Nothing can answer: reject at once instead of letting clients time out.
+		for _, a := range append(append([]netip.Addr{}, sp.ClusterIPs...), externals...) {
+			elem(MapNoEndpointIPs(f), "goto "+ChainReject, a.String(), proto, port)
+		}
+		if sp.NodePort != 0 {
+			elem(MapNoEndpointNodePorts(f), "goto "+ChainReject, proto, fmt.Sprint(sp.NodePort))
+		}
+		return out
+	}
+
+	// One chain per endpoint in use, shared by the cluster and local spreads.
+	epChain := map[model.Endpoint]string{}
+	addEndpoint := func(e model.Endpoint) {
+		if _, ok := epChain[e]; ok {
+			return
+		}
+		name := endpointName("ep", sp, e)
+		epChain[e] = name
+		rules := []string{
+			// Hairpin: a pod reaching itself through the Service must see the reply come
+			// from the Service, so its source is masqueraded.
+			fmt.Sprintf("%s saddr %s jump %s", ip, e.Addr, ChainMarkMasq),
+		}
+		if sp.AffinityTimeout > 0 {
+			set := affinitySetName(sp, e)
+			out.Sets = append(out.Sets, Set{Name: set, Type: addrType(f), Timeout: sp.AffinityTimeout})
+			rules = append(rules, fmt.Sprintf("update @%s { %s saddr }", set, ip))
+		}
+		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat %s to %s", proto, ip, netip.AddrPortFrom(e.Addr, e.Port)))
+		out.Chains = append(out.Chains, Chain{Name: name, Rules: rules})
+	}
+	spread := func(name string, eps []model.Endpoint) {
+		var rules []string
+		for _, e := range eps {
+			addEndpoint(e)
+		}
+		if sp.AffinityTimeout > 0 {
+			for _, e := range eps {
+				rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", ip, affinitySetName(sp, e), epChain[e]))
+			}
+		}
+		switch len(eps) {
+		case 0:
+			rules = append(rules, "drop")
+		case 1:
+			rules = append(rules, "goto "+epChain[eps[0]])
+		default:
+			vm := make([]string, len(eps))
+			for i, e := range eps {
+				vm[i] = fmt.Sprintf("%d : goto %s", i, epChain[e])
+			}
+			rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(vm, ", ")))
+		}
+		out.Chains = append(out.Chains, Chain{Name: name, Rules: rules})
+	}
+
+	clu, loc := chainName("clu", sp), chainName("loc", sp)
+	needLocal := sp.InternalLocal || sp.ExternalLocal
+	spread(clu, sp.ClusterEndpoints)
+	if needLocal {
+		spread(loc, sp.LocalEndpoints)
+	}
+	hasClusterCIDRs := len(cfg.prefixes(cfg.ClusterCIDRs, f)) > 0
+
+	// ClusterIP entry.
+	svc := chainName("svc", sp)
+	var svcRules []string
+	if hasClusterCIDRs {
+		svcRules = append(svcRules, fmt.Sprintf("%s saddr != @%s jump %s", ip, SetClusterCIDRs(f), ChainMarkMasq))
+	}
+	if sp.InternalLocal {
+		svcRules = append(svcRules, "goto "+loc)
+	} else {
+		svcRules = append(svcRules, "goto "+clu)
+	}
+	out.Chains = append(out.Chains, Chain{Name: svc, Rules: svcRules})
+	for _, a := range sp.ClusterIPs {
+		elem(MapServiceIPs(f), "goto "+svc, a.String(), proto, port)
+	}
+
+	// External entry: NodePort, externalIPs, LoadBalancer IPs.
+	if sp.ExternallyReachable() {
+		ext := chainName("ext", sp)
+		var extRules []string
+		if !sp.ExternalLocal {
+			extRules = []string{"jump " + ChainMarkMasq, "goto " + clu}
+		} else {
+			// The client's address is kept, so only local endpoints can answer it. Traffic
+			// from this node itself has no client to preserve and may go anywhere.
+			extRules = []string{
+				"fib saddr type local jump " + ChainMarkMasq,
+				"fib saddr type local goto " + clu,
+			}
+			if hasClusterCIDRs {
+				extRules = append(extRules, fmt.Sprintf("%s saddr @%s goto %s", ip, SetClusterCIDRs(f), clu))
+			}
+			extRules = append(extRules, "goto "+loc)
+		}
+		out.Chains = append(out.Chains, Chain{Name: ext, Rules: extRules})
+		for _, a := range externals {
+			elem(MapServiceIPs(f), "goto "+ext, a.String(), proto, port)
+		}
+		if sp.NodePort != 0 {
+			elem(MapServiceNodePorts(f), "goto "+ext, proto, fmt.Sprint(sp.NodePort))
+		}
+	}
+	return out
+}
+
+// Count returns the number of rules and map/set elements a rendering programs.
+func (s *Service) Count() (rules, elements int) {
+	for _, c := range s.Chains {
+		rules += len(c.Rules)
+	}
+	return rules, len(s.Elements)
+}

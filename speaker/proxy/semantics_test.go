@@ -1,0 +1,500 @@
+package proxy_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Endpoint changes are applied as partial syncs, and traffic follows them.
+func TestEndpointChangesArePartialSyncs(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web")
+	v4, v6 := clusterIPs(svc)
+	c.setEndpoints("web", ready(a))
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 5, "pod-a")
+	full := c.metric("fairlead_proxy_sync_duration_seconds_count", `kind="full"`)
+	partial := c.metric("fairlead_proxy_sync_duration_seconds_count", `kind="partial"`)
+
+	c.setEndpoints("web", ready(a), ready(b))
+	c.expectPods(c.client, "tcp", hostPort(v6, 80), 30, "pod-a", "pod-b")
+	c.setEndpoints("web", ready(b))
+	c.expectPods(c.client, "udp", hostPort(v4, 80), 10, "pod-b")
+
+	if got := c.metric("fairlead_proxy_sync_duration_seconds_count", `kind="full"`); got != full {
+		t.Errorf("endpoint changes caused %v full syncs", got-full)
+	}
+	if got := c.metric("fairlead_proxy_sync_duration_seconds_count", `kind="partial"`); got < partial+2 {
+		t.Errorf("partial syncs went from %v to %v, want at least 2 more", partial, got)
+	}
+	if got := c.metric("fairlead_proxy_sync_errors_total"); got != 0 {
+		t.Errorf("%v sync errors", got)
+	}
+	if got := c.metric("fairlead_proxy_map_elements"); got == 0 {
+		t.Error("map elements gauge is 0")
+	}
+}
+
+// Headless and ExternalName Services get no rules.
+func TestHeadlessAndExternalNameAreLeftAlone(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	c.createService("headless", func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone })
+	c.setEndpoints("headless", ready(a))
+	c.createService("extname", func(s *corev1.Service) {
+		s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "example.com"
+		s.Spec.IPFamilyPolicy = nil
+	})
+	// A regular Service created afterwards proves the speaker has seen the others.
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	v4, _ := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 1, "pod-a")
+	rules := c.node.MustRun("nft", "list", "table", "inet", "fairlead")
+	for _, name := range []string{"/headless/", "/extname/"} {
+		if strings.Contains(rules, c.ns+name) {
+			t.Errorf("rules mention %s:\n%s", name, rules)
+		}
+	}
+}
+
+// internalTrafficPolicy Local: ClusterIP traffic only reaches endpoints on this node.
+func TestInternalTrafficPolicyLocal(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+	})
+	c.setEndpoints("web", ready(a), endpoint{pod: b, node: otherNode})
+	v4, v6 := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-a")
+	c.expectPods(c.client, "udp", hostPort(v6, 80), 20, "pod-a")
+}
+
+// --nodeport-addresses: NodePorts answer only on node addresses inside the given CIDRs.
+func TestNodePortAddresses(t *testing.T) {
+	c := newCluster(t, "--nodeport-addresses", "192.0.2.0/24")
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort })
+	c.setEndpoints("web", ready(a))
+	np := svc.Spec.Ports[0].NodePort
+	c.expectPods(c.client, "tcp", hostPort(nodeLAN4, np), 3, "pod-a")
+	// The IPv6 LAN address is outside: nothing listens there, so the node refuses itself.
+	if ans, err := ask(c.client, "tcp", hostPort(nodeLAN6, np), 0); err == nil {
+		t.Errorf("NodePort answered on %s (by %s) outside --nodeport-addresses", nodeLAN6, ans.Pod)
+	}
+}
+
+// sessionAffinity ClientIP: one client keeps its endpoint; other clients still spread.
+func TestSessionAffinity(t *testing.T) {
+	c := newCluster(t)
+	a, b, cc := c.addPod("pod-a", 1), c.addPod("pod-b", 2), c.addPod("pod-c", 3)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](300)}}
+	})
+	c.setEndpoints("web", ready(a), ready(b), ready(cc))
+	v4, v6 := clusterIPs(svc)
+	for _, addr := range []string{hostPort(v4, 80), hostPort(v6, 80)} {
+		for _, proto := range []string{"tcp", "udp"} {
+			var first string
+			c.eventually("first answer", func() error {
+				ans, err := ask(c.client, proto, addr, 0)
+				first = ans.Pod
+				return err
+			})
+			counts, _, err := spread(c.client, proto, addr, 30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[first] != 30 {
+				t.Errorf("%s %s: client moved between pods: first %s, then %v", proto, addr, first, counts)
+			}
+		}
+	}
+	// The affinity is per client: pods (distinct clients) land on different endpoints.
+	seen := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		p := c.addPod(fmt.Sprintf("cl-%d", i), 10+i)
+		ans, err := ask(p.ns, "tcp", hostPort(v4, 80), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[ans.Pod] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("8 clients all landed on %v: affinity is not per client", seen)
+	}
+}
+
+// loadBalancerSourceRanges: only listed sources reach the LoadBalancer IP.
+func TestLoadBalancerSourceRanges(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	lb4, lb6 := c.lbIP(0)
+	svc := c.createService("web", loadBalancer(lb4, lb6), func(s *corev1.Service) {
+		s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", "2001:db8:1::100/128"}
+	})
+	c.setEndpoints("web", ready(a))
+	// The IPv6 client is listed, the IPv4 one is not.
+	c.expectPods(c.client, "tcp", hostPort(lb6, 80), 3, "pod-a")
+	if ans, err := ask(c.client, "tcp", hostPort(lb4, 80), 0); err == nil {
+		t.Errorf("source outside loadBalancerSourceRanges reached %s", ans.Pod)
+	} else if refused(err) {
+		t.Errorf("want the packet dropped, got %v", err)
+	}
+	// The ranges do not apply to the ClusterIP.
+	v4, _ := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 3, "pod-a")
+
+	// Allowing the IPv4 client opens the LoadBalancer IP to it.
+	svc, err := client.CoreV1().Services(c.ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.LoadBalancerSourceRanges = append(svc.Spec.LoadBalancerSourceRanges, "192.0.2.0/24")
+	if _, err := client.CoreV1().Services(c.ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expectPods(c.client, "tcp", hostPort(lb4, 80), 3, "pod-a")
+}
+
+// With no ready endpoint, serving terminating endpoints are used; not serving ones never are.
+func TestTerminatingFallback(t *testing.T) {
+	c := newCluster(t)
+	a, b, cc := c.addPod("pod-a", 1), c.addPod("pod-b", 2), c.addPod("pod-c", 3)
+	svc := c.createService("web")
+	v4, _ := clusterIPs(svc)
+	c.setEndpoints("web", ready(a),
+		endpoint{pod: b, node: nodeName, notReady: true, serving: true, terminating: true})
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-a")
+	c.setEndpoints("web",
+		endpoint{pod: b, node: nodeName, notReady: true, serving: true, terminating: true},
+		endpoint{pod: cc, node: nodeName, notReady: true, serving: false, terminating: true})
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-b")
+	c.setEndpoints("web", endpoint{pod: cc, node: nodeName, notReady: true, serving: false, terminating: true})
+	c.eventually("rejected without serving endpoints", func() error {
+		if _, err := ask(c.client, "tcp", hostPort(v4, 80), 0); !refused(err) {
+			return fmt.Errorf("want refused, got %v", err)
+		}
+		return nil
+	})
+}
+
+// Hairpin: a pod reaching its own Service and landing on itself gets an answer, its source
+// masqueraded (otherwise it would answer itself directly and drop the reply).
+func TestHairpin(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	v4, v6 := clusterIPs(svc)
+	for _, addr := range []string{hostPort(v4, 80), hostPort(v6, 80)} {
+		for _, proto := range []string{"tcp", "udp"} {
+			for _, ans := range c.expectPods(a.ns, proto, addr, 3, "pod-a") {
+				if ip := ans.SourceIP(); ip != podGW4 && ip != podGW6 {
+					t.Errorf("%s %s hairpin: source %s, want the node's", proto, addr, ans.Source)
+				}
+			}
+		}
+	}
+}
+
+// Restarting the proxy replaces its rules atomically: a steady stream of new connections
+// through it sees no failure.
+func TestRestartUnderLoad(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	lb4, lb6 := c.lbIP(0)
+	svc := c.createService("web", loadBalancer(lb4, lb6))
+	c.setEndpoints("web", ready(a), ready(b))
+	v4, _ := clusterIPs(svc)
+	targets := []struct{ proto, addr string }{{"tcp", hostPort(v4, 80)}, {"tcp", hostPort(lb4, 80)}, {"udp", hostPort(lb6, 80)}}
+	for _, tg := range targets {
+		c.expectPods(c.client, tg.proto, tg.addr, 10, "pod-a", "pod-b")
+	}
+
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var failures []error
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for _, tg := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if _, err := ask(c.client, tg.proto, tg.addr, 0); err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Errorf("%s: %w", time.Now().Format("15:04:05.000"), err))
+					mu.Unlock()
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		time.Sleep(300 * time.Millisecond)
+		t.Logf("restart %d at %s", i, time.Now().Format("15:04:05.000"))
+		c.restartSpeaker()
+		t.Logf("restart %d done at %s", i, time.Now().Format("15:04:05.000"))
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Errorf("%d of %d requests failed across restarts, first: %v", len(failures), sent.Load(), failures[0])
+		out, _ := c.node.Run("conntrack", "-L", "-d", v4)
+		t.Logf("conntrack to the ClusterIP:\n%s", out)
+	}
+	if sent.Load() < 30 {
+		t.Errorf("only %d requests sent", sent.Load())
+	}
+}
+
+// A periodic full sync repairs drift: someone deleting our table or chains.
+func TestFullSyncRepairsDrift(t *testing.T) {
+	c := newCluster(t, "--proxy-sync-period", "1s")
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	v4, _ := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 2, "pod-a")
+
+	c.node.MustRun("nft", "flush", "chain", "inet", "fairlead", "services")
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 2, "pod-a")
+	c.node.MustRun("nft", "delete", "table", "inet", "fairlead")
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 2, "pod-a")
+}
+
+// UDP flows tracked to an endpoint that goes away are deleted from conntrack, so the same
+// client flow moves to a remaining endpoint instead of following the stale entry.
+func TestStaleUDPConntrackEntriesAreDeleted(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web")
+	v4, v6 := clusterIPs(svc)
+	c.setEndpoints("web", ready(a))
+	for i, addr := range []string{hostPort(v4, 80), hostPort(v6, 80)} {
+		c.setEndpoints("web", ready(a))
+		port := 40000 + i
+		c.eventually("flow pinned to pod-a", func() error {
+			ans, err := ask(c.client, "udp", addr, port)
+			if err == nil && ans.Pod != "pod-a" {
+				err = fmt.Errorf("answered by %s", ans.Pod)
+			}
+			return err
+		})
+		// pod-a keeps running: only the stale entry could still lead there.
+		c.setEndpoints("web", ready(b))
+		c.eventually("flow moves to pod-b", func() error {
+			ans, err := ask(c.client, "udp", addr, port)
+			if err == nil && ans.Pod != "pod-b" {
+				err = fmt.Errorf("answered by %s", ans.Pod)
+			}
+			return err
+		})
+	}
+}
+
+// Invalid parts of objects are skipped with a log line and an Event, and never block the
+// valid rest.
+func TestInvalidObjectsAreSkipped(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	// More slices for the same Service that the apiserver accepts but the proxy must not
+	// program: a multicast endpoint address, and a port out of range (in front of a live pod).
+	b := c.addPod("pod-b", 2)
+	for _, bad := range []*discoveryv1.EndpointSlice{
+		{
+			ObjectMeta:  metav1.ObjectMeta{Name: "web-bad-addr", Namespace: c.ns, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("tcp"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](echoPort)}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"239.1.1.1"}}},
+		},
+		{
+			ObjectMeta:  metav1.ObjectMeta{Name: "web-bad-port", Namespace: c.ns, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("tcp"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](70000)}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{b.ip4}}},
+		},
+	} {
+		if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("the apiserver refused slice %s, pick another invalid value: %v", bad.Name, err)
+		}
+	}
+	// A later valid change still goes through.
+	svc2 := c.createService("after")
+	c.setEndpoints("after", ready(a))
+	v4, _ := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 10, "pod-a")
+	a4, _ := clusterIPs(svc2)
+	c.expectPods(c.client, "tcp", hostPort(a4, 80), 2, "pod-a")
+	for slice, what := range map[string]string{"web-bad-addr": "239.1.1.1", "web-bad-port": "70000"} {
+		c.eventually("a warning Event on "+slice, func() error {
+			evs, err := client.CoreV1().Events(c.ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name == slice && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, what) {
+					return nil
+				}
+			}
+			return errors.New("no Event yet")
+		})
+		if !strings.Contains(c.speaker.Output(), what) {
+			t.Errorf("no log line names %s", what)
+		}
+	}
+}
+
+// trafficDistribution PreferClose: with the node's zone known (from its Node object) and
+// every endpoint hinted, only endpoints hinted for this zone are used.
+func TestTopologyHintsFollowTheNodeZone(t *testing.T) {
+	c := newCluster(t)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}}}
+	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{}) })
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.TrafficDistribution = ptr.To(corev1.ServiceTrafficDistributionPreferClose)
+	})
+	c.setEndpoints("web", ready(a), ready(b))
+	for _, name := range []string{"web-ipv4", "web-ipv6"} {
+		sl, err := client.DiscoveryV1().EndpointSlices(c.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range sl.Endpoints {
+			zone := "zone-b"
+			if i == 0 {
+				zone = "zone-a"
+			}
+			sl.Endpoints[i].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+		}
+		if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v4, v6 := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-a")
+	c.expectPods(c.client, "udp", hostPort(v6, 80), 20, "pod-a")
+
+	// The node moves to zone-b: the proxy follows.
+	n, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[corev1.LabelTopologyZone] = "zone-b"
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-b")
+}
+
+// The proxy's /healthz answers 200 once it has synced.
+func TestHealthz(t *testing.T) {
+	c := newCluster(t)
+	c.eventually("healthz 200", func() error {
+		code, body, err := httpGet(c.node, "127.0.0.1:10256", "/healthz")
+		if err == nil && (code != 200 || !strings.Contains(body, "lastUpdated")) {
+			err = fmt.Errorf("got %d %s", code, body)
+		}
+		return err
+	})
+}
+
+// Changes arriving within the minimum sync interval are batched into few syncs.
+func TestChangesAreBatched(t *testing.T) {
+	c := newCluster(t, "--proxy-min-sync-interval", "3s")
+	a := c.addPod("pod-a", 1)
+	before := c.metric("fairlead_proxy_sync_duration_seconds_count")
+	var svcs []*corev1.Service
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("web-%d", i)
+		svcs = append(svcs, c.createService(name))
+		c.setEndpoints(name, ready(a))
+	}
+	for _, s := range svcs {
+		v4, _ := clusterIPs(s)
+		c.expectPods(c.client, "tcp", hostPort(v4, 80), 1, "pod-a")
+	}
+	// 60 API changes; each sync takes all that arrived during the previous interval.
+	if syncs := c.metric("fairlead_proxy_sync_duration_seconds_count") - before; syncs > 15 {
+		t.Errorf("60 changes took %v syncs: not batched", syncs)
+	}
+}
+
+// Two Services claiming one externalIP and port (the apiserver does not prevent it): the
+// first keeps it, the second gets a warning Event, and everything else of both still works.
+func TestConflictingExternalIPs(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	ext4, _ := c.lbIP(0)
+	withExt := func(s *corev1.Service) {
+		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+		s.Spec.ExternalIPs = []string{ext4}
+	}
+	c.createService("first", withExt)
+	c.setEndpoints("first", ready(a))
+	c.expectPods(c.client, "tcp", hostPort(ext4, 80), 3, "pod-a")
+	second := c.createService("second", withExt)
+	c.setEndpoints("second", ready(b))
+	v4, _ := clusterIPs(second)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 3, "pod-b")
+	c.expectPods(c.client, "tcp", hostPort(ext4, 80), 10, "pod-a")
+	c.eventually("a conflict Event on the second Service", func() error {
+		evs, err := client.CoreV1().Events(c.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "second" && e.Reason == "ProxyAddressConflict" && strings.Contains(e.Message, ext4) {
+				return nil
+			}
+		}
+		return errors.New("no Event yet")
+	})
+}
+
+// Affinity lasts timeoutSeconds: the client's entry appears with it and expires after it.
+func TestSessionAffinityExpires(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+		s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](2)}}
+	})
+	c.setEndpoints("web", ready(a))
+	v4, _ := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 1, "pod-a")
+	set := fmt.Sprintf("aff4-2s-%s/web/tcp/tcp__%s/%d", c.ns, a.ip4, echoPort)
+	// The pod sees the masqueraded source, but affinity is keyed on the real client.
+	if out := c.node.MustRun("nft", "list", "set", "inet", "fairlead", set); !strings.Contains(out, clientLAN4) {
+		t.Fatalf("client not in the affinity set:\n%s", out)
+	}
+	c.eventually("the entry expires", func() error {
+		if out := c.node.MustRun("nft", "list", "set", "inet", "fairlead", set); strings.Contains(out, clientLAN4) {
+			return errors.New("still there")
+		}
+		return nil
+	})
+}
