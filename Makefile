@@ -77,7 +77,7 @@ image:
 
 ## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
 lab: packages
-	@WANT="kube-apiserver etcd kube-controller-manager" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	@WANT="kube-apiserver etcd kube-controller-manager kubectl" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	go build -o $(BIN)/ ./cmd/... ./test/echo
 	$(BIN)/fairleadctl lab up --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 

@@ -70,26 +70,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.letGo(ctx, &svc)
 	}
 
-	// The finalizer and the status are written concurrently: they are independent merge
-	// patches (no resourceVersion precondition), and waiting for one before the other doubles
-	// the time a new Service waits for its address on a busy apiserver. If the finalizer write
-	// fails the Service is requeued; until then a delete still releases through NotFound.
-	var finalizer chan error
-	if !controllerutil.ContainsFinalizer(&svc, v1alpha1.ServiceFinalizer) {
-		obj := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}}
-		finalizer = make(chan error, 1)
-		go func() {
-			patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q]}}`, v1alpha1.ServiceFinalizer)
-			finalizer <- r.Client.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch)))
-		}()
-	}
-	res, err := r.allocate(ctx, &svc, key)
-	if finalizer != nil {
-		if ferr := <-finalizer; ferr != nil && err == nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", ferr)
-		}
-	}
-	return res, err
+	return r.allocate(ctx, &svc, key)
 }
 
 func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key string) (ctrl.Result, error) {
@@ -174,9 +155,21 @@ func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips [
 	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionIPAllocated)
 	meta.SetStatusCondition(&svc.Status.Conditions, cond)
 
-	if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-		if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+	// The finalizer rides along with the status: a Service's status subresource keeps metadata
+	// changes, so a new Service costs the apiserver one write instead of two (on a busy
+	// apiserver, that is what keeps allocation in step with creation). The strategic merge
+	// patch adds to the finalizer list instead of replacing it. Should an apiserver ever drop
+	// metadata on /status, the answer shows it and a separate patch adds the finalizer.
+	needFinalizer := controllerutil.AddFinalizer(svc, v1alpha1.ServiceFinalizer)
+	if needFinalizer || !equality.Semantic.DeepEqual(base.Status, svc.Status) {
+		if err := r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(base)); err != nil {
 			return fmt.Errorf("writing status: %w", err)
+		}
+	}
+	if needFinalizer && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+		patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q]}}`, v1alpha1.ServiceFinalizer)
+		if err := r.Client.Patch(ctx, svc, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
+			return fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
 	if added := diff(ips, before); len(added) > 0 {

@@ -52,7 +52,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	}
 	for _, b := range []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
-		filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")} {
+		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("missing %s (make lab builds it)", b)
 		}
@@ -67,6 +67,10 @@ func (l *Lab) Up(ctx context.Context) error {
 	}
 	l.say("• network: namespaces fl-*, LAN %s and %s", LANv4, LANv6)
 	if err := buildTopology(); err != nil {
+		return err
+	}
+	l.say("• FRR in %s: AS %d, peering with the nodes (AS %d)", Router, ASNEdge, ASNLab)
+	if err := l.startRouter(); err != nil {
 		return err
 	}
 	l.say("• control plane in %s: etcd, kube-apiserver, kube-controller-manager", CP)
@@ -111,10 +115,17 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := createPools(ctx, cfg); err != nil {
 		return err
 	}
+	if err := createAnnouncements(ctx, cfg); err != nil {
+		return err
+	}
+	if err := l.startSpeakers(ctx, cfg); err != nil {
+		return err
+	}
 	l.say("• demo: Deployment demo/echo (3 Pods) behind LoadBalancer Services echo-l2 and echo-bgp")
 	if err := deployDemo(ctx, cs, 3*time.Minute); err != nil {
 		return err
 	}
+	l.waitRouted(ctx, cs, time.Minute)
 	l.say("")
 	if err := printServices(ctx, cs, l.Out); err != nil {
 		return err
@@ -207,6 +218,7 @@ func waitNodesReady(ctx context.Context, cs kubernetes.Interface, n int, timeout
 // Down removes the lab: every process, namespace and file it made. It is safe on a half-built
 // or already removed lab.
 func (l *Lab) Down() error {
+	l.stopRouter()
 	l.stopDaemons()
 	errs := deleteNamespaces()
 	if len(Namespaces()) > 0 {
@@ -226,7 +238,11 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
-	for _, d := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller", "relay"} {
+	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
+	for _, n := range LabNodes() {
+		daemons = append(daemons, "agent-"+n.Name, "speaker-"+n.Name)
+	}
+	for _, d := range daemons {
 		fmt.Fprintf(w, "%-24s %s\n", d, alive(l.daemonAlive(d)))
 	}
 	cfg, err := l.RESTConfig()

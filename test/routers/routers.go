@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,11 +48,28 @@ func StartFRR(t testing.TB, ns *netns.NS, bgpdConf string) *FRR {
 	write(t, filepath.Join(dir, "bgpd.conf"), bgpdConf)
 	chownFRR(t, dir)
 	common := []string{"-u", "frr", "-g", "frr", "--vty_socket", dir, "-z", filepath.Join(dir, "zserv.api"), "--log", "stdout"}
-	ns.Start("/usr/lib/frr/zebra", append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
+	zebra := ns.Start("/usr/lib/frr/zebra", append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
+	stopOnCleanup(t, "zebra", zebra)
 	waitFor(t, "zebra's socket", func() bool { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err == nil })
-	ns.Start("/usr/lib/frr/bgpd", append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
+	bgpd := ns.Start("/usr/lib/frr/bgpd", append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
+	stopOnCleanup(t, "bgpd", bgpd)
 	waitFor(t, "bgpd's vty", func() bool { _, err := f.Vtysh("show bgp summary json"); return err == nil })
 	return f
+}
+
+// stopOnCleanup stops an FRR daemon with SIGTERM at the end of the test (before the namespace's
+// SIGKILL), so it removes its /var/tmp/frr/<daemon>.<pid> directory itself; what a kill leaves
+// there is removed too.
+func stopOnCleanup(t testing.TB, daemon string, p *netns.Proc) {
+	t.Cleanup(func() {
+		pid := p.Cmd.Process.Pid
+		p.Signal(syscall.SIGTERM)
+		if ok, _ := p.Wait(3 * time.Second); !ok {
+			p.Kill()
+		}
+		// nsenter execs the daemon, so the pid is the daemon's.
+		_ = os.RemoveAll(fmt.Sprintf("/var/tmp/frr/%s.%d", daemon, pid))
+	})
 }
 
 // Vtysh runs vtysh commands (each one -c) against this FRR.

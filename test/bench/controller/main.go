@@ -33,6 +33,7 @@ func main() {
 	creators := flag.Int("creators", 32, "Parallel Service creators.")
 	impls := flag.String("impl", "metallb,fairlead", "Implementations to measure, in this order.")
 	flag.StringVar(&fairleadArgs, "fairlead-args", "", "Extra flags for fairlead-controller, space-separated (e.g. --workers=16).")
+	backlog := flag.Bool("backlog", true, "After each creation round, also time each controller draining a backlog of the same size created before it starts.")
 	timeout := flag.Duration("timeout", 15*time.Minute, "Give up on one round after this long.")
 	flag.Parse()
 
@@ -44,7 +45,7 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
-	if err := run(ns, strings.Split(*impls, ","), *creators, *timeout); err != nil {
+	if err := run(ns, strings.Split(*impls, ","), *creators, *backlog, *timeout); err != nil {
 		fail(err)
 	}
 }
@@ -56,7 +57,7 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func run(sizes []int, impls []string, creators int, timeout time.Duration) error {
+func run(sizes []int, impls []string, creators int, backlog bool, timeout time.Duration) error {
 	work, err := os.MkdirTemp("", "fairlead-bench-")
 	if err != nil {
 		return err
@@ -99,17 +100,25 @@ func run(sizes []int, impls []string, creators int, timeout time.Duration) error
 
 	ctx := context.Background()
 	var results []result
-	for i, n := range sizes {
-		for j, im := range chosen {
-			r := round{env: env, impl: im, n: n, creators: creators, kubeconfig: kubeconfig,
-				namespace: fmt.Sprintf("bench-%s-%d", im.name, n),
-				prefix:    fmt.Sprintf("2001:db8:%x:%x::/112", 0xb00+i, j)}
-			fmt.Fprintf(os.Stderr, "%s: %d Services\n", im.name, n)
-			res, err := r.run(ctx, timeout)
-			if err != nil {
-				return fmt.Errorf("%s with %d Services: %w", im.name, n, err)
+	modes := []bool{false}
+	if backlog {
+		modes = append(modes, true)
+	}
+	k := 0
+	for _, n := range sizes {
+		for _, b := range modes {
+			for _, im := range chosen {
+				r := round{env: env, impl: im, n: n, creators: creators, kubeconfig: kubeconfig, backlog: b,
+					namespace: fmt.Sprintf("bench-%s-%d-%d", im.name, n, k),
+					prefix:    fmt.Sprintf("2001:db8:%x::/112", 0xb00+k)}
+				k++
+				fmt.Fprintf(os.Stderr, "%s: %d Services (backlog %v)\n", im.name, n, b)
+				res, err := r.run(ctx, timeout)
+				if err != nil {
+					return fmt.Errorf("%s with %d Services: %w", im.name, n, err)
+				}
+				results = append(results, res)
 			}
-			results = append(results, res)
 		}
 	}
 	printTable(os.Stdout, results, creators)

@@ -36,11 +36,13 @@ type round struct {
 	kubeconfig string
 	namespace  string
 	prefix     string
+	backlog    bool // create everything first, then start the controller
 }
 
 type result struct {
 	impl       string
 	n          int
+	backlog    bool
 	wall       time.Duration
 	creation   time.Duration // how long the creators took: the offered rate
 	p50, p99   time.Duration
@@ -120,58 +122,58 @@ func (r *round) run(ctx context.Context, timeout time.Duration) (result, error) 
 	defer log.Close()
 	cmd := r.impl.start(r)
 	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		return result{}, err
-	}
-	defer stop(cmd)
 
-	// One Service first, so the clock starts with a controller that has synced and read its pool.
-	if err := c.Create(ctx, r.service("warmup")); err != nil {
-		return result{}, err
+	var (
+		created  []time.Time
+		start    time.Time
+		creation time.Duration
+		cpu0     float64
+		want     = int64(r.n)
+	)
+	if r.backlog {
+		// Every Service exists before the controller starts: this measures the controller's
+		// own rate, with no creators competing for the apiserver.
+		if created, creation, err = r.create(ctx); err != nil {
+			return result{}, err
+		}
+		start = time.Now()
+		for i := range created {
+			created[i] = start
+		}
+		if err := cmd.Start(); err != nil {
+			return result{}, err
+		}
+		defer stop(cmd)
+	} else {
+		if err := cmd.Start(); err != nil {
+			return result{}, err
+		}
+		defer stop(cmd)
+		// One Service first, so the clock starts with a controller that has synced and read its pool.
+		if err := c.Create(ctx, r.service("warmup")); err != nil {
+			return result{}, err
+		}
+		if err := waitCount(&got, 1, 2*time.Minute, cmd); err != nil {
+			return result{}, fmt.Errorf("warm-up Service never got an address (log: %s): %w", log.Name(), err)
+		}
+		want++
+		if cpu0, _, err = processStats(cmd.Process.Pid); err != nil {
+			return result{}, err
+		}
+		start = time.Now()
+		if created, creation, err = r.create(ctx); err != nil {
+			return result{}, err
+		}
 	}
-	if err := waitCount(&got, 1, 2*time.Minute, cmd); err != nil {
-		return result{}, fmt.Errorf("warm-up Service never got an address (log: %s): %w", log.Name(), err)
-	}
-	cpu0, _, err := processStats(cmd.Process.Pid)
-	if err != nil {
-		return result{}, err
-	}
-
-	created := make([]time.Time, r.n)
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var createErr atomic.Value
-	start := time.Now()
-	for w := 0; w < r.creators; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				created[i] = time.Now()
-				if err := c.Create(ctx, r.service(name(i))); err != nil {
-					createErr.Store(err)
-				}
-			}
-		}()
-	}
-	for i := 0; i < r.n; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	creation := time.Since(start)
-	if err, _ := createErr.Load().(error); err != nil {
-		return result{}, fmt.Errorf("creating Services: %w", err)
-	}
-	if err := waitCount(&got, int64(r.n+1), timeout, cmd); err != nil {
-		return result{}, fmt.Errorf("%d of %d Services allocated (log: %s): %w", got.Load()-1, r.n, log.Name(), err)
+	if err := waitCount(&got, want, timeout, cmd); err != nil {
+		return result{}, fmt.Errorf("%d of %d Services allocated (log: %s): %w", got.Load(), want, log.Name(), err)
 	}
 	cpu1, peak, err := processStats(cmd.Process.Pid)
 	if err != nil {
 		return result{}, err
 	}
 
-	res := result{impl: r.impl.name, n: r.n, creation: creation, cpu: cpu1 - cpu0, peak: peak}
+	res := result{impl: r.impl.name, n: r.n, backlog: r.backlog, creation: creation, cpu: cpu1 - cpu0, peak: peak}
 	mu.Lock()
 	lat := make([]time.Duration, r.n)
 	var last time.Time
@@ -190,6 +192,37 @@ func (r *round) run(ctx context.Context, timeout time.Duration) (result, error) 
 	}
 	stop(cmd)
 	return res, r.cleanup(ctx)
+}
+
+// create makes the round's Services with r.creators parallel creators and returns when each
+// Create call started, and how long they all took.
+func (r *round) create(ctx context.Context) ([]time.Time, time.Duration, error) {
+	created := make([]time.Time, r.n)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var createErr atomic.Value
+	start := time.Now()
+	for w := 0; w < r.creators; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				created[i] = time.Now()
+				if err := r.env.Client.Create(ctx, r.service(name(i))); err != nil {
+					createErr.Store(err)
+				}
+			}
+		}()
+	}
+	for i := 0; i < r.n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err, _ := createErr.Load().(error); err != nil {
+		return nil, 0, fmt.Errorf("creating Services: %w", err)
+	}
+	return created, time.Since(start), nil
 }
 
 func name(i int) string { return fmt.Sprintf("svc-%05d", i) }
