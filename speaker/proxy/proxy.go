@@ -131,7 +131,7 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 		opts.SyncPeriod = time.Hour
 	}
 	p := &Proxier{
-		opts: opts, nft: nft, syncer: nftsync.New(nft, opts.Rules), health: healthcheck.New(),
+		opts: opts, nft: nft, syncer: nftsync.New(nft, TableName, opts.Rules), health: healthcheck.New(),
 		dirty: map[types.NamespacedName]bool{}, needFull: true, kick: make(chan struct{}, 1),
 		ports: map[types.NamespacedName]map[string]*model.ServicePort{}, reported: map[types.NamespacedName]string{},
 	}
@@ -151,7 +151,6 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 		}))
 	nodeInf := p.nodeFactory.Core().V1().Nodes()
 	p.services, p.slices, p.nodes = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
-	p.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
 
 	onService := func(obj any) {
 		if s, ok := unwrap[*corev1.Service](obj); ok {
@@ -179,16 +178,22 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 	}); err != nil {
 		return nil, err
 	}
+	// The first sync waits until our handlers have seen every initial object, not only
+	// until the caches are filled: otherwise the initial adds still being delivered would
+	// make a huge "partial" sync right after the full one.
+	p.synced = []cache.InformerSynced{nodeInf.Informer().HasSynced}
 	for inf, fn := range map[cache.SharedIndexInformer]func(any){
 		svcInf.Informer(): onService, sliceInf.Informer(): onSlice,
 	} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    fn,
 			UpdateFunc: func(_, n any) { fn(n) },
 			DeleteFunc: fn,
-		}); err != nil {
+		})
+		if err != nil {
 			return nil, err
 		}
+		p.synced = append(p.synced, inf.HasSynced, reg.HasSynced)
 	}
 
 	p.bcast = record.NewBroadcaster()

@@ -5,9 +5,11 @@
 package nftsync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
+	"os/exec"
 	"slices"
 	"strings"
 
@@ -19,17 +21,20 @@ import (
 // Syncer programs one table. It is not safe for concurrent use.
 type Syncer struct {
 	nft        knftables.Interface
+	table      string // the inet table nft is bound to
 	cfg        rules.Config
 	programmed map[string]*rules.Service
 	// owner maps a map element's ID to the key of the ServicePort that programmed it: two
 	// Services claiming one address and port (externalIPs are not checked by the apiserver)
 	// must not make every transaction fail.
 	owner map[string]string
+	// shared counts the ServicePorts wanting each shared element (rules.Element.Shared).
+	shared map[string]int
 }
 
-// New returns a Syncer for nft (a knftables.Interface bound to our table).
-func New(nft knftables.Interface, cfg rules.Config) *Syncer {
-	return &Syncer{nft: nft, cfg: cfg, programmed: map[string]*rules.Service{}, owner: map[string]string{}}
+// New returns a Syncer for nft, a knftables.Interface bound to the inet table named table.
+func New(nft knftables.Interface, table string, cfg rules.Config) *Syncer {
+	return &Syncer{nft: nft, table: table, cfg: cfg, programmed: map[string]*rules.Service{}, owner: map[string]string{}, shared: map[string]int{}}
 }
 
 // Result describes one sync.
@@ -54,10 +59,16 @@ func (c Conflict) String() string {
 // Counts returns the number of rules and map elements currently programmed for Services.
 func (s *Syncer) Counts() (rules, elements int) {
 	for _, r := range s.programmed {
-		a, b := r.Count()
-		rules, elements = rules+a, elements+b
+		for _, c := range r.Chains {
+			rules += len(c.Rules)
+		}
+		for _, e := range r.Elements {
+			if !e.Shared {
+				elements++
+			}
+		}
 	}
-	return rules, elements
+	return rules, elements + len(s.shared)
 }
 
 // Programmed returns the rendering programmed for key, or nil.
@@ -150,9 +161,16 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 			}
 		}
 	}
+	shared := map[string]int{}
+	elems := &elementBatch{}
 	for _, key := range keys {
 		for _, e := range accepted[key].Elements {
-			tx.Add(elementObject(e))
+			if e.Shared {
+				if shared[e.ID()]++; shared[e.ID()] > 1 {
+					continue
+				}
+			}
+			elems.add(e)
 		}
 	}
 	var stale []string
@@ -170,11 +188,15 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 			tx.Delete(&knftables.Set{Name: st})
 		}
 	}
-	res.Operations = tx.NumOperations()
-	if err := s.nft.Run(ctx, tx); err != nil {
+	res.Operations = tx.NumOperations() + elems.n
+	// The elements follow the objects as one command per map: nft takes an order of
+	// magnitude longer to evaluate a command per element, which is all knftables writes.
+	script := bytes.NewBufferString(tx.String())
+	elems.write(script, s.table)
+	if err := runScript(ctx, script); err != nil {
 		return res, fmt.Errorf("full sync (%d operations): %w", res.Operations, err)
 	}
-	s.programmed, s.owner = accepted, owner
+	s.programmed, s.owner, s.shared = accepted, owner, shared
 	return res, nil
 }
 
@@ -186,16 +208,27 @@ func (s *Syncer) list(ctx context.Context, kind string) ([]string, error) {
 	return l, nil
 }
 
-// claim returns r without the elements another key already owns, recording the ones it keeps.
+// claim returns r without the element groups of which another key already owns an element,
+// recording the elements it keeps. Shared elements are not owned.
 func claim(key string, r *rules.Service, owner map[string]string, res *Result) *rules.Service {
 	out := &rules.Service{Chains: r.Chains, Sets: r.Sets}
+	blocked := map[string]bool{}
 	for _, e := range r.Elements {
-		id := e.ID()
-		if o, ok := owner[id]; ok && o != key {
-			res.Conflicts = append(res.Conflicts, Conflict{Key: key, Element: id, Owner: o})
+		if o, ok := owner[e.ID()]; ok && o != key && !e.Shared && !blocked[e.GroupID()] {
+			blocked[e.GroupID()] = true
+			if g, ok := owner[e.GroupID()]; ok {
+				o = g
+			}
+			res.Conflicts = append(res.Conflicts, Conflict{Key: key, Element: e.GroupID(), Owner: o})
+		}
+	}
+	for _, e := range r.Elements {
+		if blocked[e.GroupID()] {
 			continue
 		}
-		owner[id] = key
+		if !e.Shared {
+			owner[e.ID()] = key
+		}
 		out.Elements = append(out.Elements, e)
 	}
 	return out
@@ -224,6 +257,40 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		}
 	}
 
+	// Shared elements: added when the first ServicePort wants them, deleted with the last.
+	shared := maps.Clone(s.shared)
+	sharedElem := map[string]rules.Element{}
+	for _, key := range keys {
+		if old := s.programmed[key]; old != nil {
+			for _, e := range old.Elements {
+				if e.Shared {
+					shared[e.ID()]--
+					sharedElem[e.ID()] = e
+				}
+			}
+		}
+		if cur := accepted[key]; cur != nil {
+			for _, e := range cur.Elements {
+				if e.Shared {
+					shared[e.ID()]++
+					sharedElem[e.ID()] = e
+				}
+			}
+		}
+	}
+	var addShared, delShared []rules.Element
+	for _, id := range slices.Sorted(maps.Keys(sharedElem)) {
+		switch before, now := s.shared[id], shared[id]; {
+		case before == 0 && now > 0:
+			addShared = append(addShared, sharedElem[id])
+		case before > 0 && now == 0:
+			delShared = append(delShared, sharedElem[id])
+		}
+		if shared[id] <= 0 {
+			delete(shared, id)
+		}
+	}
+
 	tx := s.nft.NewTransaction()
 	var (
 		addSets, delSets    []rules.Set
@@ -245,12 +312,18 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		}
 		curElems := map[string]rules.Element{}
 		for _, e := range cur.Elements {
+			if e.Shared {
+				continue
+			}
 			curElems[e.ID()] = e
 			if o, ok := oldElems[e.ID()]; !ok || o.Value != e.Value {
 				addElems = append(addElems, e)
 			}
 		}
 		for _, e := range old.Elements {
+			if e.Shared {
+				continue
+			}
 			if c, ok := curElems[e.ID()]; !ok || c.Value != e.Value {
 				delElems = append(delElems, e)
 			}
@@ -295,9 +368,11 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		}
 	}
 	// Order matters inside the transaction: nothing may reference a chain or set when it is
-	// deleted, and nothing may reference one before it exists.
-	for _, e := range delElems {
-		tx.Delete(elementObject(e))
+	// deleted, and nothing may reference one before it exists. Elements go in batches, as
+	// in a full sync: a large partial sync is as cheap per element.
+	dels, adds := &elementBatch{verb: "delete"}, &elementBatch{}
+	for _, e := range append(delElems, delShared...) {
+		dels.add(e)
 	}
 	for _, st := range addSets {
 		tx.Add(setObject(st))
@@ -313,19 +388,25 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 			tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
 		}
 	}
-	for _, e := range addElems {
-		tx.Add(elementObject(e))
+	for _, e := range append(addElems, addShared...) {
+		adds.add(e)
 	}
+	after := s.nft.NewTransaction()
 	for _, c := range stale {
-		tx.Delete(&knftables.Chain{Name: c})
+		after.Delete(&knftables.Chain{Name: c})
 	}
 	for _, st := range delSets {
-		tx.Delete(&knftables.Set{Name: st.Name})
+		after.Delete(&knftables.Set{Name: st.Name})
 	}
-	res.Operations = tx.NumOperations()
+	res.Operations = dels.n + tx.NumOperations() + adds.n + after.NumOperations()
 	if res.Operations > 0 {
-		if err := s.nft.Run(ctx, tx); err != nil {
-			return res, fmt.Errorf("partial sync of %s (%d operations): %w", strings.Join(keys, ", "), res.Operations, err)
+		script := &bytes.Buffer{}
+		dels.write(script, s.table)
+		script.WriteString(tx.String())
+		adds.write(script, s.table)
+		script.WriteString(after.String())
+		if err := runScript(ctx, script); err != nil {
+			return res, fmt.Errorf("partial sync of %s (%d operations): %w", summarize(keys), res.Operations, err)
 		}
 	}
 	for _, key := range keys {
@@ -335,15 +416,79 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 			s.programmed[key] = accepted[key]
 		}
 	}
-	s.owner = owner
+	s.owner, s.shared = owner, shared
 	return res, nil
+}
+
+// elementBatch collects elements per map, in order, to add (or delete, as verb says).
+type elementBatch struct {
+	verb  string
+	order []string
+	byMap map[string][]rules.Element
+	n     int
+}
+
+func (b *elementBatch) add(e rules.Element) {
+	if b.byMap == nil {
+		b.byMap = map[string][]rules.Element{}
+	}
+	if _, ok := b.byMap[e.Map]; !ok {
+		b.order = append(b.order, e.Map)
+	}
+	b.byMap[e.Map] = append(b.byMap[e.Map], e)
+	b.n++
+}
+
+// write adds the elements to script, a few thousand per command so that an error message
+// stays readable.
+func (b *elementBatch) write(script *bytes.Buffer, table string) {
+	const perCommand = 4096
+	for _, m := range b.order {
+		es := b.byMap[m]
+		for len(es) > 0 {
+			chunk := es[:min(perCommand, len(es))]
+			es = es[len(chunk):]
+			verb := b.verb
+			if verb == "" {
+				verb = "add"
+			}
+			fmt.Fprintf(script, "%s element inet %s %s { ", verb, table, m)
+			for i, e := range chunk {
+				if i > 0 {
+					script.WriteString(", ")
+				}
+				script.WriteString(strings.Join(e.Key, " . "))
+				if e.Value != "" && verb == "add" {
+					script.WriteString(" : ")
+					script.WriteString(e.Value)
+				}
+			}
+			script.WriteString(" }\n")
+		}
+	}
+}
+
+// summarize names the first few keys of a sync, for error messages.
+func summarize(keys []string) string {
+	if len(keys) <= 5 {
+		return strings.Join(keys, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(keys[:5], ", "), len(keys)-5)
+}
+
+// runScript runs nft on a script in one transaction, in the calling thread's namespace.
+func runScript(ctx context.Context, script *bytes.Buffer) error {
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = script
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }
 
 func setObject(st rules.Set) *knftables.Set {
 	return &knftables.Set{Name: st.Name, Type: st.Type, Timeout: knftables.PtrTo(st.Timeout),
 		Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}}
-}
-
-func elementObject(e rules.Element) *knftables.Element {
-	return &knftables.Element{Map: e.Map, Key: e.Key, Value: []string{e.Value}}
 }

@@ -45,7 +45,7 @@ func port6(name string, eps ...string) *model.ServicePort {
 }
 
 // inNS runs the syncer against a real kernel, inside a namespace of its own.
-func inNS(t *testing.T) (run func(func(s *Syncer) error), list func() string) {
+func inNS(t testing.TB) (run func(func(s *Syncer) error), list func() string) {
 	ns := netns.New(t, "nftsync")
 	var s *Syncer
 	run = func(fn func(*Syncer) error) {
@@ -56,7 +56,7 @@ func inNS(t *testing.T) (run func(func(s *Syncer) error), list func() string) {
 				if err != nil {
 					return err
 				}
-				s = New(nft, rules.Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+				s = New(nft, "fairlead", rules.Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
 			}
 			return fn(s)
 		}); err != nil {
@@ -201,4 +201,50 @@ func TestFullSyncReplacesAnIncompatibleTable(t *testing.T) {
 	if !strings.Contains(got, "goto svc4-default/web/tcp/http") || !strings.Contains(got, "priority dstnat - 10") {
 		t.Errorf("table not replaced:\n%s", got)
 	}
+}
+
+// On the shared path a conflict leaves out the loser's whole group (its spread elements
+// too), and an element two Services want stays until neither does.
+func TestSharedElementsAndGroups(t *testing.T) {
+	run, list := inNS(t)
+	ctx := context.Background()
+	plain := func(name string, eps ...string) *model.ServicePort {
+		sp := port(name, eps...)
+		sp.AffinityTimeout, sp.SourceRanges, sp.LoadBalancerIPs = 0, nil, nil
+		for i := range sp.ClusterEndpoints {
+			sp.ClusterEndpoints[i].Local = true
+		}
+		return sp
+	}
+	a, b := plain("a", "10.244.1.2"), plain("b", "10.244.1.2", "10.244.1.3")
+	run(func(s *Syncer) error {
+		res, err := s.Full(ctx, render(a, b))
+		if err == nil && len(res.Conflicts) != 2 {
+			t.Errorf("want one conflict for the ClusterIP and one for the NodePort, got %v", res.Conflicts)
+		}
+		return err
+	})
+	got := list()
+	for _, want := range []string{"10.96.0.10 . tcp . 80 : goto spread4-1", "10.96.0.10 . tcp . 80 . 0 : 10.244.1.2 . 8080", "10.244.1.2 . 10.244.1.2"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "10.96.0.10 . tcp . 80 . 1") {
+		t.Errorf("the loser's spread elements leaked:\n%s", got)
+	}
+	run(func(s *Syncer) error { _, err := s.Partial(ctx, map[string]*rules.Service{a.Key(): nil}); return err })
+	if got := list(); !strings.Contains(got, "10.244.1.2 . 10.244.1.2") {
+		t.Errorf("hairpin element removed while b still wants it:\n%s", got)
+	}
+	run(func(s *Syncer) error { _, err := s.Partial(ctx, map[string]*rules.Service{b.Key(): nil}); return err })
+	if got := list(); strings.Contains(got, "10.244.1.2 . 10.244.1.2") || strings.Contains(got, "10.96.0.10") {
+		t.Errorf("elements left after both Services went:\n%s", got)
+	}
+	run(func(s *Syncer) error {
+		if r, e := s.Counts(); r != 0 || e != 0 {
+			t.Errorf("counts after removing everything: %d rules, %d elements", r, e)
+		}
+		return nil
+	})
 }

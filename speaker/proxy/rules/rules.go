@@ -8,6 +8,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,68 @@ func MapNoEndpointNodePorts(f model.Family) string { return fmt.Sprintf("no-endp
 func MapFirewallIPs(f model.Family) string         { return fmt.Sprintf("firewall-ips-%d", f) }
 func SetNodePortCIDRs(f model.Family) string       { return fmt.Sprintf("nodeport-cidrs-%d", f) }
 func SetClusterCIDRs(f model.Family) string        { return fmt.Sprintf("cluster-cidrs-%d", f) }
+
+// The maps and sets of the shared path (see Render).
+func MapEndpoints(f model.Family) string         { return fmt.Sprintf("endpoints-%d", f) }
+func MapNodePortEndpoints(f model.Family) string { return fmt.Sprintf("nodeport-endpoints-%d", f) }
+func MapLocalEndpoints(f model.Family) string    { return fmt.Sprintf("local-endpoints-%d", f) }
+func MapLocalNodePortEndpoints(f model.Family) string {
+	return fmt.Sprintf("local-nodeport-endpoints-%d", f)
+}
+func MapExternalLocalIPs(f model.Family) string { return fmt.Sprintf("external-local-ips-%d", f) }
+func MapExternalLocalNodePorts(f model.Family) string {
+	return fmt.Sprintf("external-local-nodeports-%d", f)
+}
+func SetMasqOutside(f model.Family) string         { return fmt.Sprintf("masq-outside-cluster-%d", f) }
+func SetMasqAlways(f model.Family) string          { return fmt.Sprintf("masq-always-%d", f) }
+func SetMasqAlwaysNodePorts(f model.Family) string { return fmt.Sprintf("masq-always-nodeports-%d", f) }
+func SetMasqFromNode(f model.Family) string        { return fmt.Sprintf("masq-from-node-%d", f) }
+func SetMasqFromNodeNodePorts(f model.Family) string {
+	return fmt.Sprintf("masq-from-node-nodeports-%d", f)
+}
+func SetHairpin(f model.Family) string { return fmt.Sprintf("hairpin-%d", f) }
+
+// MaxSpread is the largest endpoint count the shared spread chains serve. A ServicePort
+// with more endpoints, or with session affinity, gets chains of its own.
+const MaxSpread = 32
+
+// spreadKind selects which endpoints a shared spread chain picks from.
+type spreadKind int
+
+const (
+	spreadAddr          spreadKind = iota // by destination address: ClusterIP, external IPs
+	spreadNodePort                        // by NodePort
+	spreadLocalAddr                       // node-local endpoints of externalTrafficPolicy Local, by address
+	spreadLocalNodePort                   // the same, by NodePort
+)
+
+var spreadKinds = []spreadKind{spreadAddr, spreadNodePort, spreadLocalAddr, spreadLocalNodePort}
+
+func (k spreadKind) prefix() string {
+	return [...]string{"spread", "spread-np", "spread-local", "spread-local-np"}[k]
+}
+
+func (k spreadKind) endpointMap(f model.Family) string {
+	return [...]func(model.Family) string{MapEndpoints, MapNodePortEndpoints, MapLocalEndpoints, MapLocalNodePortEndpoints}[k](f)
+}
+
+func (k spreadKind) byAddress() bool { return k == spreadAddr || k == spreadLocalAddr }
+
+// SpreadChain is the shared chain that DNATs to one of n endpoints chosen at random.
+func SpreadChain(k spreadKind, f model.Family, n int) string {
+	return fmt.Sprintf("%s%d-%d", k.prefix(), f, n)
+}
+
+// spreadRule picks index numgen random mod n, and finds the endpoint under the packet's
+// (address,) protocol and port and that index: one hash lookup, whatever the Service count.
+func spreadRule(k spreadKind, f model.Family, n int) string {
+	ip := ipKw(f)
+	key := "meta l4proto . th dport"
+	if k.byAddress() {
+		key = ip + " daddr . " + key
+	}
+	return fmt.Sprintf("dnat %s to %s . numgen random mod %d map @%s", ip, key, n, k.endpointMap(f))
+}
 
 var families = []model.Family{model.IPv4, model.IPv6}
 
@@ -112,6 +175,32 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 		for _, s := range []string{SetNodePortCIDRs(f), SetClusterCIDRs(f)} {
 			objs = append(objs, &knftables.Set{Name: s, Type: at, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 		}
+		objs = append(objs,
+			&knftables.Map{Name: MapExternalLocalIPs(f), Type: at + " . inet_proto . inet_service : verdict"},
+			&knftables.Map{Name: MapExternalLocalNodePorts(f), Type: "inet_proto . inet_service : verdict"})
+		ip := ipKw(f)
+		// typeof, because numgen's integer has no plain type name to concatenate.
+		target := ip + " daddr . th dport"
+		for _, m := range []string{MapEndpoints(f), MapLocalEndpoints(f)} {
+			objs = append(objs, &knftables.Map{Name: m, TypeOf: ip + " daddr . meta l4proto . th dport . numgen random mod 1 : " + target})
+		}
+		for _, m := range []string{MapNodePortEndpoints(f), MapLocalNodePortEndpoints(f)} {
+			objs = append(objs, &knftables.Map{Name: m, TypeOf: "meta l4proto . th dport . numgen random mod 1 : " + target})
+		}
+		for _, s := range []string{SetMasqOutside(f), SetMasqAlways(f), SetMasqFromNode(f)} {
+			objs = append(objs, &knftables.Set{Name: s, Type: at + " . inet_proto . inet_service"})
+		}
+		for _, s := range []string{SetMasqAlwaysNodePorts(f), SetMasqFromNodeNodePorts(f)} {
+			objs = append(objs, &knftables.Set{Name: s, Type: "inet_proto . inet_service"})
+		}
+		objs = append(objs, &knftables.Set{Name: SetHairpin(f), Type: at + " . " + at})
+		for _, k := range spreadKinds {
+			for n := 1; n <= MaxSpread; n++ {
+				name := SpreadChain(k, f, n)
+				objs = append(objs, &knftables.Chain{Name: name})
+				baseRules = append(baseRules, &knftables.Rule{Chain: name, Rule: spreadRule(k, f, n)})
+			}
+		}
 	}
 
 	// Filter, just before DNAT (-100): source ranges, then services without endpoints.
@@ -135,14 +224,35 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 	rule(ChainNATOutput, "jump", ChainServices)
 	rule(ChainNATPostrouting, "jump", ChainMasquerading)
 	rule(ChainMarkMasq, fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark))
+	// Hairpin: a pod that reached itself through a Service must see the reply come from
+	// elsewhere, or it would answer itself directly and the connection would never form.
+	for _, f := range families {
+		ip := ipKw(f)
+		rule(ChainMasquerading, fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s jump %s", ip, ip, SetHairpin(f), ChainMarkMasq))
+	}
 	rule(ChainMasquerading, fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark))
 	rule(ChainMasquerading, fmt.Sprintf("meta mark set meta mark ^ %#x", MasqueradeMark))
 	rule(ChainMasquerading, "masquerade fully-random")
-	for _, f := range families {
-		rule(ChainServices, ipKw(f), "daddr . meta l4proto . th dport vmap @"+MapServiceIPs(f))
+	// The shared path's policies, as set lookups: which keys go to node-local endpoints
+	// for external clients, and which are masqueraded. Services with chains of their own
+	// have no elements here and do the same in their chains.
+	external := func(f model.Family) string {
+		return fmt.Sprintf("fib saddr type != local %s saddr != @%s", ipKw(f), SetClusterCIDRs(f))
 	}
 	for _, f := range families {
-		rule(ChainServices, nodePortMatch(cfg, f), "meta l4proto . th dport vmap @"+MapServiceNodePorts(f))
+		key := ipKw(f) + " daddr . meta l4proto . th dport"
+		rule(ChainServices, external(f), key, "vmap @"+MapExternalLocalIPs(f))
+		rule(ChainServices, key, "@"+SetMasqOutside(f), ipKw(f), "saddr != @"+SetClusterCIDRs(f), "jump", ChainMarkMasq)
+		rule(ChainServices, key, "@"+SetMasqAlways(f), "jump", ChainMarkMasq)
+		rule(ChainServices, "fib saddr type local", key, "@"+SetMasqFromNode(f), "jump", ChainMarkMasq)
+		rule(ChainServices, key, "vmap @"+MapServiceIPs(f))
+	}
+	for _, f := range families {
+		np, key := nodePortMatch(cfg, f), "meta l4proto . th dport"
+		rule(ChainServices, np, external(f), key, "vmap @"+MapExternalLocalNodePorts(f))
+		rule(ChainServices, np, key, "@"+SetMasqAlwaysNodePorts(f), "jump", ChainMarkMasq)
+		rule(ChainServices, np, "fib saddr type local", key, "@"+SetMasqFromNodeNodePorts(f), "jump", ChainMarkMasq)
+		rule(ChainServices, np, key, "vmap @"+MapServiceNodePorts(f))
 	}
 	return objs, baseRules
 }
@@ -180,15 +290,30 @@ type Chain struct {
 	Rules []string
 }
 
-// Element is an element of one of the base maps.
+// Element is an element of one of the base maps, or of a base set when Value is empty.
 type Element struct {
 	Map   string
 	Key   []string
 	Value string
+	// Group is the ID of the element that claims the key this one belongs to (its
+	// service-ips or service-nodeports element): when another ServicePort holds that key,
+	// the whole group is left out. Empty means the element is its own group.
+	Group string
+	// Shared elements may be wanted by several ServicePorts (a pod behind two Services):
+	// they are counted, not claimed.
+	Shared bool
 }
 
 // ID identifies the element within its map.
 func (e Element) ID() string { return e.Map + " " + strings.Join(e.Key, " . ") }
+
+// GroupID is the ID of the element's group.
+func (e Element) GroupID() string {
+	if e.Group != "" {
+		return e.Group
+	}
+	return e.ID()
+}
 
 // Set is a session-affinity set of client addresses.
 type Set struct {
@@ -224,40 +349,142 @@ func affinitySetName(sp *model.ServicePort, e model.Endpoint) string {
 func protoName(sp *model.ServicePort) string { return strings.ToLower(string(sp.Protocol)) }
 
 // Render returns the chains, map elements and sets of one ServicePort.
+//
+// Most ServicePorts are only map elements: their addresses map to a shared spread chain
+// for their endpoint count, which picks an index at random and finds the endpoint in a map
+// keyed by (address, protocol, port, index); their policies are elements of the sets the
+// services chain consults. A change to such a ServicePort is a few element updates, and nft
+// never needs to read our chains to apply it. Session affinity, and endpoint counts above
+// MaxSpread, get chains of their own (renderChains), as do source ranges.
 func Render(sp *model.ServicePort, cfg Config) *Service {
+	if sp.AffinityTimeout > 0 || len(sp.ClusterEndpoints) > MaxSpread || len(sp.LocalEndpoints) > MaxSpread {
+		return renderChains(sp, cfg)
+	}
 	out := &Service{}
+	firewall(sp, out)
+	if rejecting(sp, out) {
+		return out
+	}
+	f, proto := sp.Family, protoName(sp)
+	port := fmt.Sprint(sp.Port)
+	hasClusterCIDRs := len(cfg.prefixes(cfg.ClusterCIDRs, f)) > 0
+	elem := func(group, m, value string, key ...string) {
+		out.Elements = append(out.Elements, Element{Map: m, Key: key, Value: value, Group: group})
+	}
+	// spread maps the key to the chain for len(eps) endpoints, and lists them under it.
+	spread := func(group string, k spreadKind, vmap string, key []string, eps []model.Endpoint) {
+		v := "drop"
+		if len(eps) > 0 {
+			v = "goto " + SpreadChain(k, f, len(eps))
+		}
+		elem(group, vmap, v, key...)
+		for i, e := range eps {
+			elem(group, k.endpointMap(f), fmt.Sprintf("%s . %d", e.Addr, e.Port), append(slices.Clone(key), fmt.Sprint(i))...)
+		}
+	}
+	// Hairpin only concerns pods on this node: only their packets come through it.
+	seen := map[netip.Addr]bool{}
+	for _, e := range append(slices.Clone(sp.ClusterEndpoints), sp.LocalEndpoints...) {
+		if e.Local && !seen[e.Addr] {
+			seen[e.Addr] = true
+			out.Elements = append(out.Elements, Element{Map: SetHairpin(f), Key: []string{e.Addr.String(), e.Addr.String()}, Shared: true})
+		}
+	}
+
+	internal := sp.ClusterEndpoints
+	if sp.InternalLocal {
+		internal = sp.LocalEndpoints
+	}
+	for _, a := range sp.ClusterIPs {
+		key := []string{a.String(), proto, port}
+		group := Element{Map: MapServiceIPs(f), Key: key}.ID()
+		spread(group, spreadAddr, MapServiceIPs(f), key, internal)
+		if hasClusterCIDRs {
+			elem(group, SetMasqOutside(f), "", key...)
+		}
+	}
+	if !sp.ExternallyReachable() {
+		return out
+	}
+	for _, a := range append(slices.Clone(sp.ExternalIPs), sp.LoadBalancerIPs...) {
+		key := []string{a.String(), proto, port}
+		group := Element{Map: MapServiceIPs(f), Key: key}.ID()
+		spread(group, spreadAddr, MapServiceIPs(f), key, sp.ClusterEndpoints)
+		if !sp.ExternalLocal {
+			elem(group, SetMasqAlways(f), "", key...)
+			continue
+		}
+		// Local: external clients keep their address and reach only this node's
+		// endpoints; pods and the node itself go anywhere (the node masqueraded).
+		spread(group, spreadLocalAddr, MapExternalLocalIPs(f), key, sp.LocalEndpoints)
+		elem(group, SetMasqFromNode(f), "", key...)
+	}
+	if sp.NodePort != 0 {
+		key := []string{proto, fmt.Sprint(sp.NodePort)}
+		group := Element{Map: MapServiceNodePorts(f), Key: key}.ID()
+		spread(group, spreadNodePort, MapServiceNodePorts(f), key, sp.ClusterEndpoints)
+		if !sp.ExternalLocal {
+			elem(group, SetMasqAlwaysNodePorts(f), "", key...)
+		} else {
+			spread(group, spreadLocalNodePort, MapExternalLocalNodePorts(f), key, sp.LocalEndpoints)
+			elem(group, SetMasqFromNodeNodePorts(f), "", key...)
+		}
+	}
+	return out
+}
+
+// firewall renders loadBalancerSourceRanges: a chain of the ServicePort's own that drops
+// other sources, reached through the firewall map before anything else, with or without
+// endpoints.
+func firewall(sp *model.ServicePort, out *Service) {
+	if len(sp.SourceRanges) == 0 || len(sp.LoadBalancerIPs) == 0 {
+		return
+	}
+	f, ip, proto := sp.Family, ipKw(sp.Family), protoName(sp)
+	fw := chainName("fw", sp)
+	ranges := make([]string, len(sp.SourceRanges))
+	for i, p := range sp.SourceRanges {
+		ranges[i] = p.String()
+	}
+	out.Chains = append(out.Chains, Chain{Name: fw, Rules: []string{
+		fmt.Sprintf("%s saddr != { %s } drop", ip, strings.Join(ranges, ", ")),
+	}})
+	for _, a := range sp.LoadBalancerIPs {
+		out.Elements = append(out.Elements, Element{Map: MapFirewallIPs(f), Key: []string{a.String(), proto, fmt.Sprint(sp.Port)}, Value: "goto " + fw})
+	}
+}
+
+// rejecting renders a ServicePort without endpoints: nothing can answer, so connections
+// are rejected at once instead of timing out. It reports whether that was the case.
+func rejecting(sp *model.ServicePort, out *Service) bool {
+	if len(sp.ClusterEndpoints) > 0 {
+		return false
+	}
+	f, proto, port := sp.Family, protoName(sp), fmt.Sprint(sp.Port)
+	for _, a := range slices.Concat(sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs) {
+		out.Elements = append(out.Elements, Element{Map: MapNoEndpointIPs(f), Key: []string{a.String(), proto, port}, Value: "goto " + ChainReject})
+	}
+	if sp.NodePort != 0 {
+		out.Elements = append(out.Elements, Element{Map: MapNoEndpointNodePorts(f), Key: []string{proto, fmt.Sprint(sp.NodePort)}, Value: "goto " + ChainReject})
+	}
+	return true
+}
+
+// renderChains renders a ServicePort with chains of its own: a chain per endpoint (hairpin
+// masquerade, affinity update, DNAT), spread chains with affinity lookups, and entry chains
+// for ClusterIPs and external addresses.
+func renderChains(sp *model.ServicePort, cfg Config) *Service {
+	out := &Service{}
+	firewall(sp, out)
+	if rejecting(sp, out) {
+		return out
+	}
 	f, ip, proto := sp.Family, ipKw(sp.Family), protoName(sp)
 	port := fmt.Sprint(sp.Port)
 	elem := func(m string, value string, key ...string) {
 		out.Elements = append(out.Elements, Element{Map: m, Key: key, Value: value})
 	}
-
-	// Source ranges are checked before anything else, with or without endpoints.
-	if len(sp.SourceRanges) > 0 && len(sp.LoadBalancerIPs) > 0 {
-		fw := chainName("fw", sp)
-		ranges := make([]string, len(sp.SourceRanges))
-		for i, p := range sp.SourceRanges {
-			ranges[i] = p.String()
-		}
-		out.Chains = append(out.Chains, Chain{Name: fw, Rules: []string{
-			fmt.Sprintf("%s saddr != { %s } drop", ip, strings.Join(ranges, ", ")),
-		}})
-		for _, a := range sp.LoadBalancerIPs {
-			elem(MapFirewallIPs(f), "goto "+fw, a.String(), proto, port)
-		}
-	}
-
 	externals := append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...)
-	if len(sp.ClusterEndpoints) == 0 {
-		// Nothing can answer: reject at once instead of letting clients time out.
-		for _, a := range append(append([]netip.Addr{}, sp.ClusterIPs...), externals...) {
-			elem(MapNoEndpointIPs(f), "goto "+ChainReject, a.String(), proto, port)
-		}
-		if sp.NodePort != 0 {
-			elem(MapNoEndpointNodePorts(f), "goto "+ChainReject, proto, fmt.Sprint(sp.NodePort))
-		}
-		return out
-	}
 
 	// One chain per endpoint in use, shared by the cluster and local spreads.
 	epChain := map[model.Endpoint]string{}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -46,20 +47,54 @@ func TestClusterIPSpreadsEvenly(t *testing.T) {
 	sp := base()
 	sp.ClusterEndpoints = []model.Endpoint{ep("10.244.1.1", true), ep("10.244.2.1", false), ep("10.244.3.1", false)}
 	r := Render(sp, cidrs)
-	c := chains(r)
-	want := map[string][]string{
-		"svc4-ns/web/tcp/http": {"ip saddr != @cluster-cidrs-4 jump mark-for-masquerade", "goto clu4-ns/web/tcp/http"},
-		"clu4-ns/web/tcp/http": {"numgen random mod 3 vmap { 0 : goto ep4-ns/web/tcp/http__10.244.1.1/8080, " +
-			"1 : goto ep4-ns/web/tcp/http__10.244.2.1/8080, 2 : goto ep4-ns/web/tcp/http__10.244.3.1/8080 }"},
-		"ep4-ns/web/tcp/http__10.244.2.1/8080": {"ip saddr 10.244.2.1 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.2.1:8080"},
+	if len(r.Chains) != 0 {
+		t.Errorf("a plain ClusterIP needs no chain of its own: %v", chains(r))
 	}
-	for name, rules := range want {
-		if !slices.Equal(c[name], rules) {
-			t.Errorf("chain %s:\n got %q\nwant %q", name, c[name], rules)
+	want := []string{
+		"endpoints-4 10.96.0.10 . tcp . 80 . 0 : 10.244.1.1 . 8080",
+		"endpoints-4 10.96.0.10 . tcp . 80 . 1 : 10.244.2.1 . 8080",
+		"endpoints-4 10.96.0.10 . tcp . 80 . 2 : 10.244.3.1 . 8080",
+		"hairpin-4 10.244.1.1 . 10.244.1.1 : ", // only the local endpoint
+		"masq-outside-cluster-4 10.96.0.10 . tcp . 80 : ",
+		"service-ips-4 10.96.0.10 . tcp . 80 : goto spread4-3",
+	}
+	if got := elements(r); !slices.Equal(got, want) {
+		t.Errorf("elements\n got %q\nwant %q", got, want)
+	}
+	for _, e := range r.Elements {
+		if e.Shared != strings.HasPrefix(e.Map, "hairpin") {
+			t.Errorf("only hairpin elements are shared: %+v", e)
+		}
+		if !e.Shared && e.GroupID() != "service-ips-4 10.96.0.10 . tcp . 80" {
+			t.Errorf("element %s is not grouped under its address: %q", e.ID(), e.GroupID())
 		}
 	}
-	if len(r.Chains) != 5 {
-		t.Errorf("want svc, clu and 3 endpoint chains, got %v", c)
+	// The shared chain for three endpoints picks one of indexes 0..2.
+	_, baseRules := Base(cidrs)
+	found := false
+	for _, br := range baseRules {
+		found = found || (br.Chain == "spread4-3" && br.Rule == "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints-4")
+	}
+	if !found {
+		t.Error("no shared spread chain for three IPv4 endpoints")
+	}
+}
+
+func TestManyEndpointsGetChainsOfTheirOwn(t *testing.T) {
+	sp := base()
+	for i := range MaxSpread + 1 {
+		sp.ClusterEndpoints = append(sp.ClusterEndpoints, ep(fmt.Sprintf("10.244.1.%d", i+1), false))
+	}
+	r := Render(sp, cidrs)
+	c := chains(r)
+	if got := c["svc4-ns/web/tcp/http"]; !slices.Equal(got, []string{"ip saddr != @cluster-cidrs-4 jump mark-for-masquerade", "goto clu4-ns/web/tcp/http"}) {
+		t.Errorf("svc chain %q", got)
+	}
+	if got := c["clu4-ns/web/tcp/http"]; len(got) != 1 || !strings.HasPrefix(got[0], fmt.Sprintf("numgen random mod %d vmap { 0 : goto ep4-ns/web/tcp/http__10.244.1.1/8080, ", MaxSpread+1)) {
+		t.Errorf("clu chain %q", got)
+	}
+	if got := c["ep4-ns/web/tcp/http__10.244.1.2/8080"]; !slices.Equal(got, []string{"ip saddr 10.244.1.2 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.1.2:8080"}) {
+		t.Errorf("endpoint chain %q", got)
 	}
 	if got := elements(r); !slices.Equal(got, []string{"service-ips-4 10.96.0.10 . tcp . 80 : goto svc4-ns/web/tcp/http"}) {
 		t.Errorf("elements %v", got)
@@ -87,7 +122,7 @@ func TestNoEndpointsRejectsEverywhere(t *testing.T) {
 }
 
 func TestExternalPolicies(t *testing.T) {
-	mk := func(local bool, cfg Config) map[string][]string {
+	mk := func(local bool, cfg Config) []string {
 		sp := base()
 		sp.Family = model.IPv6
 		sp.ClusterIPs = []netip.Addr{netip.MustParseAddr("fd00:96::10")}
@@ -95,30 +130,49 @@ func TestExternalPolicies(t *testing.T) {
 		sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("2001:db8::5")}
 		sp.ExternalLocal = local
 		sp.ClusterEndpoints = []model.Endpoint{ep("fd00:244::1", false), ep("fd00:244::2", false)}
-		return chains(Render(sp, cfg))
+		return elements(Render(sp, cfg))
 	}
-	c := mk(false, Config{})
-	if got := c["ext6-ns/web/tcp/http"]; !slices.Equal(got, []string{"jump mark-for-masquerade", "goto clu6-ns/web/tcp/http"}) {
-		t.Errorf("Cluster policy: %q", got)
+	has := func(t *testing.T, got []string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("missing %q in\n%s", w, strings.Join(got, "\n"))
+			}
+		}
 	}
-	if got := c["ep6-ns/web/tcp/http__fd00.244..2/8080"]; !slices.Equal(got, []string{
-		"ip6 saddr fd00:244::2 jump mark-for-masquerade", "meta l4proto tcp dnat ip6 to [fd00:244::2]:8080"}) {
-		t.Errorf("IPv6 endpoint chain: %q", got)
+	lacks := func(t *testing.T, got []string, prefix string) {
+		t.Helper()
+		for _, g := range got {
+			if strings.HasPrefix(g, prefix) {
+				t.Errorf("unexpected %q", g)
+			}
+		}
 	}
-	if got := c["svc6-ns/web/tcp/http"]; !slices.Equal(got, []string{"goto clu6-ns/web/tcp/http"}) {
-		t.Errorf("without cluster CIDRs nothing is masqueraded for ClusterIPs: %q", got)
-	}
+	got := mk(false, Config{})
+	has(t, got,
+		"service-ips-6 2001:db8::5 . tcp . 80 : goto spread6-2",
+		"endpoints-6 2001:db8::5 . tcp . 80 . 1 : fd00:244::2 . 8080",
+		"masq-always-6 2001:db8::5 . tcp . 80 : ",
+		"service-nodeports-6 tcp . 30080 : goto spread-np6-2",
+		"nodeport-endpoints-6 tcp . 30080 . 0 : fd00:244::1 . 8080",
+		"masq-always-nodeports-6 tcp . 30080 : ",
+		"service-ips-6 fd00:96::10 . tcp . 80 : goto spread6-2")
+	// Without cluster CIDRs nothing is masqueraded for ClusterIPs.
+	lacks(t, got, "masq-outside-cluster-6")
+	lacks(t, got, "external-local")
 
-	// Local, and no local endpoint: external traffic is dropped, the node's own goes anywhere.
-	c = mk(true, Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/32")}})
-	if got := c["ext6-ns/web/tcp/http"]; !slices.Equal(got, []string{
-		"fib saddr type local jump mark-for-masquerade", "fib saddr type local goto clu6-ns/web/tcp/http",
-		"ip6 saddr @cluster-cidrs-6 goto clu6-ns/web/tcp/http", "goto loc6-ns/web/tcp/http"}) {
-		t.Errorf("Local policy: %q", got)
-	}
-	if got := c["loc6-ns/web/tcp/http"]; !slices.Equal(got, []string{"drop"}) {
-		t.Errorf("local chain without local endpoints: %q", got)
-	}
+	// Local, and no local endpoint: external clients are dropped; pods and the node go
+	// anywhere, the node masqueraded.
+	got = mk(true, Config{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/32")}})
+	has(t, got,
+		"external-local-ips-6 2001:db8::5 . tcp . 80 : drop",
+		"external-local-nodeports-6 tcp . 30080 : drop",
+		"service-ips-6 2001:db8::5 . tcp . 80 : goto spread6-2",
+		"masq-from-node-6 2001:db8::5 . tcp . 80 : ",
+		"masq-from-node-nodeports-6 tcp . 30080 : ",
+		"masq-outside-cluster-6 fd00:96::10 . tcp . 80 : ")
+	lacks(t, got, "masq-always")
+	lacks(t, got, "local-endpoints")
 }
 
 func TestInternalLocalAndAffinity(t *testing.T) {
