@@ -6,25 +6,27 @@
 //
 // # Table layout
 //
-// Base chains hook netfilter; everything else is reached through verdict maps keyed on
-// (address . protocol . port), or (protocol . port) for NodePorts, one map per family, so
-// the per-packet cost is one lookup whatever the number of Services:
+// Base chains hook netfilter; Services are found through maps keyed on (address . protocol
+// . port), or (protocol . port) for NodePorts, one set of maps per family, so the
+// per-packet cost is a few hash lookups whatever the number of Services:
 //
 //	filter-prerouting, filter-output (priority -110, new connections only)
 //	  firewall-check   @firewall-ips-N          → fwN-<svc>: loadBalancerSourceRanges, drop others
 //	  endpoints-check  @no-endpoint-services-N,
 //	                   @no-endpoint-nodeports-N → reject-chain (TCP reset, ICMP otherwise)
 //	nat-prerouting, nat-output (-100) → services
-//	  services         @service-ips-N, @service-nodeports-N
-//	                     ClusterIP            → svcN-<svc>: masquerade sources outside --cluster-cidr
-//	                     NodePort/LB/external → extN-<svc>: masquerade (Cluster), or keep the
-//	                                            source and use local endpoints (Local)
-//	  cluN-<svc> / locN-<svc>  all / node-local endpoints: affinity lookups, then
-//	                           numgen random mod N vmap (equal spread); locN drops when empty
-//	  epN-<svc>__<ip>/<port>   hairpin masquerade, affinity update, DNAT
-//	nat-postrouting (100) → masquerading: masquerade packets carrying mark 0x4000
+//	  services   @external-local-ips-N  (externalTrafficPolicy Local, external clients)
+//	                                    → spread-localN-<n>, or drop without local endpoints
+//	             @masq-outside-cluster-N, @masq-always-N, @masq-from-node-N → mark for masquerade
+//	             @service-ips-N, @service-nodeports-N → spreadN-<n> / spread-npN-<n>
+//	  spreadN-<n>  dnat to (address . protocol . port . numgen random mod n) map @endpoints-N
+//	nat-postrouting (100) → masquerading: hairpin (@hairpin-N), then packets carrying 0x4000
 //
-// <svc> is "namespace/name/protocol/port-name"; N is the family (4 or 6).
+// The spread chains are shared: one per endpoint count up to rules.MaxSpread. A Service is
+// then only map and set elements, and changing it touches nothing else. Services with
+// session affinity or more endpoints get chains of their own instead (svcN-, extN-, cluN-,
+// locN-, epN-<svc>), reached from the same maps. <svc> is "namespace/name/protocol/port-name";
+// N is the family (4 or 6).
 //
 // # Syncing
 //
