@@ -58,7 +58,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -97,7 +96,7 @@ type Proxier struct {
 	syncer      *nftsync.Syncer
 	nodeFactory informers.SharedInformerFactory
 	services    corelisters.ServiceLister
-	slices      discoverylisters.EndpointSliceLister
+	slices      cache.Indexer // EndpointSlices, indexed by Service
 	nodes       corelisters.NodeLister
 	synced      []cache.InformerSynced
 	health      *healthcheck.Server
@@ -152,7 +151,13 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", opts.NodeName).String()
 		}))
 	nodeInf := p.nodeFactory.Core().V1().Nodes()
-	p.services, p.slices, p.nodes = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
+	p.services, p.nodes = svcInf.Lister(), nodeInf.Lister()
+	// Slices by their Service: listing a namespace's slices with a label selector for each
+	// Service would make a full sync quadratic in the Services of a namespace.
+	if err := sliceInf.Informer().AddIndexers(cache.Indexers{sliceIndex: sliceService}); err != nil {
+		return nil, err
+	}
+	p.slices = sliceInf.Informer().GetIndexer()
 
 	onService := func(obj any) {
 		if s, ok := unwrap[*corev1.Service](obj); ok {
@@ -202,6 +207,17 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 	p.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	p.recorder = p.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fairlead-proxy", Host: opts.NodeName})
 	return p, nil
+}
+
+const sliceIndex = "service"
+
+// sliceService indexes an EndpointSlice under "namespace/service".
+func sliceService(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
 }
 
 func unwrap[T any](obj any) (T, bool) {
@@ -405,10 +421,15 @@ func (p *Proxier) build(nn types.NamespacedName, node model.Node) map[string]*mo
 		delete(p.reported, nn)
 		return nil
 	}
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: nn.Name})
-	eps, err := p.slices.EndpointSlices(nn.Namespace).List(sel)
+	objs, err := p.slices.ByIndex(sliceIndex, nn.String())
 	if err != nil {
 		return nil
+	}
+	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			eps = append(eps, s)
+		}
 	}
 	ports, problems := model.Build(svc, eps, node)
 	p.report(svc, problems)
