@@ -204,6 +204,11 @@ func (c *cluster) restartSpeaker() {
 		}
 		return err
 	})
+	// It must have updated the table in place: replacing it loses affinity entries and,
+	// for an instant, packets.
+	if strings.Contains(c.speaker.Output(), "replaced the nftables table") {
+		c.t.Errorf("the restarted proxy replaced the table:\n%s", c.speaker.Output())
+	}
 }
 
 // addPod creates a pod namespace behind the node, running the echo server on echoPort

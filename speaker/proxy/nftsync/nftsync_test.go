@@ -248,3 +248,22 @@ func TestSharedElementsAndGroups(t *testing.T) {
 		return nil
 	})
 }
+
+// A restarted proxy (a new Syncer) updates the table it finds in place: replacing it would
+// lose affinity entries and, for an instant, the hooks.
+func TestRestartUpdatesInPlace(t *testing.T) {
+	run, _ := inNS(t)
+	ctx := context.Background()
+	plain := port("a", "10.244.1.2")
+	plain.AffinityTimeout = 0
+	want := render(port("b", "10.244.1.3"), plain, port6("c", "fd00:244::2"))
+	run(func(s *Syncer) error { _, err := s.Full(ctx, want); return err })
+	run(func(s *Syncer) error {
+		fresh := New(s.nft, "fairlead", s.cfg)
+		res, err := fresh.Full(ctx, want)
+		if err == nil && res.Replaced != nil {
+			t.Errorf("the table was replaced: %v", res.Replaced)
+		}
+		return err
+	})
+}

@@ -179,8 +179,11 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 			&knftables.Map{Name: MapExternalLocalIPs(f), Type: at + " . inet_proto . inet_service : verdict"},
 			&knftables.Map{Name: MapExternalLocalNodePorts(f), Type: "inet_proto . inet_service : verdict"})
 		ip := ipKw(f)
-		// typeof, because numgen's integer has no plain type name to concatenate.
-		target := ip + " daddr . th dport"
+		// typeof, because numgen's integer has no plain type name to concatenate. The
+		// target's port is written "tcp dport" although it serves every protocol: the type
+		// is the same (inet_service), and nft 1.0.6 cannot read "th dport" back from the
+		// kernel in a map's data, which would make every later rule naming the map fail.
+		target := ip + " daddr . tcp dport"
 		for _, m := range []string{MapEndpoints(f), MapLocalEndpoints(f)} {
 			objs = append(objs, &knftables.Map{Name: m, TypeOf: ip + " daddr . meta l4proto . th dport . numgen random mod 1 : " + target})
 		}
