@@ -35,9 +35,11 @@ packages:
 	@bash test/tools/install-packages.sh
 	@bash test/tools/install-moto.sh
 
-## control-plane: kube-apiserver and etcd for envtest, built from their Go modules once.
+## control-plane: kube-apiserver and etcd for envtest, and kube-controller-manager and kubectl
+## for the lab that the e2e suite (test/e2e) runs, built from their Go modules once.
+CONTROL_PLANE := kube-apiserver etcd kube-controller-manager kubectl
 control-plane:
-	@WANT="kube-apiserver etcd" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	@WANT="$(CONTROL_PLANE)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(TOOLS)
@@ -69,6 +71,9 @@ bench: control-plane
 	go run ./test/bench/controller -services 1000,5000
 	go test -run '^$$' -bench FRR100 -benchtime 1x ./speaker/bgp/
 	go test -run '^$$' -bench Failover -benchtime 1x ./speaker/l2/e2e/
+	go test -run '^$$' -bench Sync10k -benchtime 1x ./speaker/proxy/nftsync/
+	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	go test -run '^$$' -bench VsKubeProxy -benchtime 1x -timeout 2h ./test/bench/proxy/ -args -sizes 10,1000,10000,30000
 
 ## image: the container image the chart deploys (needs a Docker engine; none runs on the dev box).
 IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
@@ -76,8 +81,7 @@ image:
 	docker build -t $(IMAGE) .
 
 ## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
-lab: packages
-	@WANT="kube-apiserver etcd kube-controller-manager kubectl" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+lab: packages control-plane
 	go build -o $(BIN)/ ./cmd/... ./test/echo
 	$(BIN)/fairleadctl lab up --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 

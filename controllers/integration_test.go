@@ -159,6 +159,11 @@ func TestPoolChoice(t *testing.T) {
 			NamespaceSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "blue"}}},
 			ServiceSelectors:   []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}},
 		}, Priority: ptr.To[int32](1)})
+	// Pools reach the allocator through their own watch: a Service created before they are
+	// loaded takes the best pool it knows, and keeps that address.
+	for _, p := range []string{"choice-low", "choice-high", "choice-manual", "choice-by-label"} {
+		waitPoolReady(t, p, metav1.ConditionTrue, "Valid")
+	}
 
 	create(t, lbService(ns, "prio"))
 	waitIPs(t, ns, "prio", "198.51.100.36") // priority 10 beats 20; the label pool needs tier=edge
@@ -212,6 +217,8 @@ func TestSharing(t *testing.T) {
 
 	// The address stays until its last sharer goes, then the refused Service gets it.
 	deleteSvc(t, ns, "local") // it would compete with no-key for the freed address
+	// So would clash-specific, once dns-web no longer uses port 443 on it.
+	deleteSvc(t, ns, "clash-specific")
 	deleteSvc(t, ns, "dns-tcp")
 	waitIPs(t, ns, "dns-web", ip)
 	deleteSvc(t, ns, "dns-web")

@@ -24,6 +24,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/ipam"
 	"github.com/fairlead-lb/fairlead/controllers/ippool"
+	"github.com/fairlead-lb/fairlead/controllers/l2advertisement"
 	"github.com/fairlead-lb/fairlead/controllers/service"
 )
 
@@ -35,6 +36,8 @@ type Options struct {
 	Workers int
 	// PoolStatusInterval bounds how often a pool's usage is written to its status.
 	PoolStatusInterval time.Duration
+	// AWS, when set, turns on the AWS providers (NLB Services, Elastic IP pools).
+	AWS *AWSOptions
 }
 
 // Setup registers the Service and IPPool controllers on mgr.
@@ -44,6 +47,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	if o.PoolStatusInterval <= 0 {
 		o.PoolStatusInterval = time.Second
+	}
+	if err := l2advertisement.Setup(mgr, &l2advertisement.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("fairlead-controller"),
+	}); err != nil {
+		return err
 	}
 	poolEvents := make(chan event.TypedGenericEvent[reconcile.Request], 1024)
 	retryEvents := make(chan event.TypedGenericEvent[reconcile.Request], 1)
@@ -67,6 +75,23 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		State:        state,
 		Recorder:     mgr.GetEventRecorder("fairlead-controller"),
 		DefaultClass: o.DefaultClass,
+	}
+	if o.AWS != nil {
+		nlb, eip, err := awsProviders(o.AWS)
+		if err != nil {
+			return err
+		}
+		if nlb != nil {
+			if err := setupNLB(mgr, o.AWS, nlb); err != nil {
+				return err
+			}
+		}
+		if eip != nil {
+			svcR.ElasticIPs = eip
+			if err := addElasticCollector(mgr, o.AWS, eip); err != nil {
+				return err
+			}
+		}
 	}
 	// Only Services that are ours, or still carry our finalizer, are worth a reconcile.
 	relevant := predicate.NewPredicateFuncs(func(obj client.Object) bool {
@@ -96,6 +121,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		State:          state,
 		Recorder:       mgr.GetEventRecorder("fairlead-controller"),
 		StatusInterval: o.PoolStatusInterval,
+		ElasticIPs:     svcR.ElasticIPs != nil,
 	}
 	// A pool's validity depends on the others (overlaps): any pool event reconciles them all.
 	allPools := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {

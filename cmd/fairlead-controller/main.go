@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers"
 )
 
@@ -37,11 +39,30 @@ func main() {
 	flag.DurationVar(&period, "leader-retry-period", 2*time.Second, "How often replicas try to take or renew the Lease.")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Requests per second to the apiserver (client-side limit).")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Burst of requests to the apiserver.")
+	var awsOpts controllers.AWSOptions
+	var awsSubnets string
+	flag.BoolVar(&awsOpts.NLB, "aws-nlb", false, "Give Services of loadBalancerClass "+v1alpha1.AWSNLBClass+" an AWS Network Load Balancer each.")
+	flag.BoolVar(&awsOpts.ElasticIPs, "aws-eip", false, "Serve IPPools with spec.aws.elasticIPs (AWS Elastic IPs).")
+	flag.StringVar(&awsOpts.Config.Region, "aws-region", "", "AWS region (default: the SDK's chain: $AWS_REGION, shared config, instance metadata).")
+	flag.StringVar(&awsOpts.Config.Endpoint, "aws-endpoint", "", "Endpoint for every AWS API (a VPC endpoint, or an emulator in tests); default: AWS' own. Credentials always come from the SDK's default chain.")
+	flag.StringVar(&awsOpts.ClusterName, "aws-cluster-name", "", "Cluster name tagging everything created in AWS (required with --aws-nlb or --aws-eip; unique per account).")
+	flag.StringVar(&awsOpts.NLBOptions.VPCID, "aws-vpc-id", "", "The cluster's VPC (required with --aws-nlb).")
+	flag.StringVar(&awsSubnets, "aws-subnets", "", "Comma-separated subnets for every NLB (default: the VPC's subnets tagged kubernetes.io/role/elb or kubernetes.io/role/internal-elb).")
+	flag.StringVar(&awsOpts.NLBOptions.NodeSecurityGroupID, "aws-node-security-group", "", "The nodes' security group, where each NLB's target ports are opened (default: none; open them yourself).")
+	flag.IntVar(&awsOpts.Workers, "aws-nlb-workers", 4, "NLB Services reconciled in parallel.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if awsOpts.NLB || awsOpts.ElasticIPs {
+		for _, sn := range strings.Split(awsSubnets, ",") {
+			if sn = strings.TrimSpace(sn); sn != "" {
+				awsOpts.NLBOptions.Subnets = append(awsOpts.NLBOptions.Subnets, sn)
+			}
+		}
+		o.AWS = &awsOpts
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -62,9 +83,12 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "fairlead-controller.fairlead.dev",
 		LeaderElectionNamespace: leaderNS,
-		LeaseDuration:           &leaseDuration,
-		RenewDeadline:           &renewDeadline,
-		RetryPeriod:             &period,
+		// The process ends when the manager stops, so it can hand the Lease over at once:
+		// a rolling update then waits for no Lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &period,
 	})
 	if err != nil {
 		log.Error(err, "creating manager")
@@ -76,7 +100,7 @@ func main() {
 	}
 	_ = mgr.AddHealthzCheck("healthz", healthz.Ping)
 	_ = mgr.AddReadyzCheck("readyz", healthz.Ping)
-	log.Info("starting", "defaultClass", o.DefaultClass, "leaderElect", leaderElect)
+	log.Info("starting", "defaultClass", o.DefaultClass, "leaderElect", leaderElect, "awsNLB", awsOpts.NLB, "awsEIP", awsOpts.ElasticIPs)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

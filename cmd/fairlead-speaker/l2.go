@@ -258,6 +258,11 @@ func reportProblems(problems []plan.Problem, reported map[string]bool, mem *memb
 			continue
 		}
 		log.Error(p.Err, "ignoring invalid input; everything else is announced", "object", p.String())
+		// The controller reports invalid L2Advertisements (condition Accepted=False and an
+		// Event); the speakers only log that they skip them.
+		if p.Object.Kind == "L2Advertisement" {
+			continue
+		}
 		if o, _ := election.Owner("problem/"+p.String(), alive); o == self {
 			recorder.Event(&p.Object, corev1.EventTypeWarning, "InvalidForL2", msg)
 		}

@@ -45,6 +45,7 @@ var components = []component{
 	{"proxy", flag.Bool("proxy", false, "Run the nftables service proxy (replaces kube-proxy on this node)."), setupProxy},
 	{"l2", flag.Bool("l2", true, "Announce external addresses on the local network by ARP and NDP."), setupL2},
 	{"bgp", flag.Bool("bgp", false, "Announce external addresses to routers over BGP (BGPPeer and BGPAdvertisement objects)."), setupBGP},
+	{"eip", flag.Bool("aws-eip", false, "Associate the AWS Elastic IPs this node is elected for with its network interface."), setupEIP},
 }
 
 func main() {

@@ -22,9 +22,9 @@ import (
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
-  fairleadctl lab up [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N]
-  fairleadctl lab down [--state DIR]
-  fairleadctl lab status [--state DIR]
+  fairleadctl lab up [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
+  fairleadctl lab down [--state DIR] [--prefix P]
+  fairleadctl lab status [--state DIR] [--prefix P]
 `
 
 func main() {
@@ -68,6 +68,7 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	self, _ := os.Executable()
 	l := &lab.Lab{Out: os.Stdout}
 	fs.StringVar(&l.State, "state", lab.DefaultState, "State directory (certificates, logs, etcd data).")
+	fs.StringVar(&l.Prefix, "prefix", lab.DefaultPrefix, "Prefix of the lab's namespace names (another prefix, state and port: a second lab).")
 	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
 	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver and kube-controller-manager.")
 	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs.")
@@ -90,7 +91,7 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	case "status":
 		return l.Status(ctx, os.Stdout)
 	case "relay": // started by `lab up` in the background
-		return lab.Relay(ctx, l.HostPort)
+		return l.Relay(ctx)
 	case "agent": // started by `lab up` in each node's namespace
 		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 		if err != nil {
@@ -100,7 +101,7 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 		if err != nil {
 			return err
 		}
-		a, err := lab.AgentFor(*node, l.State, *echo, cs, *schedule)
+		a, err := l.AgentFor(*node, *echo, cs, *schedule)
 		if err != nil {
 			return err
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/big"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
@@ -26,16 +28,9 @@ func writeStatus(ctx context.Context, c client.Client, w io.Writer) error {
 	if err := c.List(ctx, &pools); err != nil {
 		return fmt.Errorf("listing IPPools (is Fairlead installed?): %w", err)
 	}
-	fmt.Fprintln(tw, "POOL\tREADY\tIPv4 USED/TOTAL\tIPv6 USED/TOTAL\tADDRESSES")
+	fmt.Fprintln(tw, "POOL\tREADY\tIPv4\tIPv6\tADDRESSES")
 	for _, p := range pools.Items {
-		ready := "?"
-		if cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
-			ready = string(cond.Status)
-			if cond.Status != "True" {
-				ready += " (" + cond.Reason + ")"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, ready, familyUsage(p.Status.IPv4), familyUsage(p.Status.IPv6), strings.Join(p.Spec.Addresses, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, poolReady(&p), familyUsage(p.Status.IPv4), familyUsage(p.Status.IPv6), strings.Join(p.Spec.Addresses, ","))
 	}
 
 	announced := map[string][]string{} // "ns/name" → "ip on node (protocol)"
@@ -110,11 +105,39 @@ func writeStatus(ctx context.Context, c client.Client, w io.Writer) error {
 	return nil
 }
 
+// poolReady says whether the controller has seen the pool as it is now: a pool it has not
+// reconciled yet (just created, or no controller running) has no condition, or one for an
+// older generation.
+func poolReady(p *v1alpha1.IPPool) string {
+	cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+	switch {
+	case cond == nil:
+		return "Unknown (no status yet)"
+	case cond.ObservedGeneration != 0 && cond.ObservedGeneration < p.Generation:
+		return string(cond.Status) + " (stale)"
+	case cond.Status != metav1.ConditionTrue:
+		return string(cond.Status) + " (" + cond.Reason + ": " + cond.Message + ")"
+	}
+	return string(cond.Status)
+}
+
 func familyUsage(f *v1alpha1.FamilyStatus) string {
 	if f == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%s", f.Used, f.Total)
+	return fmt.Sprintf("%d used, %s free", f.Used, shortCount(f.Free))
+}
+
+// shortCount keeps an IPv6 pool's count readable: 18446744073709551615 becomes 1.8e19.
+func shortCount(n string) string {
+	if len(n) <= 9 {
+		return n
+	}
+	f, ok := new(big.Float).SetString(n)
+	if !ok {
+		return n
+	}
+	return f.Text('g', 2)
 }
 
 func orDash(s string) string {

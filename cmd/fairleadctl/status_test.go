@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,7 +27,11 @@ func TestStatus(t *testing.T) {
 	pool := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"192.0.2.0/28"}}}
 	must(t, c.Create(ctx, pool))
 	pool.Status.IPv4 = &v1alpha1.FamilyStatus{Total: "16", Used: 1, Free: "15"}
+	pool.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: "True", Reason: "Valid",
+		Message: "Addresses are being allocated", ObservedGeneration: pool.Generation, LastTransitionTime: metav1.Now()}}
 	must(t, c.Status().Update(ctx, pool))
+	// A pool no controller has seen yet.
+	must(t, c.Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "new"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"2001:db8::/64"}}}))
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr.To(false),
 			Ports: []corev1.ServicePort{{Port: 80}}}}
@@ -48,12 +53,17 @@ func TestStatus(t *testing.T) {
 	var out bytes.Buffer
 	must(t, writeStatus(ctx, c, &out))
 	for _, want := range []string{
-		"lan", "1/16", "192.0.2.0/28",
+		"192.0.2.0/28",
 		"default/web", "192.0.2.1@node2/ARP(eth0)", "Allocated",
 		"tor (192.0.2.254 AS64500)", "node1", "Established",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, re := range []string{`(?m)^lan +True +1 used, 15 free +- `, `(?m)^new +Unknown \(no status yet\) +- +- +2001:db8::/64`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("status has no line matching %s:\n%s", re, out.String())
 		}
 	}
 }

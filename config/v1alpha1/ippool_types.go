@@ -5,6 +5,8 @@ import (
 )
 
 // IPPoolSpec says which addresses a pool hands out and to whom.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.addresses) != has(self.aws)",message="set exactly one of addresses and aws"
 type IPPoolSpec struct {
 	// Addresses are CIDRs (198.51.100.0/24, 2001:db8::/64) or inclusive ranges
 	// (198.51.100.10-198.51.100.20); IPv4 and IPv6 may be mixed in one pool.
@@ -13,7 +15,13 @@ type IPPoolSpec struct {
 	// +kubebuilder:validation:items:MaxLength=90
 	// +kubebuilder:validation:items:XValidation:rule="self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) && isIP(self.split('-')[1].trim())) : isCIDR(self)",message="must be a CIDR (198.51.100.0/24) or a range of two addresses (198.51.100.10-198.51.100.20)"
 	// +listType=atomic
-	Addresses []string `json:"addresses"`
+	// +optional
+	Addresses []string `json:"addresses,omitempty"`
+
+	// AWS takes the pool's addresses from AWS instead (Elastic IPs). Such a pool serves only
+	// the Services that name it (annotation fairlead.dev/pool); autoAssign does not apply.
+	// +optional
+	AWS *AWSPool `json:"aws,omitempty"`
 
 	// AutoAssign: when false, the pool is used only by Services that name it
 	// (fairlead.dev/pool) or ask for one of its addresses.

@@ -12,17 +12,24 @@ type L2AdvertisementSpec struct {
 	// ipPoolSelectors, every pool is.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	IPPools []string `json:"ipPools,omitempty"`
 
 	// IPPoolSelectors select pools by their labels, in addition to those named in ipPools.
+	// (Selectors are checked by the controller, which reports mistakes in status: CEL rules
+	// over them exceed the apiserver's cost budget.)
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	IPPoolSelectors []metav1.LabelSelector `json:"ipPoolSelectors,omitempty"`
 
 	// NodeSelectors picks the nodes that may answer: a node is selected when it matches any
 	// selector; no selectors means every node.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
 
 	// Interfaces names the node interfaces answers and announcements go out on. Empty means
@@ -30,22 +37,45 @@ type L2AdvertisementSpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=15
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches(r'[/:\\s]') && self != '.' && self != '..'",message="must be a Linux interface name: at most 15 characters, no '/', ':' or spaces, not '.' or '..'"
 	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+// L2AdvertisementStatus is written by the controller: whether the advertisement is usable and
+// whether the pools it names exist.
+type L2AdvertisementStatus struct {
+	// ObservedGeneration is the generation the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Accepted (the spec is valid; False means speakers ignore the advertisement)
+	// and ResolvedRefs (every pool named in ipPools exists, and at least one pool is
+	// selected).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // L2Advertisement selects Service addresses to announce by ARP and NDP.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=l2adv
+// +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=`.spec.ipPools`
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.spec.interfaces`
+// +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
+// +kubebuilder:printcolumn:name="Resolved",type=string,JSONPath=`.status.conditions[?(@.type=="ResolvedRefs")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.status=="False")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type L2Advertisement struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec L2AdvertisementSpec `json:"spec"`
+	// +optional
+	Status L2AdvertisementStatus `json:"status,omitempty"`
 }
 
 // L2AdvertisementList is a list of L2Advertisements.

@@ -26,6 +26,26 @@ type compiledPool struct {
 	nsSelectors  []labels.Selector
 	svcSelectors []labels.Selector
 	deleting     bool
+	// elastic is set for a pool of Elastic IPs: pool is nil then, and the addresses come from
+	// the cloud provider, not from the allocator.
+	elastic *v1alpha1.ElasticIPs
+}
+
+// compileElastic validates a pool of Elastic IPs: only who may use it is checked here; the
+// addresses are the cloud's.
+func compileElastic(p *v1alpha1.IPPool) (*compiledPool, error) {
+	c := &compiledPool{name: p.Name, priority: 1 << 40, deleting: !p.DeletionTimestamp.IsZero(), elastic: p.ElasticIPs()}
+	if a := p.Spec.AllocateTo; a != nil {
+		var err error
+		c.namespaces = sets.New(a.Namespaces...)
+		if c.nsSelectors, err = selectors(a.NamespaceSelectors, "namespaceSelectors"); err != nil {
+			return nil, err
+		}
+		if c.svcSelectors, err = selectors(a.ServiceSelectors, "serviceSelectors"); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // compile validates one IPPool on its own (syntax, ranges, selectors).
@@ -101,7 +121,7 @@ type PoolProblem struct {
 // compileAll validates every pool and resolves overlaps: the older pool (then the one whose
 // name sorts first) keeps its addresses, the other is refused, so adding a bad pool never
 // breaks a good one.
-func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]PoolProblem) {
+func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]*compiledPool, map[string]PoolProblem) {
 	sorted := make([]*v1alpha1.IPPool, len(items))
 	for i := range items {
 		sorted[i] = &items[i]
@@ -116,7 +136,17 @@ func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]P
 	good := map[string]*compiledPool{}
 	var order []*compiledPool
 	bad := map[string]PoolProblem{}
+	elastic := map[string]*compiledPool{}
 	for _, p := range sorted {
+		if p.ElasticIPs() != nil {
+			c, err := compileElastic(p)
+			if err != nil {
+				bad[p.Name] = PoolProblem{Reason: "Invalid", Message: fmt.Sprintf("pool %q: %v", p.Name, err)}
+			} else {
+				elastic[p.Name] = c
+			}
+			continue
+		}
 		c, err := compile(p)
 		if err != nil {
 			bad[p.Name] = PoolProblem{Reason: "Invalid", Message: fmt.Sprintf("pool %q: %v", p.Name, err)}
@@ -135,5 +165,5 @@ func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]P
 		good[p.Name] = c
 		order = append(order, c)
 	}
-	return good, bad
+	return good, elastic, bad
 }

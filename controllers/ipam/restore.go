@@ -40,6 +40,9 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 			// The request's Service part (ports, sharing key) matters for sharing checks; a
 			// request that no longer parses still holds its addresses.
 			r, _ := RequestFor(svc, labels.Set{})
+			if _, elastic := s.ElasticPool(r.Pool); elastic {
+				continue // the cloud holds its address, not the local pools
+			}
 			hs = append(hs, Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time})
 		}
 		errs := s.Restore(hs)

@@ -51,6 +51,7 @@ type State struct {
 	alloc    *pool.Allocator
 	pools    map[string]*compiledPool
 	problems map[string]PoolProblem
+	elastic  map[string]*compiledPool
 	pending  map[string]bool
 	hooks    Hooks
 	// seen fingerprints every pool's spec, to retry pending Services only when pools change.
@@ -80,7 +81,7 @@ func New(h Hooks) *State {
 // LoadPools replaces the pool set with items (all IPPools). Held addresses are never dropped:
 // those outside every valid pool stay held as orphans until their Service releases them.
 func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
-	good, bad := compileAll(items)
+	good, elastic, bad := compileAll(items)
 	seen := map[string]string{}
 	for i := range items {
 		p := &items[i]
@@ -107,7 +108,7 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 			changed = append(changed, name)
 		}
 	}
-	s.pools, s.problems = good, bad
+	s.pools, s.problems, s.elastic = good, bad, elastic
 	s.mu.Unlock()
 	for _, n := range changed {
 		s.hooks.PoolChanged(n)
@@ -116,6 +117,38 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 		s.hooks.Retry()
 	}
 	return bad
+}
+
+// ElasticPool returns the settings of pool name when it is a valid pool of Elastic IPs. The
+// Service reconciler asks this once per Service that names a pool: it is a map lookup, so the
+// local pools' path stays as fast as it was.
+func (s *State) ElasticPool(name string) (*v1alpha1.ElasticIPs, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.elastic[name]
+	if !ok {
+		return nil, false
+	}
+	return c.elastic, true
+}
+
+// ElasticAllows reports whether the Service of r may use the Elastic IP pool name, and why not.
+// A pool being deleted hands out nothing new, but a Service holding one of its addresses
+// (holding) keeps it, as with local pools.
+func (s *State) ElasticAllows(name string, r Request, holding bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.elastic[name]
+	if !ok {
+		return fail(ReasonNoEligiblePool, "requested pool %q does not exist", name)
+	}
+	if ok, why := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
+		return fail(ReasonNoEligiblePool, "%s", why)
+	}
+	if c.deleting && !holding {
+		return fail(ReasonNoEligiblePool, "requested pool %q is being deleted", name)
+	}
+	return nil
 }
 
 // Problem reports why a pool is not in use, if it is not.

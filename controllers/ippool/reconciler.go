@@ -32,6 +32,8 @@ type Reconciler struct {
 	Recorder recorder.EventRecorder
 	// StatusInterval bounds how often one pool's status is written while Services churn.
 	StatusInterval time.Duration
+	// ElasticIPs: the controller runs with Elastic IP pools enabled (--aws-eip).
+	ElasticIPs bool
 
 	mu        sync.Mutex
 	lastWrite map[string]time.Time
@@ -59,6 +61,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			ipam.PoolAddresses.DeletePartialMatch(map[string]string{"pool": req.Name})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if p.ElasticIPs() != nil {
+		return r.reconcileElastic(ctx, &p)
 	}
 	usage := r.State.PoolUsage(p.Name)
 
@@ -117,6 +122,80 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.FromContext(ctx).Info("pool condition", "ready", cond.Status, "reason", cond.Reason, "message", cond.Message)
 	}
 	return ctrl.Result{}, nil
+}
+
+// reconcileElastic keeps the status and finalizer of a pool of Elastic IPs. Its addresses are
+// the cloud's, so there is no usage to count; its deletion still waits for the Services that
+// hold one of its addresses (listed only while it is being deleted).
+func (r *Reconciler) reconcileElastic(ctx context.Context, p *v1alpha1.IPPool) (ctrl.Result, error) {
+	var holders []string
+	if !p.DeletionTimestamp.IsZero() {
+		var svcs corev1.ServiceList
+		if err := r.Client.List(ctx, &svcs); err != nil {
+			return ctrl.Result{}, err
+		}
+		for i := range svcs.Items {
+			svc := &svcs.Items[i]
+			if len(ipam.IngressIPs(svc)) > 0 && controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) &&
+				poolAnnotation(svc) == p.Name {
+				holders = append(holders, svc.Namespace+"/"+svc.Name)
+			}
+		}
+		if len(holders) == 0 {
+			return ctrl.Result{}, r.removeFinalizer(ctx, p)
+		}
+	} else if !controllerutil.ContainsFinalizer(p, v1alpha1.PoolFinalizer) {
+		base := p.DeepCopy()
+		controllerutil.AddFinalizer(p, v1alpha1.PoolFinalizer)
+		if err := r.Client.Patch(ctx, p, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	base := p.DeepCopy()
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "ElasticIPs",
+		Message: "Elastic IPs are allocated to Services that ask for this pool", ObservedGeneration: p.Generation}
+	switch problem, bad := r.State.Problem(p.Name); {
+	case bad:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, problem.Reason, problem.Message
+	case !r.ElasticIPs:
+		cond.Status, cond.Reason = metav1.ConditionFalse, "ProviderDisabled"
+		cond.Message = "The controller runs without --aws-eip: this pool hands out nothing"
+	}
+	var result ctrl.Result
+	if len(holders) > 0 {
+		cond.Status, cond.Reason = metav1.ConditionFalse, "Deleting"
+		cond.Message = fmt.Sprintf("Deletion waits until %d Service(s) release their addresses: %s", len(holders), abbreviate(holders, 5))
+		// Releasing an Elastic IP does not pass through the local allocator's hooks: look again.
+		result.RequeueAfter = 2 * time.Second
+	}
+	p.Status.IPv4, p.Status.IPv6 = nil, nil
+	p.Status.ObservedGeneration = p.Generation
+	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionReady)
+	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	if equality.Semantic.DeepEqual(base.Status, p.Status) {
+		return result, nil
+	}
+	if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(base)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason || prev.Message != cond.Message {
+		kind := corev1.EventTypeNormal
+		if cond.Status == metav1.ConditionFalse {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(p, nil, kind, cond.Reason, "Validate", "%s", cond.Message)
+	}
+	return result, nil
+}
+
+// poolAnnotation is the pool a Service names, under Fairlead's or MetalLB's annotation.
+func poolAnnotation(svc *corev1.Service) string {
+	for _, k := range append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...) {
+		if v, ok := svc.Annotations[k]; ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func (r *Reconciler) removeFinalizer(ctx context.Context, p *v1alpha1.IPPool) error {

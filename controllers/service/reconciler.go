@@ -24,6 +24,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers"
 )
 
 // Reconciler allocates addresses for the LoadBalancer Services Fairlead owns.
@@ -33,6 +34,9 @@ type Reconciler struct {
 	Recorder recorder.EventRecorder
 	// DefaultClass: Services without spec.loadBalancerClass are Fairlead's.
 	DefaultClass bool
+	// ElasticIPs returns the provider for a pool of Elastic IPs (pool name and settings); nil
+	// when the controller runs without them. Release and Owned do not depend on the pool.
+	ElasticIPs func(pool string, spec *v1alpha1.ElasticIPs) (providers.Provider, error)
 }
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch;update
@@ -80,6 +84,11 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 	}
 	var ips []netip.Addr
 	request, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
+	if err == nil && request.Pool != "" {
+		if spec, ok := r.State.ElasticPool(request.Pool); ok {
+			return r.allocateElastic(ctx, svc, key, request, spec)
+		}
+	}
 	if err != nil {
 		// Bad input on the Service: report it, keep whatever it holds.
 		ips = r.State.Held(key)
@@ -88,6 +97,16 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 		ips, err = r.State.Ensure(request)
 	}
 	ipam.PendingServices.Set(float64(len(r.State.Pending())))
+	if r.ElasticIPs != nil {
+		if err := r.leaveElastic(ctx, svc, key, ips, err); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err != nil && len(ips) == 0 {
+			// Whatever address the status shows is not the local pools' (an Elastic IP whose pool
+			// is gone or being renamed): keep it rather than leave the Service without one.
+			ips = ipam.IngressIPs(svc)
+		}
+	}
 	return ctrl.Result{}, r.writeStatus(ctx, svc, ips, err)
 }
 
@@ -100,7 +119,16 @@ func (r *Reconciler) release(key string) []netip.Addr {
 // letGo releases a Service that is being deleted or is no longer ours, clears the status we
 // wrote and drops our finalizer.
 func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
-	released := r.release(svc.Namespace + "/" + svc.Name)
+	key := svc.Namespace + "/" + svc.Name
+	released := r.release(key)
+	if r.ElasticIPs != nil && len(released) == 0 && controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+		// Its addresses, if any, were not the local pools': they are Elastic IPs.
+		eips, err := r.releaseElastic(ctx, svc, key)
+		if err != nil {
+			return err
+		}
+		released = eips
+	}
 	if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
 		return nil
 	}

@@ -101,3 +101,13 @@ func (e *EIP) ours(ctx context.Context, ip netip.Addr) (elasticIP, error) {
 	}
 	return elasticIP{}, providers.Errorf(providers.ReasonConflict, "Elastic IP %s is not one this cluster (%s) holds for a Service", ip, e.opts.ClusterName)
 }
+
+// NewAssociator returns the Elastic IP provider for the speaker's side: it only finds
+// interfaces and moves this cluster's addresses (InterfaceFor, Where, Associate,
+// Disassociate), so it needs no pool settings.
+func NewAssociator(c *Clients, cluster string) (*EIP, error) {
+	if err := validClusterName(cluster); err != nil {
+		return nil, err
+	}
+	return &EIP{c: c, opts: EIPOptions{ClusterName: cluster}}, nil
+}

@@ -164,6 +164,10 @@ func (d *nlbSpec) listener(svc *providers.Service, port int32, ps []providers.Po
 	switch d.targetType {
 	case targetInstance:
 		for _, n := range svc.Nodes {
+			if n.ProviderID == "" {
+				// Not initialized by the cloud controller manager yet: it joins once it is.
+				continue
+			}
 			id, err := instanceID(n.ProviderID)
 			if err != nil {
 				return l, &providers.Error{Reason: providers.ReasonInvalidService, Err: fmt.Errorf("NLB mode: node %s: %w", n.Name, err)}
@@ -258,3 +262,13 @@ func instanceID(providerID string) (string, error) {
 func invalid(format string, args ...any) error {
 	return providers.Errorf(providers.ReasonInvalidService, format, args...)
 }
+
+// UsesEndpoints reports whether a Service with these annotations sends traffic to pod IPs (ip
+// targets): only then do its endpoints, not just its nodes, shape the load balancer.
+func UsesEndpoints(annotations map[string]string) bool {
+	t, err := targetType(annotations)
+	return err == nil && t == targetIP
+}
+
+// InstanceID returns the EC2 instance ID in a node's spec.providerID.
+func InstanceID(providerID string) (string, error) { return instanceID(providerID) }

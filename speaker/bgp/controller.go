@@ -53,8 +53,9 @@ type Options struct {
 	Log             logr.Logger
 }
 
-// What the BGP part of the speaker reads, and the one thing it writes besides Events: each
-// node's entry in a BGPPeer's status (server-side apply on the status subresource). Secrets
+// What the BGP part of the speaker reads, and what it writes besides Events: each node's
+// entry in a BGPPeer's status (server-side apply on the status subresource), and each node's
+// BGP entries in ServiceAnnouncements (announcements.go). Secrets
 // holding session passwords are read only in the speaker's own namespace; the chart grants
 // that with a namespaced Role, so there is no cluster-wide marker for them. Events are
 // created, and patched when the recorder aggregates a repeated one.
@@ -83,8 +84,10 @@ type Controller struct {
 	pools     cache.SharedIndexInformer
 	secretInf cache.SharedIndexInformer
 
-	syncCh   chan struct{}
-	statusCh chan struct{}
+	syncCh     chan struct{}
+	statusCh   chan struct{}
+	announceCh chan struct{}
+	reported   map[types.NamespacedName]string // ServiceAnnouncements listing this node: what was written (announceLoop's)
 
 	mu       sync.Mutex
 	desired  map[string]*Session // last desired state, for status
@@ -104,12 +107,14 @@ func New(o Options) (*Controller, error) {
 	}
 	c := &Controller{
 		o: o, log: o.Log,
-		syncCh:    make(chan struct{}, 1),
-		statusCh:  make(chan struct{}, 1),
-		problems:  map[Problem]bool{},
-		published: map[string]v1alpha1.BGPSessionStatus{},
+		syncCh:     make(chan struct{}, 1),
+		statusCh:   make(chan struct{}, 1),
+		announceCh: make(chan struct{}, 1),
+		reported:   map[types.NamespacedName]string{},
+		problems:   map[Problem]bool{},
+		published:  map[string]v1alpha1.BGPSessionStatus{},
 	}
-	c.mgr = NewManager(o.Log, func() { kick(c.statusCh) })
+	c.mgr = NewManager(o.Log, func() { kick(c.statusCh); kick(c.announceCh) })
 	c.dyn = dynamicinformer.NewDynamicSharedInformerFactory(o.Dynamic, 0)
 	c.secrets = informers.NewSharedInformerFactoryWithOptions(o.Client, 0, informers.WithNamespace(o.SecretNamespace))
 
@@ -182,6 +187,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	statusCtx, stopStatus := context.WithCancel(context.Background())
 	wg.Go(func() { c.statusLoop(statusCtx) })
+	announceCtx, stopAnnounce := context.WithCancel(context.Background())
+	var announceWG sync.WaitGroup
+	announceWG.Go(func() { c.announceLoop(announceCtx) })
 
 	kick(c.syncCh)
 	retry := time.NewTimer(time.Hour)
@@ -206,6 +214,11 @@ loop:
 
 	c.mgr.Shutdown()
 	c.log.Info("BGP sessions closed")
+	stopAnnounce()
+	announceWG.Wait()
+	actx, cancelAnnounce := context.WithTimeout(context.Background(), 5*time.Second)
+	c.withdrawAnnouncements(actx)
+	cancelAnnounce()
 	stopStatus()
 	wg.Wait()
 	// Say so in the status, briefly: the process is going away.
@@ -238,6 +251,7 @@ func (c *Controller) sync(ctx context.Context) error {
 	c.mu.Unlock()
 	err = c.mgr.Apply(ctx, desired)
 	kick(c.statusCh)
+	kick(c.announceCh)
 	return err
 }
 

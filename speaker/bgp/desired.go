@@ -83,6 +83,15 @@ type Session struct {
 	Config  SessionConfig
 	Paths   map[netip.Prefix]Path
 	Invalid string
+	// Carries says which Service address each path advertises (an aggregate carries
+	// several): what the node reports in ServiceAnnouncements once the path is out.
+	Carries map[ServiceAddr]netip.Prefix
+}
+
+// ServiceAddr is one external address of one Service (namespace/name).
+type ServiceAddr struct {
+	Service string
+	Addr    netip.Addr
 }
 
 // Node is what the builder needs to know about this node.
@@ -138,7 +147,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		if !sel {
 			continue
 		}
-		s := &Session{Peer: p.Name, Paths: map[netip.Prefix]Path{}}
+		s := &Session{Peer: p.Name, Paths: map[netip.Prefix]Path{}, Carries: map[ServiceAddr]netip.Prefix{}}
 		s.Config, err = sessionConfig(p, in.Node, in.Password)
 		if err == nil {
 			if other, taken := owner[s.Config.PeerAddress]; taken {
@@ -229,6 +238,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 						p.LocalPref = &v
 					}
 					s.Paths[prefix] = p
+					s.Carries[ServiceAddr{svc.Key, addr}] = prefix
 				}
 			}
 		}

@@ -248,6 +248,26 @@ func (m *Manager) Status() map[string]Status {
 	return out
 }
 
+// Advertised returns, per established session, the prefixes its server originates: what the
+// router has been sent (or is being sent) right now.
+func (m *Manager) Advertised() map[string]map[netip.Prefix]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[netip.Prefix]bool{}
+	for name, s := range m.sessions {
+		s.mu.Lock()
+		if s.state == StateEstablished {
+			ps := make(map[netip.Prefix]bool, len(s.paths))
+			for p := range s.paths {
+				ps[p] = true
+			}
+			out[name] = ps
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
 // setState records a state change; an error is kept until the session is established (or
 // clearErr). It reports whether anything changed.
 func (s *session) setState(state, lastErr string, clearErr bool) bool {

@@ -5,13 +5,11 @@
 package chart
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -60,15 +58,21 @@ func load(t *testing.T) *chart.Chart {
 	return ch
 }
 
-// render returns the chart's objects for the given values, validated against the schema.
-func render(ch *chart.Chart, vals map[string]any) ([]*unstructured.Unstructured, error) {
+// renderFiles renders the chart's templates for the given values, validated against the
+// schema, by file name.
+func renderFiles(ch *chart.Chart, vals map[string]any) (map[string]string, error) {
 	rv, err := util.ToRenderValuesWithSchemaValidation(ch, vals,
 		common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true, Revision: 1},
 		common.DefaultCapabilities, false)
 	if err != nil {
 		return nil, err
 	}
-	files, err := engine.Render(ch, rv)
+	return engine.Render(ch, rv)
+}
+
+// render returns the chart's objects for the given values, validated against the schema.
+func render(ch *chart.Chart, vals map[string]any) ([]*unstructured.Unstructured, error) {
+	files, err := renderFiles(ch, vals)
 	if err != nil {
 		return nil, err
 	}
@@ -112,14 +116,17 @@ func TestLint(t *testing.T) {
 }
 
 // examples are the values files the README shows, by the name of their section, plus the
-// defaults: each must render and install.
+// defaults and the optional ccm: each must lint, render and install.
 func examples(t *testing.T) map[string]map[string]any {
 	t.Helper()
 	readme, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]map[string]any{"defaults": {}}
+	out := map[string]map[string]any{
+		"defaults":    {},
+		"ccm enabled": {"ccm": map[string]any{"enabled": true, "replicas": 2}},
+	}
 	// A values example is a ```yaml block whose first line is a "# values: <name>" comment.
 	re := regexp.MustCompile("(?s)```yaml\n# values: ([^\n]+)\n(.*?)```")
 	for _, m := range re.FindAllSubmatch(readme, -1) {
@@ -129,8 +136,8 @@ func examples(t *testing.T) map[string]map[string]any {
 		}
 		out[string(m[1])] = v
 	}
-	if len(out) < 3 {
-		t.Fatalf("found %d README values examples, want at least 2 besides the defaults", len(out)-1)
+	if len(out) < 4 {
+		t.Fatalf("found %d README values examples, want at least 2", len(out)-2)
 	}
 	return out
 }
@@ -143,6 +150,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		`controler: {replicas: 2}`, // misspelt key
 		`ipPools: [{name: Bad_Name, spec: {}}]`,
 		`metrics: {serviceMonitor: {interval: soon}}`,
+		`aws: {nlb: true, vpcID: vpc-1}`,           // no cluster name to tag with
+		`aws: {elasticIPs: true, clusterName: ""}`, // the same
 	} {
 		var vals map[string]any
 		if err := yaml.Unmarshal([]byte(bad), &vals); err != nil {
@@ -224,65 +233,25 @@ func TestInstallsAndRunsWithItsRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := load(t)
-	var controllerArgs []string
+	var dep appsv1.Deployment
 	for name, vals := range examples(t) {
 		objs, err := render(ch, vals)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, o := range objs {
-			if o.GetKind() == "ServiceMonitor" {
-				continue // the Prometheus Operator's CRD is not part of this apiserver
-			}
-			// Examples repeat the same objects: create or update, never only dry-run.
-			err := c.Create(ctx, o)
-			if apierrors.IsAlreadyExists(err) {
-				cur := o.DeepCopy()
-				if err = c.Get(ctx, client.ObjectKeyFromObject(o), cur); err == nil {
-					o.SetResourceVersion(cur.GetResourceVersion())
-					err = c.Update(ctx, o)
-				}
-			}
-			if err != nil {
-				t.Fatalf("%s: %s %s: %v", name, o.GetKind(), o.GetName(), err)
-			}
-			if name == "defaults" && o.GetKind() == "Deployment" {
-				var d appsv1.Deployment
-				mustConvert(t, o, &d)
-				controllerArgs = d.Spec.Template.Spec.Containers[0].Args
-			}
+		// Examples repeat the same objects: create or update, never only dry-run.
+		applyObjects(t, c, objs)
+		if name == "defaults" {
+			find(t, objs, "Deployment", release+"-controller", &dep)
 		}
 	}
 
 	sa := func(name string) *rest.Config {
 		cfg := rest.CopyConfig(env.Config)
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: fmt.Sprintf("system:serviceaccount:%s:%s-%s", namespace, release, name)}
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: saUser(release + "-" + name)}
 		return cfg
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
-	writeImpersonating(t, env, kubeconfig, sa("controller").Impersonate.UserName)
-
-	bin := filepath.Join(t.TempDir(), "fairlead-controller")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/fairlead-controller")
-	build.Dir = controlplane.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the controller: %v\n%s", err, out)
-	}
-	args := append([]string{"--kubeconfig", kubeconfig}, controllerArgs...)
-	args = append(args, "--metrics-bind-address=0", "--health-probe-bind-address=0")
-	var logs bytes.Buffer
-	proc := exec.Command(bin, args...)
-	proc.Stdout, proc.Stderr = &logs, &logs
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = proc.Process.Kill()
-		_ = proc.Wait()
-		if t.Failed() {
-			t.Logf("controller output:\n%s", logs.String())
-		}
-	}()
+	startController(t, env, &dep)
 
 	// The controller, with only the chart's RBAC, allocates and reports.
 	pool := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "chart-test"},

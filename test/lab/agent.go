@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
@@ -28,6 +29,7 @@ import (
 // node, for the scheduler).
 type AgentOptions struct {
 	Node     Node
+	Prefix   string // the lab's namespace prefix: Pods' namespaces start with it
 	Client   kubernetes.Interface
 	State    string // the lab's state directory (logs)
 	EchoBin  string // what every container runs
@@ -51,8 +53,19 @@ func NewAgent(o AgentOptions) *Agent {
 // Run registers the node and works until ctx ends. Pods keep running if the agent stops (like
 // containers when a kubelet restarts); a new agent finds and adopts them by namespace name.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.register(ctx); err != nil {
-		return fmt.Errorf("registering node %s: %w", a.o.Node.Name, err)
+	// A busy apiserver or a conflict with the node controllers must not kill the agent: its
+	// node would then never be Ready.
+	for {
+		err := a.register(ctx)
+		if err == nil {
+			break
+		}
+		klog.ErrorS(err, "registering node; retrying", "node", a.o.Node.Name)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("registering node %s: %w", a.o.Node.Name, err)
+		case <-time.After(time.Second):
+		}
 	}
 	go a.heartbeat(ctx)
 	f := informers.NewSharedInformerFactoryWithOptions(a.o.Client, 0,
@@ -111,7 +124,7 @@ func (a *Agent) register(ctx context.Context) error {
 			// Zones let topology-aware routing and trafficDistribution be tried in the lab.
 			"topology.kubernetes.io/zone": fmt.Sprintf("zone-%d", n.Index),
 		}},
-		Spec: corev1.NodeSpec{PodCIDR: n.PodV4.String(), PodCIDRs: []string{n.PodV4.String()}},
+		Spec: corev1.NodeSpec{PodCIDR: n.PodV4.String(), PodCIDRs: []string{n.PodV4.String(), n.PodV6.String()}},
 	}
 	c := a.o.Client.CoreV1().Nodes()
 	if _, err := c.Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -120,7 +133,13 @@ func (a *Agent) register(ctx context.Context) error {
 	return a.updateStatus(ctx)
 }
 
+// updateStatus writes the node's status, again on a conflict: the node controllers write the
+// Node too (taints, annotations).
 func (a *Agent) updateStatus(ctx context.Context) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.tryUpdateStatus(ctx) })
+}
+
+func (a *Agent) tryUpdateStatus(ctx context.Context) error {
 	n := a.o.Node
 	c := a.o.Client.CoreV1().Nodes()
 	node, err := c.Get(ctx, n.Name, metav1.GetOptions{})
@@ -260,12 +279,20 @@ func matches(sel, labels map[string]string) bool {
 	return true
 }
 
-// podNSPrefix starts every lab Pod's namespace name: fl-pod-<node>-<uid>. The node in the
-// name lets an agent find the Pods it ran before a restart.
-const podNSPrefix = "fl-pod-node"
+// podNSPrefix starts every lab Pod's namespace name: <prefix>pod-<node>-<uid>. The node in
+// the name lets an agent find the Pods it ran before a restart.
+func podNSPrefix(prefix string) string { return prefix + "pod-node" }
 
-func podNS(node string, uid string) string {
-	return fmt.Sprintf("fl-pod-%s-%s", node, strings.ReplaceAll(uid, "-", "")[:10])
+func (a *Agent) podNSPrefix() string {
+	p := a.o.Prefix
+	if p == "" {
+		p = DefaultPrefix
+	}
+	return fmt.Sprintf("%spod-%s-", p, a.o.Node.Name)
+}
+
+func (a *Agent) podNS(uid string) string {
+	return a.podNSPrefix() + strings.ReplaceAll(uid, "-", "")[:10]
 }
 
 func (a *Agent) logDir() string {

@@ -45,7 +45,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 
 	etcdData := filepath.Join(l.State, "etcd")
-	if err := l.daemon(CP, "etcd", filepath.Join(l.K8sBin, "etcd"),
+	if err := l.daemon(l.CP(), "etcd", filepath.Join(l.K8sBin, "etcd"),
 		"--name", "lab", "--data-dir", etcdData,
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
@@ -55,7 +55,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	p := func(f string) string { return filepath.Join(pki, f) }
-	if err := l.daemon(CP, "kube-apiserver", filepath.Join(l.K8sBin, "kube-apiserver"),
+	if err := l.daemon(l.CP(), "kube-apiserver", filepath.Join(l.K8sBin, "kube-apiserver"),
 		"--etcd-servers", "http://127.0.0.1:2379",
 		"--bind-address", "0.0.0.0", "--secure-port", apiPort, "--advertise-address", CPv4,
 		"--tls-cert-file", p("apiserver.crt"), "--tls-private-key-file", p("apiserver.key"),
@@ -70,7 +70,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	if err := l.waitAPI(ctx, 2*time.Minute); err != nil {
 		return fmt.Errorf("kube-apiserver did not become ready (see %s): %w", filepath.Join(l.State, "logs", "kube-apiserver.log"), err)
 	}
-	return l.daemon(CP, "kube-controller-manager", filepath.Join(l.K8sBin, "kube-controller-manager"),
+	return l.daemon(l.CP(), "kube-controller-manager", filepath.Join(l.K8sBin, "kube-controller-manager"),
 		"--kubeconfig", p("admin.kubeconfig"),
 		"--service-account-private-key-file", p("sa.key"), "--root-ca-file", p("ca.crt"),
 		"--cluster-name", "fairlead-lab", "--leader-elect=false",
@@ -90,7 +90,7 @@ func (l *Lab) RESTConfig() (*rest.Config, error) {
 		return nil, err
 	}
 	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return DialIn(ctx, CP, network, addr)
+		return DialIn(ctx, l.CP(), network, addr)
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	return cfg, nil

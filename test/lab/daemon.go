@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,6 +63,29 @@ func isOurs(pid int) bool {
 		return false
 	}
 	return strings.Contains(exe, "fairlead") || strings.Contains(exe, "k8s-") || strings.HasSuffix(exe, "/nsenter")
+}
+
+// killDaemon SIGKILLs the recorded daemon name, if it still runs.
+func (l *Lab) killDaemon(name string) error {
+	f := filepath.Join(l.State, "pids", name+".pid")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 || !isOurs(pid) {
+		return fmt.Errorf("%s: no such process (pid file says %q)", name, b)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	// Wait until it is gone (a zombie until reaped by init: its exe link is gone then).
+	return waitUntil(10*time.Second, func() error {
+		if isOurs(pid) {
+			return fmt.Errorf("%s (pid %d) still runs", name, pid)
+		}
+		return nil
+	})
 }
 
 // daemonAlive reports whether the recorded daemon still runs.

@@ -160,3 +160,27 @@ func Request(ctx context.Context, ns, addr string) (string, error) {
 }
 
 func hostPort(ip string, port int32) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+
+// waitServing waits until each demo Service answers its client through its external address:
+// a route or an ARP answer can come a moment before every node's proxy has the endpoints.
+func (l *Lab) waitServing(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) {
+	for _, c := range []struct{ svc, from string }{{"echo-l2", l.ClientL2()}, {"echo-bgp", l.ClientBGP()}} {
+		s, err := cs.CoreV1().Services(DemoNamespace).Get(ctx, c.svc, metav1.GetOptions{})
+		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
+			continue
+		}
+		addr := hostPort(s.Status.LoadBalancer.Ingress[0].IP, s.Spec.Ports[0].Port)
+		// Several answers in a row: with ECMP, one node's proxy may lag behind the others.
+		err = waitUntil(timeout, func() error {
+			for i := 0; i < 6; i++ {
+				if _, err := Request(ctx, c.from, addr); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			l.say("• %s does not answer %s at %s after %s: %v", c.svc, c.from, addr, timeout, err)
+		}
+	}
+}

@@ -23,14 +23,17 @@ import (
 	"github.com/fairlead-lb/fairlead/controllers"
 )
 
-// Lab is one lab on this machine. There is only ever one: its namespaces have fixed names.
+// Lab is one lab on this machine. Its namespaces have fixed names, from Prefix: two labs run
+// side by side only with different prefixes, state directories and relay ports (the e2e suite
+// runs its own beside a user's `make lab`).
 type Lab struct {
-	State    string // state directory: pki, logs, pids, etcd data
-	Bin      string // fairlead-controller, fairlead-speaker, fairleadctl, echo
-	K8sBin   string // etcd, kube-apiserver, kube-controller-manager
-	HostPort int    // the relay's port on the host's 127.0.0.1
-	CRDs     string // Fairlead's CRDs (charts/fairlead/crds)
-	Out      io.Writer
+	Prefix   string    // starts every namespace name; "" is DefaultPrefix
+	State    string    // state directory: pki, logs, pids, etcd data
+	Bin      string    // fairlead-controller, fairlead-speaker, fairleadctl, echo
+	K8sBin   string    // etcd, kube-apiserver, kube-controller-manager
+	HostPort int       // the relay's port on the host's 127.0.0.1
+	CRDs     string    // Fairlead's CRDs (charts/fairlead/crds)
+	Out      io.Writer `json:"-"`
 }
 
 // DefaultState is where the lab keeps its state: /run is cleared at boot, like namespaces.
@@ -65,25 +68,19 @@ func (l *Lab) Up(ctx context.Context) error {
 			return err
 		}
 	}
-	l.say("• network: namespaces fl-*, LAN %s and %s", LANv4, LANv6)
-	if err := buildTopology(); err != nil {
+	l.say("• network: namespaces %s*, LAN %s and %s", l.prefix(), LANv4, LANv6)
+	if err := l.buildTopology(); err != nil {
 		return err
 	}
-	l.say("• FRR in %s: AS %d, peering with the nodes (AS %d)", Router, ASNEdge, ASNLab)
+	l.say("• FRR in %s: AS %d, peering with the nodes (AS %d)", l.Router(), ASNEdge, ASNLab)
 	if err := l.startRouter(); err != nil {
 		return err
 	}
-	l.say("• control plane in %s: etcd, kube-apiserver, kube-controller-manager", CP)
+	l.say("• control plane in %s: etcd, kube-apiserver, kube-controller-manager", l.CP())
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	self := filepath.Join(l.Bin, "fairleadctl")
-	if err := l.daemon("", "relay", self, "lab", "relay", "--state", l.State, "--port", l.hostPortStr()); err != nil {
-		return err
-	}
-	l.say("• fairlead-controller in %s", CP)
-	if err := l.daemon(CP, "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
-		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
+	if err := l.daemon("", "relay", l.self(), "lab", "relay", "--prefix", l.prefix(), "--state", l.State, "--port", l.hostPortStr()); err != nil {
 		return err
 	}
 	cfg, err := l.RESTConfig()
@@ -94,23 +91,25 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range LabNodes() {
-		l.say("• %s in %s: %s, pods on %s", n.Name, n.NS, n.V4, n.PodV4)
-		args := []string{"lab", "agent", "--state", l.State, "--node", fmt.Sprint(n.Index),
-			"--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"), "--echo", filepath.Join(l.Bin, "echo")}
-		if n.Index == 1 {
-			args = append(args, "--schedule")
-		}
-		if err := l.daemon(n.NS, "agent-"+n.Name, self, args...); err != nil {
+	// The CRDs go in before fairlead-controller starts: started first, its IPPool watch finds
+	// no kind and retries only every 10 s, leaving pools without status (READY "?" in
+	// `fairleadctl status`) meanwhile. envtest's installer waits until the CRDs are served.
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{l.CRDs}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("installing CRDs from %s: %w", l.CRDs, err)
+	}
+	l.say("• fairlead-controller in %s", l.CP())
+	if err := l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
+		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
+		return err
+	}
+	for _, n := range l.Nodes() {
+		l.say("• %s in %s: %s, pods on %s and %s", n.Name, n.NS, n.V4, n.PodV4, n.PodV6)
+		if err := l.StartAgent(n); err != nil {
 			return err
 		}
 	}
 	if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
 		return err
-	}
-	// envtest's installer works on any cluster and waits until the CRDs are served.
-	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{l.CRDs}, ErrorIfPathMissing: true}); err != nil {
-		return fmt.Errorf("installing CRDs from %s: %w", l.CRDs, err)
 	}
 	if err := createPools(ctx, cfg); err != nil {
 		return err
@@ -126,6 +125,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		return err
 	}
 	l.waitRouted(ctx, cs, time.Minute)
+	l.waitServing(ctx, cs, time.Minute)
 	l.say("")
 	if err := printServices(ctx, cs, l.Out); err != nil {
 		return err
@@ -133,7 +133,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	reached := l.showTraffic(ctx, cs)
 	l.say("\nThe lab is up. Use it with:\n  export KUBECONFIG=%s\n  kubectl get pods -A -o wide\n"+
 		"  kubectl apply -f your-app.yaml   # Deployments and Services work as on a cluster\n"+
-		"  fairleadctl lab status | down", l.Kubeconfig())
+		"  fairleadctl lab status | down%s", l.Kubeconfig(), l.flagsHint())
 	if reached == 0 {
 		return errors.New("no request reached a Pod through an external address")
 	}
@@ -148,7 +148,7 @@ func createPools(ctx context.Context, cfg *rest.Config) error {
 	}
 	for _, p := range []*v1alpha1.IPPool{
 		{ObjectMeta: metav1.ObjectMeta{Name: "lab-l2"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{PoolL2v4, PoolL2v6}, AvoidBuggyIPs: true}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "lab-bgp"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{PoolBGPv4}, AutoAssign: ptr.To(false), AvoidBuggyIPs: true}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "lab-bgp"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{PoolBGPv4, PoolBGPv6}, AutoAssign: ptr.To(false), AvoidBuggyIPs: true}},
 	} {
 		if err := c.Create(ctx, p); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating pool %s: %w", p.Name, err)
@@ -161,7 +161,7 @@ func createPools(ctx context.Context, cfg *rest.Config) error {
 // reaches it (the LAN client for layer 2, the client behind the router for BGP), and, as a
 // reference, one to each Pod from node1.
 func (l *Lab) showTraffic(ctx context.Context, cs kubernetes.Interface) (reached int) {
-	for _, c := range []struct{ svc, from string }{{"echo-l2", ClientL2}, {"echo-bgp", ClientBG}} {
+	for _, c := range []struct{ svc, from string }{{"echo-l2", l.ClientL2()}, {"echo-bgp", l.ClientBGP()}} {
 		s, err := cs.CoreV1().Services(DemoNamespace).Get(ctx, c.svc, metav1.GetOptions{})
 		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
 			continue
@@ -182,9 +182,9 @@ func (l *Lab) showTraffic(ctx context.Context, cs kubernetes.Interface) (reached
 	if err != nil {
 		return reached
 	}
-	l.say("\nfl-node1 → each Pod directly:")
+	l.say("\n%s → each Pod directly:", l.Nodes()[0].NS)
 	for _, p := range pods.Items {
-		out, err := Request(ctx, "fl-node1", hostPort(p.Status.PodIP, 8080))
+		out, err := Request(ctx, l.Nodes()[0].NS, hostPort(p.Status.PodIP, 8080))
 		if err != nil {
 			out = "failed: " + err.Error()
 		}
@@ -220,9 +220,9 @@ func waitNodesReady(ctx context.Context, cs kubernetes.Interface, n int, timeout
 func (l *Lab) Down() error {
 	l.stopRouter()
 	l.stopDaemons()
-	errs := deleteNamespaces()
-	if len(Namespaces()) > 0 {
-		errs = append(errs, fmt.Errorf("namespaces left: %s", strings.Join(Namespaces(), " ")))
+	errs := l.deleteNamespaces()
+	if left := l.Namespaces(); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("namespaces left: %s", strings.Join(left, " ")))
 	}
 	if err := os.RemoveAll(l.State); err != nil {
 		errs = append(errs, err)
@@ -232,14 +232,14 @@ func (l *Lab) Down() error {
 
 // Status describes the lab in a few lines.
 func (l *Lab) Status(ctx context.Context, w io.Writer) error {
-	nss := Namespaces()
+	nss := l.Namespaces()
 	if len(nss) == 0 {
 		fmt.Fprintln(w, "no lab")
 		return nil
 	}
 	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
 	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
-	for _, n := range LabNodes() {
+	for _, n := range l.Nodes() {
 		daemons = append(daemons, "agent-"+n.Name, "speaker-"+n.Name)
 	}
 	for _, d := range daemons {
@@ -273,11 +273,11 @@ func alive(ok bool) string {
 	return "NOT RUNNING"
 }
 
-// Relay forwards the host's 127.0.0.1:port to the apiserver inside the control-plane
+// Relay forwards the host's 127.0.0.1:HostPort to the apiserver inside the control-plane
 // namespace, until ctx ends. Connections are opened from inside the namespace: the lab never
 // gets a route to the host.
-func Relay(ctx context.Context, port int) error {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+func (l *Lab) Relay(ctx context.Context) error {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", l.HostPort))
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ func Relay(ctx context.Context, port int) error {
 		}
 		go func() {
 			defer c.Close()
-			up, err := DialIn(ctx, CP, "tcp", "127.0.0.1:"+apiPort)
+			up, err := DialIn(ctx, l.CP(), "tcp", "127.0.0.1:"+apiPort)
 			if err != nil {
 				return
 			}
@@ -306,11 +306,41 @@ func Relay(ctx context.Context, port int) error {
 }
 
 // AgentFor is what `fairleadctl lab agent` runs.
-func AgentFor(index int, state, echo string, cs kubernetes.Interface, schedule bool) (*Agent, error) {
-	for _, n := range LabNodes() {
+func (l *Lab) AgentFor(index int, echo string, cs kubernetes.Interface, schedule bool) (*Agent, error) {
+	for _, n := range l.Nodes() {
 		if n.Index == index {
-			return NewAgent(AgentOptions{Node: n, Client: cs, State: state, EchoBin: echo, Schedule: schedule}), nil
+			return NewAgent(AgentOptions{Node: n, Prefix: l.prefix(), Client: cs, State: l.State, EchoBin: echo, Schedule: schedule}), nil
 		}
 	}
 	return nil, fmt.Errorf("no lab node %d", index)
+}
+
+func (l *Lab) self() string { return filepath.Join(l.Bin, "fairleadctl") }
+
+// StartAgent starts node n's lab agent (node1's also schedules).
+func (l *Lab) StartAgent(n Node) error {
+	args := []string{"lab", "agent", "--prefix", l.prefix(), "--state", l.State, "--node", fmt.Sprint(n.Index),
+		"--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"), "--echo", filepath.Join(l.Bin, "echo")}
+	if n.Index == 1 {
+		args = append(args, "--schedule")
+	}
+	return l.daemon(n.NS, "agent-"+n.Name, l.self(), args...)
+}
+
+// KillNode SIGKILLs node n's agent and speaker, as a crash would: its Pods and namespace stay.
+// StartAgent and StartSpeaker bring it back.
+func (l *Lab) KillNode(n Node) error {
+	var errs []error
+	for _, d := range []string{"speaker-" + n.Name, "agent-" + n.Name} {
+		errs = append(errs, l.killDaemon(d))
+	}
+	return errors.Join(errs...)
+}
+
+// flagsHint repeats the flags a second lab instance needs on its fairleadctl command lines.
+func (l *Lab) flagsHint() string {
+	if l.prefix() == DefaultPrefix && l.State == DefaultState {
+		return ""
+	}
+	return fmt.Sprintf(" --prefix %s --state %s", l.prefix(), l.State)
 }

@@ -25,7 +25,7 @@ import (
 // podSandbox is one running Pod: its namespace, address and processes.
 type podSandbox struct {
 	uid, ns, name string
-	ip            netip.Addr
+	ip, ip6       netip.Addr // the Pod's IPv4 and IPv6 addresses
 	procs         []*exec.Cmd
 	exited        []chan struct{}
 	restarts      int32
@@ -85,15 +85,24 @@ func (a *Agent) allocateIP(uid string, want string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("pod CIDR %s is full", a.o.Node.PodV4)
 }
 
+// ipv6For gives a Pod the IPv6 address with the same host part as its IPv4 address, in the
+// node's IPv6 pod CIDR: one allocation serves both families.
+func (a *Agent) ipv6For(ip netip.Addr) netip.Addr {
+	b := a.o.Node.PodV6.Addr().As16()
+	v4 := ip.As4()
+	b[14], b[15] = 0, v4[3]
+	return netip.AddrFrom16(b)
+}
+
 func (a *Agent) startPod(p *corev1.Pod) (*podSandbox, error) {
 	uid := string(p.UID)
 	ip, err := a.allocateIP(uid, p.Status.PodIP)
 	if err != nil {
 		return nil, err
 	}
-	sb := &podSandbox{uid: uid, ns: podNS(a.o.Node.Name, uid), name: p.Namespace + "/" + p.Name, ip: ip, started: metav1.Now()}
+	sb := &podSandbox{uid: uid, ns: a.podNS(uid), name: p.Namespace + "/" + p.Name, ip: ip, ip6: a.ipv6For(ip), started: metav1.Now()}
 	host := "v" + strings.ReplaceAll(uid, "-", "")[:12]
-	gw := a.o.Node.PodV4.Addr().Next()
+	gw, gw6 := a.o.Node.PodV4.Addr().Next(), a.o.Node.PodV6.Addr().Next()
 	_, _ = run("", "ip", "netns", "del", sb.ns) // a leftover from a previous agent
 	err = script("",
 		"ip netns add "+sb.ns,
@@ -103,7 +112,8 @@ func (a *Agent) startPod(p *corev1.Pod) (*podSandbox, error) {
 	if err == nil {
 		err = script(sb.ns, "ip link set lo up", "ip link set eth0 up",
 			fmt.Sprintf("ip addr add %s/%d dev eth0", ip, a.o.Node.PodV4.Bits()),
-			"ip route add default via "+gw.String())
+			fmt.Sprintf("ip addr add %s/%d dev eth0 nodad", sb.ip6, a.o.Node.PodV6.Bits()),
+			"ip route add default via "+gw.String(), "ip -6 route add default via "+gw6.String())
 	}
 	if err != nil {
 		a.cleanupSandbox(sb)
@@ -269,7 +279,7 @@ func (a *Agent) writePodStatus(ctx context.Context, p *corev1.Pod, sb *podSandbo
 	}
 	st.Phase = corev1.PodRunning
 	st.HostIP, st.HostIPs = a.o.Node.V4, []corev1.HostIP{{IP: a.o.Node.V4}, {IP: a.o.Node.V6}}
-	st.PodIP, st.PodIPs = sb.ip.String(), []corev1.PodIP{{IP: sb.ip.String()}}
+	st.PodIP, st.PodIPs = sb.ip.String(), []corev1.PodIP{{IP: sb.ip.String()}, {IP: sb.ip6.String()}}
 	st.StartTime = &sb.started
 	st.Conditions = []corev1.PodCondition{
 		cond(corev1.PodScheduled, true), cond(corev1.PodInitialized, true),
@@ -293,7 +303,7 @@ func (a *Agent) writePodStatus(ctx context.Context, p *corev1.Pod, sb *podSandbo
 }
 
 func statusEqual(a, b *corev1.PodStatus) bool {
-	if a.Phase != b.Phase || a.PodIP != b.PodIP || len(a.Conditions) != len(b.Conditions) ||
+	if a.Phase != b.Phase || a.PodIP != b.PodIP || len(a.PodIPs) != len(b.PodIPs) || len(a.Conditions) != len(b.Conditions) ||
 		len(a.ContainerStatuses) != len(b.ContainerStatuses) {
 		return false
 	}
@@ -334,9 +344,7 @@ func (a *Agent) stopPod(uid string) {
 
 func (a *Agent) cleanupSandbox(sb *podSandbox) {
 	if out, err := run("", "ip", "netns", "pids", sb.ns); err == nil {
-		for _, pid := range strings.Fields(out) {
-			_, _ = run("", "kill", "-9", pid)
-		}
+		killAll(out)
 	}
 	_, _ = run("", "ip", "netns", "del", sb.ns) // takes the veth with it
 	a.mu.Lock()
@@ -349,11 +357,9 @@ func (a *Agent) cleanupSandbox(sb *podSandbox) {
 // adoptOrphans removes the namespaces of Pods this node ran before the agent restarted: the
 // Pods still bound here are started again (with the same address), the others are gone.
 func (a *Agent) adoptOrphans(store cache.Store) {
-	prefix := fmt.Sprintf("fl-pod-%s-", a.o.Node.Name)
-	for _, ns := range Namespaces() {
-		if strings.HasPrefix(ns, prefix) {
-			a.cleanupSandbox(&podSandbox{ns: ns})
-		}
+	prefix := a.podNSPrefix()
+	for _, ns := range listNamespaces(func(name string) bool { return strings.HasPrefix(name, prefix) }) {
+		a.cleanupSandbox(&podSandbox{ns: ns})
 	}
 	for _, obj := range store.List() {
 		p := obj.(*corev1.Pod)

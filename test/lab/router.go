@@ -22,12 +22,13 @@ const routerHoldTime = 9 * time.Second
 // frrDir holds the router's configuration, pid files and sockets.
 func (l *Lab) frrDir() string { return filepath.Join(l.State, "frr") }
 
-// routerConfig is bgpd's configuration: one eBGP session per node, equal-cost multipath so
+// routerConfig is bgpd's configuration: one eBGP session per node, carrying IPv4 and IPv6
+// (MP-BGP; IPv6 paths carry the node's IPv6 address as next hop), equal-cost multipath so
 // that every node announcing an address becomes a next hop, and nothing sent back to the
 // nodes (they only announce).
-func routerConfig() string {
+func (l *Lab) routerConfig() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostname %s\n", Router)
+	fmt.Fprintf(&b, "hostname %s\n", l.Router())
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n", ASNEdge, RouterV4)
 	// FRR refuses to exchange eBGP routes without policies; the only policy the lab needs is
 	// the outbound deny below.
@@ -35,11 +36,13 @@ func routerConfig() string {
 	fmt.Fprintf(&b, " neighbor nodes peer-group\n neighbor nodes remote-as %d\n", ASNLab)
 	fmt.Fprintf(&b, " neighbor nodes timers %d %d\n neighbor nodes timers connect 1\n",
 		int(routerHoldTime.Seconds())/3, int(routerHoldTime.Seconds()))
-	for _, n := range LabNodes() {
+	for _, n := range l.Nodes() {
 		fmt.Fprintf(&b, " neighbor %s peer-group nodes\n", n.V4)
 	}
-	b.WriteString(" address-family ipv4 unicast\n  neighbor nodes activate\n  neighbor nodes route-map to-nodes out\n")
-	fmt.Fprintf(&b, "  maximum-paths %d\n exit-address-family\n", Nodes)
+	for _, af := range []string{"ipv4", "ipv6"} {
+		fmt.Fprintf(&b, " address-family %s unicast\n  neighbor nodes activate\n  neighbor nodes route-map to-nodes out\n", af)
+		fmt.Fprintf(&b, "  maximum-paths %d\n exit-address-family\n", Nodes)
+	}
 	b.WriteString("route-map to-nodes deny 10\n")
 	return b.String()
 }
@@ -66,7 +69,7 @@ func (l *Lab) startRouter() error {
 	}
 	// Hash flows on ports too (the kernel's default hashes addresses only): one client's
 	// connections then spread over the nodes, as on a router doing ECMP in the field.
-	if err := script(Router, "sysctl -qw net.ipv4.fib_multipath_hash_policy=1",
+	if err := script(l.Router(), "sysctl -qw net.ipv4.fib_multipath_hash_policy=1",
 		"sysctl -qw net.ipv6.fib_multipath_hash_policy=1"); err != nil {
 		return err
 	}
@@ -74,7 +77,7 @@ func (l *Lab) startRouter() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	files := map[string]string{"zebra.conf": "hostname " + Router + "\n", "bgpd.conf": routerConfig()}
+	files := map[string]string{"zebra.conf": "hostname " + l.Router() + "\n", "bgpd.conf": l.routerConfig()}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			return err
@@ -88,14 +91,14 @@ func (l *Lab) startRouter() error {
 	zserv := filepath.Join(dir, "zserv.api")
 	// -P 0: vtysh talks to the daemons over their unix sockets; no TCP vty port.
 	common := []string{"-u", "frr", "-g", "frr", "--vty_socket", dir, "-z", zserv, "-P", "0", "--log", "stdout"}
-	if err := l.daemon(Router, "frr-zebra", "/usr/lib/frr/zebra",
+	if err := l.daemon(l.Router(), "frr-zebra", "/usr/lib/frr/zebra",
 		append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...); err != nil {
 		return err
 	}
 	if err := waitUntil(20*time.Second, func() error { _, err := os.Stat(zserv); return err }); err != nil {
 		return fmt.Errorf("zebra did not start (see %s): %w", l.logPath("frr-zebra"), err)
 	}
-	if err := l.daemon(Router, "frr-bgpd", "/usr/lib/frr/bgpd",
+	if err := l.daemon(l.Router(), "frr-bgpd", "/usr/lib/frr/bgpd",
 		append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...); err != nil {
 		return err
 	}
@@ -142,7 +145,7 @@ func (l *Lab) Vtysh(cmds ...string) (string, error) {
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	return run(Router, "vtysh", args...)
+	return run(l.Router(), "vtysh", args...)
 }
 
 // RouterNextHops returns the next hops of the router's route to prefix that are installed in

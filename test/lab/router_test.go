@@ -21,7 +21,8 @@ func TestRouterConfig(t *testing.T) {
 	lan := netns.New(t, "lan")
 	netns.Veth(t, router, "eth0", lan, "prt")
 	ports := []string{"prt"}
-	nodes := LabNodes()
+	l := &Lab{}
+	nodes := l.Nodes()
 	birds := map[string]*routers.BIRD{}
 	var nodeNS []*netns.NS
 	for _, n := range nodes {
@@ -35,7 +36,7 @@ func TestRouterConfig(t *testing.T) {
 	lan.Bridge("br0", ports...)
 	router.Addr("eth0", RouterV4+"/24")
 
-	frr := routers.StartFRR(t, router, routerConfig())
+	frr := routers.StartFRR(t, router, l.routerConfig())
 	// "allow local as" turns off BIRD's loop check, so that whatever the router sends shows up.
 	for i, n := range nodes {
 		static := "  route 203.0.113.1/32 blackhole;\n"

@@ -33,8 +33,8 @@ var SpeakerComponents = map[string]bool{
 // creates it so that BGPPeers' password Secrets have the same home as on a real install.
 const SpeakerNamespace = "fairlead-system"
 
-// podCIDRs covers every node's pod CIDR.
-const podCIDRs = "10.244.0.0/16"
+// podCIDRs covers every node's pod CIDRs.
+const podCIDRs = "10.244.0.0/16,fd00:10:244::/48"
 
 // startSpeakers runs fairlead-speaker in every node namespace, with the components in
 // SpeakerComponents.
@@ -54,18 +54,23 @@ func (l *Lab) startSpeakers(ctx context.Context, cfg *rest.Config) error {
 			on = append(on, name)
 		}
 	}
-	for _, n := range LabNodes() {
-		args := []string{"--node-name", n.Name, "--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"),
-			"--bgp-secret-namespace", SpeakerNamespace, "--cluster-cidr", podCIDRs, "--nodeport-addresses", LANv4 + "," + LANv6}
-		for _, name := range names {
-			args = append(args, fmt.Sprintf("--%s=%v", name, SpeakerComponents[name]))
-		}
-		if err := l.daemon(n.NS, "speaker-"+n.Name, filepath.Join(l.Bin, "fairlead-speaker"), args...); err != nil {
+	for _, n := range l.Nodes() {
+		if err := l.StartSpeaker(n); err != nil {
 			return err
 		}
 	}
 	l.say("• fairlead-speaker on every node: %s", strings.Join(on, ", "))
 	return nil
+}
+
+// StartSpeaker starts fairlead-speaker on node n, with the components in SpeakerComponents.
+func (l *Lab) StartSpeaker(n Node) error {
+	args := []string{"--node-name", n.Name, "--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"),
+		"--bgp-secret-namespace", SpeakerNamespace, "--cluster-cidr", podCIDRs, "--nodeport-addresses", LANv4 + "," + LANv6}
+	for _, name := range slices.Sorted(maps.Keys(SpeakerComponents)) {
+		args = append(args, fmt.Sprintf("--%s=%v", name, SpeakerComponents[name]))
+	}
+	return l.daemon(n.NS, "speaker-"+n.Name, filepath.Join(l.Bin, "fairlead-speaker"), args...)
 }
 
 // createAnnouncements makes the objects that say how the lab's pools are announced: lab-l2 on
@@ -118,7 +123,7 @@ func (l *Lab) waitRouted(ctx context.Context, cs kubernetes.Interface, timeout t
 		return nil
 	})
 	if err != nil {
-		l.say("• %s: no route to %s via every node after %s: %v (logs: %s)", Router, prefix, timeout, err,
+		l.say("• %s: no route to %s via every node after %s: %v (logs: %s)", l.Router(), prefix, timeout, err,
 			filepath.Join(l.State, "logs", "speaker-node*.log"))
 		return
 	}
@@ -126,5 +131,5 @@ func (l *Lab) waitRouted(ctx context.Context, cs kubernetes.Interface, timeout t
 	for _, h := range hops {
 		via = append(via, h.String())
 	}
-	l.say("• %s routes %s via %s", Router, prefix, strings.Join(via, ", "))
+	l.say("• %s routes %s via %s", l.Router(), prefix, strings.Join(via, ", "))
 }

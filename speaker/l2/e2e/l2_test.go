@@ -530,11 +530,17 @@ func TestTrafficPolicyLocalAndExcludedNode(t *testing.T) {
 	for _, ip := range ips {
 		c.expectServed(ip, c.node(owner(ip, []string{"node2", "node3"})))
 	}
-	// An invalid L2Advertisement is reported on itself and blocks nothing else.
+	// An invalid L2Advertisement is skipped (and logged; the controller reports it in its
+	// status, see controllers/l2advertisement) and blocks nothing else.
 	c.create(&v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Spec: v1alpha1.L2AdvertisementSpec{
 		NodeSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: "Near"}}}},
 	}})
-	c.expectEvent("InvalidForL2", `"Near" is not a valid label selector operator`)
+	for _, n := range c.nodes {
+		eventually(t, 20*time.Second, n.name+"'s speaker to log that it skips the broken L2Advertisement", func() (bool, string) {
+			out := n.speaker.Output()
+			return strings.Contains(out, `object="L2Advertisement broken"`) && strings.Contains(out, `\"Near\" is not a valid label selector operator`), ""
+		})
+	}
 	c.client.MustRun("ip", "neigh", "flush", "dev", "eth0")
 	for _, ip := range ips {
 		c.expectServed(ip, c.node(owner(ip, []string{"node2", "node3"})))

@@ -12,8 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers/pool"
@@ -77,11 +75,9 @@ type compiledPool struct {
 	ranges []pool.Range
 }
 
-type compiledAd struct {
-	obj   *v1alpha1.L2Advertisement
-	pools []labels.Selector
-	nodes []labels.Selector
-}
+// compiledAd is an advertisement that passed the same validation the controller reports in
+// its Accepted condition.
+type compiledAd = v1alpha1.CompiledL2Advertisement
 
 // Compute returns the decision for every address announced by layer 2.
 func Compute(in Input) ([]Announcement, []Problem) {
@@ -122,7 +118,7 @@ func Compute(in Input) ([]Announcement, []Problem) {
 		}
 		var selected []*compiledAd
 		for _, ad := range ads {
-			if ad.selectsPool(p.obj) {
+			if ad.SelectsPool(p.obj) {
 				selected = append(selected, ad)
 			}
 		}
@@ -132,7 +128,7 @@ func Compute(in Input) ([]Announcement, []Problem) {
 		filter := election.Filter{
 			Alive: in.Alive,
 			Selects: func(n election.Node) bool {
-				return slices.ContainsFunc(selected, func(ad *compiledAd) bool { return ad.selectsNode(n.Labels) })
+				return slices.ContainsFunc(selected, func(ad *compiledAd) bool { return ad.SelectsNode(n.Labels) })
 			},
 		}
 		// An address shared by several Services must be answered by a node eligible for all of
@@ -255,15 +251,12 @@ func poolOf(pools []compiledPool, a netip.Addr) *compiledPool {
 	return nil
 }
 
+// compileAds keeps the valid advertisements. An invalid one is skipped whole (the controller
+// marks it Accepted=False), never guessed at: the others are announced as if it were absent.
 func compileAds(in []*v1alpha1.L2Advertisement, problems *[]Problem) []*compiledAd {
 	var out []*compiledAd
 	for _, ad := range in {
-		c := &compiledAd{obj: ad}
-		var err error
-		c.pools, err = selectors(ad.Spec.IPPoolSelectors)
-		if err == nil {
-			c.nodes, err = selectors(ad.Spec.NodeSelectors)
-		}
+		c, err := ad.Compile()
 		if err != nil {
 			*problems = append(*problems, Problem{ref("L2Advertisement", v1alpha1.GroupVersion.String(), "", ad.Name), err})
 			continue
@@ -273,47 +266,18 @@ func compileAds(in []*v1alpha1.L2Advertisement, problems *[]Problem) []*compiled
 	return out
 }
 
-func selectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
-	var out []labels.Selector
-	for i := range in {
-		s, err := metav1.LabelSelectorAsSelector(&in[i])
-		if err != nil {
-			return nil, fmt.Errorf("selector %d: %w", i, err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func (ad *compiledAd) selectsPool(p *v1alpha1.IPPool) bool {
-	if len(ad.obj.Spec.IPPools) == 0 && len(ad.pools) == 0 {
-		return true
-	}
-	if slices.Contains(ad.obj.Spec.IPPools, p.Name) {
-		return true
-	}
-	return slices.ContainsFunc(ad.pools, func(s labels.Selector) bool { return s.Matches(labels.Set(p.Labels)) })
-}
-
-func (ad *compiledAd) selectsNode(l map[string]string) bool {
-	if len(ad.nodes) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(ad.nodes, func(s labels.Selector) bool { return s.Matches(labels.Set(l)) })
-}
-
 // interfaces merges the interface lists of the advertisements that select the owner: any of
 // them allowing every interface allows every interface.
 func interfaces(ads []*compiledAd, nodeLabels map[string]string) []string {
 	var out []string
 	for _, ad := range ads {
-		if !ad.selectsNode(nodeLabels) {
+		if !ad.SelectsNode(nodeLabels) {
 			continue
 		}
-		if len(ad.obj.Spec.Interfaces) == 0 {
+		if len(ad.Object.Spec.Interfaces) == 0 {
 			return nil
 		}
-		out = append(out, ad.obj.Spec.Interfaces...)
+		out = append(out, ad.Object.Spec.Interfaces...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

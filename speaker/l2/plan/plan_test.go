@@ -260,3 +260,28 @@ func TestProblemsAreIsolated(t *testing.T) {
 		t.Errorf("Compute = %+v, want both valid addresses owned", as)
 	}
 }
+
+// An advertisement the controller would mark Accepted=False is ignored whole: the pool only it
+// covers is not announced, and it adds no interfaces to a pool a valid advertisement covers.
+func TestInvalidAdvertisementIsIgnoredWhole(t *testing.T) {
+	in := Input{
+		Services: []*corev1.Service{service("a", false, "198.51.100.1"), service("b", false, "203.0.113.1")},
+		Nodes:    threeNodes(),
+		Pools:    []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24"), ippool("dmz", nil, "203.0.113.0/24")},
+		Advertisements: []*v1alpha1.L2Advertisement{
+			ad("valid", v1alpha1.L2AdvertisementSpec{IPPools: []string{"lan"}, Interfaces: []string{"eth0"}}),
+			// A label key the apiserver stores but no selector can hold.
+			ad("bad-key", v1alpha1.L2AdvertisementSpec{IPPools: []string{"lan", "dmz"}, Interfaces: []string{"eth1"},
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack id": "r1"}}}}),
+			ad("bad-interface", v1alpha1.L2AdvertisementSpec{IPPools: []string{"dmz"}, Interfaces: []string{"eth0:1"}}),
+		},
+		DefaultClass: true,
+	}
+	as, problems := Compute(in)
+	if len(problems) != 2 {
+		t.Errorf("problems = %v, want the two invalid advertisements", problems)
+	}
+	if len(as) != 1 || as[0].IP.String() != "198.51.100.1" || as[0].Owner == "" || fmt.Sprint(as[0].Interfaces) != "[eth0]" {
+		t.Errorf("Compute = %+v, want only 198.51.100.1, owned, on eth0", as)
+	}
+}

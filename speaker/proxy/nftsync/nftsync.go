@@ -118,13 +118,18 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		existingChains, existingSets = nil, nil
 	}
 	baseObjs, baseRules := rules.Base(s.cfg)
-	base := map[string]bool{}
+	base, keep := map[string]bool{}, map[string]bool{}
+	for _, c := range existingChains {
+		keep[c] = rules.StaticChain(c)
+	}
 	for _, o := range baseObjs {
 		tx.Add(o)
 		switch o := o.(type) {
 		case *knftables.Chain:
 			base[o.Name] = true
-			tx.Flush(o)
+			if !keep[o.Name] {
+				tx.Flush(o)
+			}
 		case *knftables.Map:
 			base[o.Name] = true
 			tx.Flush(o)
@@ -134,7 +139,9 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		}
 	}
 	for _, r := range baseRules {
-		tx.Add(r)
+		if !keep[r.Chain] {
+			tx.Add(r)
+		}
 	}
 	for _, e := range rules.BaseElements(s.cfg) {
 		tx.Add(e)

@@ -90,6 +90,11 @@ func (k spreadKind) endpointMap(f model.Family) string {
 
 func (k spreadKind) byAddress() bool { return k == spreadAddr || k == spreadLocalAddr }
 
+// StaticChain reports whether a base chain's rules never change once it exists (its name
+// says everything about them). A full sync leaves such a chain alone when it finds it: its
+// rule names an endpoint map, and nft can only add that rule along with the map.
+func StaticChain(name string) bool { return strings.HasPrefix(name, "spread") }
+
 // SpreadChain is the shared chain that DNATs to one of n endpoints chosen at random.
 func SpreadChain(k spreadKind, f model.Family, n int) string {
 	return fmt.Sprintf("%s%d-%d", k.prefix(), f, n)
@@ -179,11 +184,11 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 			&knftables.Map{Name: MapExternalLocalIPs(f), Type: at + " . inet_proto . inet_service : verdict"},
 			&knftables.Map{Name: MapExternalLocalNodePorts(f), Type: "inet_proto . inet_service : verdict"})
 		ip := ipKw(f)
-		// typeof, because numgen's integer has no plain type name to concatenate. The
-		// target's port is written "tcp dport" although it serves every protocol: the type
-		// is the same (inet_service), and nft 1.0.6 cannot read "th dport" back from the
-		// kernel in a map's data, which would make every later rule naming the map fail.
-		target := ip + " daddr . tcp dport"
+		// typeof, because numgen's integer has no plain type name to concatenate. nft 1.0.6
+		// cannot read "th dport" back from the kernel in a map's data (and "tcp dport" would
+		// restrict the rules to TCP), so a rule naming one of these maps can only be added
+		// in the transaction that creates the map: see StaticChain.
+		target := ip + " daddr . th dport"
 		for _, m := range []string{MapEndpoints(f), MapLocalEndpoints(f)} {
 			objs = append(objs, &knftables.Map{Name: m, TypeOf: ip + " daddr . meta l4proto . th dport . numgen random mod 1 : " + target})
 		}

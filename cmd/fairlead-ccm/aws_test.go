@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"k8s.io/utils/ptr"
+
+	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/test/awsapi"
+)
+
+// TestAWSNLB: with the aws-nlb backend, fairlead-ccm gives an unclassed Service a Network Load
+// Balancer in moto (the AWS emulator; no real AWS account is involved) whose DNS name lands in
+// status.loadBalancer.ingress, targets the nodes' NodePort (a node that joins too), and deletes
+// everything it tagged when the Service goes. A classed Service gets nothing.
+func TestAWSNLB(t *testing.T) {
+	const ns, cluster = "ccm-aws", "ccm-test"
+	awsapi.Env(t) // dummy credentials and region, inherited by fairlead-ccm
+	moto := awsapi.StartMoto(t)
+	cloud := awsClients(t, moto.URL)
+
+	vpcs, err := cloud.EC2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+	if err != nil || len(vpcs.Vpcs) == 0 {
+		t.Fatalf("moto has no default VPC: %v", err)
+	}
+	vpc := ptrString(vpcs.Vpcs[0].VpcId)
+	subnets, err := cloud.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	if err != nil || len(subnets.Subnets) < 2 {
+		t.Fatalf("moto's default VPC has fewer than 2 subnets: %v", err)
+	}
+	// Subnets for internet-facing load balancers are found by this tag, as a cluster's are.
+	var public []string
+	for _, s := range subnets.Subnets[:2] {
+		public = append(public, ptrString(s.SubnetId))
+	}
+	if _, err := cloud.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: public,
+		Tags: []ec2types.Tag{{Key: awsString("kubernetes.io/role/elb"), Value: awsString("1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	images, err := cloud.EC2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(images.Images) == 0 {
+		t.Fatalf("moto has no images: %v", err)
+	}
+	run, err := cloud.EC2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: images.Images[0].ImageId,
+		MinCount: ptr.To[int32](3), MaxCount: ptr.To[int32](3), SubnetId: subnets.Subnets[0].SubnetId, InstanceType: ec2types.InstanceTypeT3Micro})
+	if err != nil {
+		t.Fatalf("starting instances in moto: %v", err)
+	}
+	// Two instances are nodes from the start; the third joins later.
+	var instances []string
+	addNode := func(i int) {
+		in := run.Instances[i]
+		id := ptrString(in.InstanceId)
+		instances = append(instances, id)
+		slices.Sort(instances)
+		createNode(t, fmt.Sprintf("aws-node-%d", i), "aws:///"+awsapi.Region+"a/"+id, netip.MustParseAddr(ptrString(in.PrivateIpAddress)))
+	}
+	addNode(0)
+	addNode(1)
+
+	namespace(t, ns)
+	create(t, lbService(ns, "classed", ptr.To("example.com/other")))
+	startCCM(t, fmt.Sprintf("provider: aws-nlb\naws:\n  region: %s\n  endpoint: %s\n  clusterName: %s\n  vpcID: %s\n",
+		awsapi.Region, moto.URL, cluster, vpc))
+
+	create(t, lbService(ns, "web", nil))
+	in := waitIngress(t, ns, "web")
+	name := fairaws.LoadBalancerName(cluster, ns+"/web")
+	lbs, err := cloud.ELBv2.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
+	if err != nil || len(lbs.LoadBalancers) != 1 {
+		t.Fatalf("no load balancer %s in moto: %v", name, err)
+	}
+	if want := ptrString(lbs.LoadBalancers[0].DNSName); in.Hostname != want || in.IP != "" {
+		t.Fatalf("web's ingress is %+v; want the NLB's DNS name %q", in, want)
+	}
+	nodePort := get(t, ns, "web").Spec.Ports[0].NodePort
+	waitTargets := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() (bool, string) {
+			got := targets(t, cloud)
+			var want []string
+			for _, id := range instances {
+				want = append(want, fmt.Sprintf("%s:%d", id, nodePort))
+			}
+			return slices.Equal(got, want), fmt.Sprintf("targets %v, want %v", got, want)
+		})
+	}
+	waitTargets("the nodes registered as targets on the NodePort")
+	// A node joining reaches the load balancer through UpdateLoadBalancer.
+	addNode(2)
+	waitTargets("the new node registered as a target")
+	if left := tagged(t, cloud, cluster); len(left) == 0 {
+		t.Fatal("nothing in moto carries the cluster's tag; the inventory below would prove nothing")
+	}
+
+	deleteAndWait(t, ns, "web")
+	if left := tagged(t, cloud, cluster); len(left) != 0 {
+		t.Fatalf("deleting the Service left in moto: %v", left)
+	}
+	classed := get(t, ns, "classed")
+	if len(classed.Status.LoadBalancer.Ingress) != 0 || len(classed.Finalizers) != 0 {
+		t.Fatalf("the classed Service was touched: finalizers %v, status %+v", classed.Finalizers, classed.Status)
+	}
+	deleteAndWait(t, ns, "classed")
+}
+
+// TestAWSEIP: with the aws-eip backend, an unclassed Service gets an Elastic IP allocated in moto
+// (the emulator), tagged for it, in status.loadBalancer.ingress; deleting the Service releases
+// it.
+func TestAWSEIP(t *testing.T) {
+	const ns, cluster = "ccm-eip", "ccm-test"
+	awsapi.Env(t)
+	moto := awsapi.StartMoto(t)
+	cloud := awsClients(t, moto.URL)
+	namespace(t, ns)
+	startCCM(t, fmt.Sprintf("provider: aws-eip\naws: {region: %s, endpoint: %q, clusterName: %s, allocateOnDemand: true}\n",
+		awsapi.Region, moto.URL, cluster))
+
+	create(t, lbService(ns, "web", nil))
+	in := waitIngress(t, ns, "web")
+	filter := []ec2types.Filter{{Name: awsString("tag:" + fairaws.TagService), Values: []string{ns + "/web"}}}
+	addrs, err := cloud.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs.Addresses) != 1 || ptrString(addrs.Addresses[0].PublicIp) != in.IP {
+		t.Fatalf("web's ingress is %+v; Elastic IPs tagged for it: %+v", in, addrs.Addresses)
+	}
+	deleteAndWait(t, ns, "web")
+	if left := tagged(t, cloud, cluster); len(left) != 0 {
+		t.Fatalf("deleting the Service left in moto: %v", left)
+	}
+}
+
+func awsClients(t *testing.T, endpoint string) *fairaws.Clients {
+	t.Helper()
+	c, err := fairaws.NewClients(ctx, fairaws.Config{Endpoint: endpoint, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// targets lists every registered target in moto as "instance:port", sorted.
+func targets(t *testing.T, c *fairaws.Clients) []string {
+	t.Helper()
+	tgs, err := c.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, g := range tgs.TargetGroups {
+		th, err := c.ELBv2.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: g.TargetGroupArn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range th.TargetHealthDescriptions {
+			out = append(out, fmt.Sprintf("%s:%d", ptrString(d.Target.Id), ptr.Deref(d.Target.Port, 0)))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tagged lists everything in moto carrying the cluster's tag or a Fairlead name: load
+// balancers, target groups, security groups and Elastic IPs.
+func tagged(t *testing.T, c *fairaws.Clients, cluster string) []string {
+	t.Helper()
+	var out []string
+	lbs, err := c.ELBv2.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgs, err := c.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arns []string
+	for _, l := range lbs.LoadBalancers {
+		arns = append(arns, ptrString(l.LoadBalancerArn))
+		if strings.HasPrefix(ptrString(l.LoadBalancerName), "fl-") {
+			out = append(out, "load balancer "+ptrString(l.LoadBalancerName))
+		}
+	}
+	for _, g := range tgs.TargetGroups {
+		arns = append(arns, ptrString(g.TargetGroupArn))
+		if strings.HasPrefix(ptrString(g.TargetGroupName), "fl-") {
+			out = append(out, "target group "+ptrString(g.TargetGroupName))
+		}
+	}
+	for i := 0; i < len(arns); i += 20 { // DescribeTags takes at most 20 ARNs
+		tags, err := c.ELBv2.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: arns[i:min(i+20, len(arns))]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range tags.TagDescriptions {
+			for _, tg := range d.Tags {
+				if ptrString(tg.Key) == fairaws.TagCluster && ptrString(tg.Value) == cluster {
+					out = append(out, "tagged "+ptrString(d.ResourceArn))
+				}
+			}
+		}
+	}
+	filter := []ec2types.Filter{{Name: awsString("tag:" + fairaws.TagCluster), Values: []string{cluster}}}
+	sgs, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range sgs.SecurityGroups {
+		out = append(out, "security group "+ptrString(g.GroupName))
+	}
+	addrs, err := c.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs.Addresses {
+		out = append(out, "elastic IP "+ptrString(a.PublicIp))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func ptrString(s *string) string { return aws.ToString(s) }
+func awsString(s string) *string { return aws.String(s) }

@@ -1,0 +1,151 @@
+// Package l2advertisement reports whether each L2Advertisement is usable: the controller
+// validates it once for the cluster (speakers run the same validation and skip what fails it)
+// and writes the answer to its status, with an Event and a log line when it changes.
+package l2advertisement
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups=fairlead.dev,resources=l2advertisements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=fairlead.dev,resources=l2advertisements/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=fairlead.dev,resources=ippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconciler writes L2Advertisements' conditions.
+type Reconciler struct {
+	Client   client.Client
+	Recorder recorder.EventRecorder
+}
+
+// Setup registers the reconciler: an advertisement is re-checked when it changes and when any
+// pool comes, goes or changes labels (which decides ResolvedRefs).
+func Setup(mgr ctrl.Manager, r *Reconciler) error {
+	allAds := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1alpha1.L2AdvertisementList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, len(list.Items))
+		for i, a := range list.Items {
+			out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: a.Name}}
+		}
+		return out
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("l2advertisement").
+		For(&v1alpha1.L2Advertisement{}).
+		Watches(&v1alpha1.IPPool{}, allAds).
+		Complete(r)
+}
+
+// Reconcile converges one advertisement's status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var ad v1alpha1.L2Advertisement
+	if err := r.Client.Get(ctx, req.NamespacedName, &ad); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var pools v1alpha1.IPPoolList
+	if err := r.Client.List(ctx, &pools); err != nil {
+		return ctrl.Result{}, err
+	}
+	accepted, resolved := Conditions(&ad, pools.Items)
+
+	base := ad.DeepCopy()
+	var changed []metav1.Condition
+	for _, c := range []metav1.Condition{accepted, resolved} {
+		c.ObservedGeneration = ad.Generation
+		prev := meta.FindStatusCondition(base.Status.Conditions, c.Type)
+		if prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message {
+			changed = append(changed, c)
+		}
+		meta.SetStatusCondition(&ad.Status.Conditions, c)
+	}
+	ad.Status.ObservedGeneration = ad.Generation
+	if equality.Semantic.DeepEqual(base.Status, ad.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Client.Status().Patch(ctx, &ad, client.MergeFrom(base)); err != nil {
+		return ctrl.Result{}, err
+	}
+	l := log.FromContext(ctx)
+	for _, c := range changed {
+		prev := meta.FindStatusCondition(base.Status.Conditions, c.Type)
+		switch {
+		case c.Status == metav1.ConditionFalse:
+			l.Info("L2Advertisement problem: speakers announce the rest", "condition", c.Type, "reason", c.Reason, "message", c.Message)
+			r.Recorder.Eventf(&ad, nil, corev1.EventTypeWarning, c.Reason, "Validate", "%s", c.Message)
+		case prev != nil && prev.Status == metav1.ConditionFalse:
+			// Recovered: say so once; a healthy object created healthy files no Event.
+			l.Info("L2Advertisement problem resolved", "condition", c.Type, "message", c.Message)
+			r.Recorder.Eventf(&ad, nil, corev1.EventTypeNormal, c.Reason, "Validate", "%s", c.Message)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// Conditions computes Accepted and ResolvedRefs for ad given the cluster's pools.
+func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted, resolved metav1.Condition) {
+	accepted = metav1.Condition{Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonAccepted, Message: "Speakers announce the selected pools' addresses"}
+	resolved = metav1.Condition{Type: v1alpha1.ConditionResolvedRefs}
+	c, err := ad.Compile()
+	if err != nil {
+		accepted.Status, accepted.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
+		accepted.Message = "Ignored by every speaker: " + err.Error()
+		resolved.Status, resolved.Reason = metav1.ConditionUnknown, v1alpha1.ReasonInvalid
+		resolved.Message = "Not checked: the advertisement is invalid"
+		return accepted, resolved
+	}
+	var missing, selected []string
+	for _, name := range ad.Spec.IPPools {
+		if !slices.ContainsFunc(pools, func(p v1alpha1.IPPool) bool { return p.Name == name }) {
+			missing = append(missing, name)
+		}
+	}
+	for i := range pools {
+		if c.SelectsPool(&pools[i]) {
+			selected = append(selected, pools[i].Name)
+		}
+	}
+	slices.Sort(selected)
+	switch {
+	case len(missing) > 0:
+		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonPoolNotFound
+		resolved.Message = fmt.Sprintf("No IPPool named %s; announcing %s", strings.Join(missing, ", "), list(selected))
+	case len(selected) == 0:
+		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected
+		resolved.Message = "No IPPool matches ipPools or ipPoolSelectors: nothing is announced"
+	default:
+		resolved.Status, resolved.Reason = metav1.ConditionTrue, v1alpha1.ReasonResolved
+		resolved.Message = "Announcing " + list(selected)
+	}
+	return accepted, resolved
+}
+
+func list(pools []string) string {
+	switch {
+	case len(pools) == 0:
+		return "no pool"
+	case len(pools) > 8:
+		return fmt.Sprintf("pools %s and %d more", strings.Join(pools[:8], ", "), len(pools)-8)
+	}
+	return "pools " + strings.Join(pools, ", ")
+}

@@ -1,0 +1,202 @@
+package eip
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+)
+
+// Mover is the cloud side: *aws.EIP from aws.NewAssociator.
+type Mover interface {
+	// InterfaceFor finds the network interface of the instance holding privateIP.
+	InterfaceFor(ctx context.Context, instanceID string, privateIP netip.Addr) (fairaws.Attachment, error)
+	// Associate points ip at the attachment (a no-op when it already points there), taking it
+	// from wherever it was.
+	Associate(ctx context.Context, ip netip.Addr, to fairaws.Attachment) error
+}
+
+// Options configure a Loop.
+type Options struct {
+	// Node is this speaker's node.
+	Node  string
+	Mover Mover
+	// Snapshot returns the current objects (from the speaker's informers).
+	Snapshot func() (Input, error)
+	// Resync re-checks every owned address this often, so that an association changed behind
+	// the speaker's back is repaired (default 1 minute).
+	Resync time.Duration
+	// Metrics, when set, receives the loop's metrics.
+	Metrics prometheus.Registerer
+	// Recorder, when set, records an ElasticIPAssociated Event on the Service when this node
+	// takes its address: where the address went, and when, is on the Service.
+	Recorder record.EventRecorder
+	Log      logr.Logger
+}
+
+// Loop associates the Elastic IPs this node owns with its interface.
+type Loop struct {
+	o    Options
+	kick chan struct{}
+	m    *metrics
+}
+
+// New returns a Loop; Run starts it.
+func New(o Options) *Loop {
+	if o.Resync <= 0 {
+		o.Resync = time.Minute
+	}
+	return &Loop{o: o, kick: make(chan struct{}, 1), m: newMetrics(o.Metrics)}
+}
+
+// Kick asks for a pass soon (an object changed); it never blocks.
+func (l *Loop) Kick() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run converges until ctx ends. Failed associations are retried with backoff (the SDK already
+// retried throttling and 5xx within each call).
+func (l *Loop) Run(ctx context.Context) error {
+	log := l.o.Log
+	// done: addresses known to point at this node since the last resync; a pass does not ask
+	// AWS about them again.
+	done := map[netip.Addr]bool{}
+	owned := map[netip.Addr]bool{}
+	// told: addresses whose association by this node was recorded as an Event since it took
+	// them over.
+	told := map[netip.Addr]bool{}
+	var attachment *fairaws.Attachment
+	var host Host
+	retry := time.Second
+	resync := time.NewTicker(l.o.Resync)
+	defer resync.Stop()
+	for {
+		failed := false
+		in, err := l.o.Snapshot()
+		if err != nil {
+			log.Error(err, "reading the cluster's objects")
+			failed = true
+		}
+		now := map[netip.Addr]bool{}
+		for _, a := range Plan(in) {
+			if a.Owner != l.o.Node {
+				continue
+			}
+			now[a.IP] = true
+			if !owned[a.IP] {
+				log.Info("taking over Elastic IP", "ip", a.IP, "service", a.Service)
+			}
+			if done[a.IP] {
+				continue
+			}
+			if attachment == nil || !hostIn(in, l.o.Node, host) {
+				h, at, err := l.findSelf(ctx, in)
+				if err != nil {
+					log.Error(err, "finding this node's network interface", "node", l.o.Node)
+					failed = true
+					break
+				}
+				host, attachment = h, &at
+			}
+			if err := l.o.Mover.Associate(ctx, a.IP, *attachment); err != nil {
+				log.Error(err, "associating Elastic IP", "ip", a.IP, "service", a.Service, "networkInterface", attachment.NetworkInterfaceID)
+				l.m.associations.WithLabelValues("error").Inc()
+				failed = true
+				continue
+			}
+			l.m.associations.WithLabelValues("ok").Inc()
+			done[a.IP] = true
+			if !told[a.IP] && l.o.Recorder != nil {
+				told[a.IP] = true
+				l.o.Recorder.Eventf(&a.Ref, corev1.EventTypeNormal, "ElasticIPAssociated", "Elastic IP %s is associated with node %s (%s, %s)",
+					a.IP, l.o.Node, attachment.NetworkInterfaceID, attachment.PrivateIP)
+			}
+		}
+		for ip := range owned {
+			if !now[ip] {
+				// The new owner's association takes it over; detaching here could only race
+				// with that one.
+				log.Info("no longer the owner of Elastic IP", "ip", ip)
+				delete(done, ip)
+				delete(told, ip)
+			}
+		}
+		owned = now
+		l.m.owned.Set(float64(len(owned)))
+
+		var wait <-chan time.Time
+		if failed {
+			wait = time.After(retry)
+			retry = min(2*retry, time.Minute)
+		} else {
+			retry = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.kick:
+		case <-wait:
+		case <-resync.C:
+			clear(done)
+		}
+	}
+}
+
+// findSelf looks up this node's instance and interface.
+func (l *Loop) findSelf(ctx context.Context, in Input) (Host, fairaws.Attachment, error) {
+	for _, n := range in.Nodes {
+		if n.Name != l.o.Node {
+			continue
+		}
+		h, ok := HostOf(n)
+		if !ok {
+			return Host{}, fairaws.Attachment{}, fmt.Errorf("node %s has no AWS providerID or no IPv4 InternalIP", n.Name)
+		}
+		at, err := l.o.Mover.InterfaceFor(ctx, h.InstanceID, h.PrivateIP)
+		return h, at, err
+	}
+	return Host{}, fairaws.Attachment{}, fmt.Errorf("node %s not found", l.o.Node)
+}
+
+// hostIn reports whether this node is still the host found before (same instance and address).
+func hostIn(in Input, node string, h Host) bool {
+	for _, n := range in.Nodes {
+		if n.Name == node {
+			got, ok := HostOf(n)
+			return ok && got == h
+		}
+	}
+	return false
+}
+
+type metrics struct {
+	associations *prometheus.CounterVec
+	owned        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		associations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fairlead_eip_associations_total",
+			Help: "Elastic IP associations this node asked for (or found in place), by result.",
+		}, []string{"result"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fairlead_eip_owned_addresses",
+			Help: "Elastic IPs this node is the elected owner of.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.associations, m.owned)
+	}
+	return m
+}

@@ -1,0 +1,169 @@
+package chart
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fairlead-lb/fairlead/test/controlplane"
+)
+
+var (
+	binDir   string
+	binMu    sync.Mutex
+	binBuilt = map[string]error{}
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "fairlead-chart-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// binary builds ./cmd/<name> once for the package and returns its path.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	binMu.Lock()
+	defer binMu.Unlock()
+	path := filepath.Join(binDir, name)
+	err, done := binBuilt[name]
+	if !done {
+		cmd := exec.Command("go", "build", "-o", path, "./cmd/"+name)
+		cmd.Dir = controlplane.RepoRoot()
+		if out, berr := cmd.CombinedOutput(); berr != nil {
+			err = fmt.Errorf("building %s: %v\n%s", name, berr, out)
+		}
+		binBuilt[name] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// proc is a Fairlead binary the test runs on the host (the controller needs no network of
+// its own), killed when the test ends; its output is logged if the test failed.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// stop kills the process and waits for it.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func startProc(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.output())
+		}
+	})
+	return p
+}
+
+// startController runs fairlead-controller as the chart's ServiceAccount with the args of
+// the chart's Deployment (plus a kubeconfig, and no listening ports).
+func startController(t *testing.T, env *controlplane.Env, dep *appsv1.Deployment) *proc {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
+	writeImpersonating(t, env, kubeconfig, saUser(dep.Spec.Template.Spec.ServiceAccountName))
+	args := append([]string{"--kubeconfig", kubeconfig}, dep.Spec.Template.Spec.Containers[0].Args...)
+	args = append(args, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	return startProc(t, "controller", binary(t, "fairlead-controller"), args...)
+}
+
+func saUser(name string) string {
+	return fmt.Sprintf("system:serviceaccount:%s:%s", namespace, name)
+}
+
+// applyObjects creates each object, or updates it when it exists: what `kubectl apply` or an
+// install does, never a dry run.
+func applyObjects(t *testing.T, c client.Client, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	for _, o := range objs {
+		if o.GetKind() == "ServiceMonitor" {
+			continue // the Prometheus Operator's CRD is not part of this apiserver
+		}
+		err := c.Create(ctx, o.DeepCopy())
+		if apierrors.IsAlreadyExists(err) {
+			cur := o.DeepCopy()
+			if err = c.Get(ctx, client.ObjectKeyFromObject(o), cur); err == nil {
+				upd := o.DeepCopy()
+				upd.SetResourceVersion(cur.GetResourceVersion())
+				err = c.Update(ctx, upd)
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+// find converts the rendered object of kind and name into out.
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, out any) {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			mustConvert(t, o, out)
+			return
+		}
+	}
+	t.Fatalf("the chart rendered no %s %s", kind, name)
+}
+
+// waitFor polls cond until it returns nil, failing the test with its last error after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s waiting for %s: %v", d, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
