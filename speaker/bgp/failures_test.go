@@ -2,6 +2,7 @@ package bgp_test
 
 import (
 	"fmt"
+	"k8s.io/client-go/util/retry"
 	"slices"
 	"strings"
 	"testing"
@@ -122,11 +123,14 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	}
 
 	// Fix the ASN: that session comes up too, the MD5 one stays up.
-	if err := l.c.Get(ctx, client.ObjectKeyFromObject(wrongASN), wrongASN); err != nil {
-		t.Fatal(err)
-	}
-	wrongASN.Spec.PeerASN = routerASN
-	if err := l.c.Update(ctx, wrongASN); err != nil {
+	// The speakers write the peer's status meanwhile: retry on conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := l.c.Get(ctx, client.ObjectKeyFromObject(wrongASN), wrongASN); err != nil {
+			return err
+		}
+		wrongASN.Spec.PeerASN = routerASN
+		return l.c.Update(ctx, wrongASN)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "session up after fixing the ASN", func() error {
@@ -273,11 +277,13 @@ func TestFRREBGPMultihop(t *testing.T) {
 		t.Fatal("FRR established a session the node sent with TTL 1 across a router")
 	}
 
-	if err := l.c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.EBGPMultihop = ptr.To[int32](2)
-	if err := l.c.Update(ctx, p); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := l.c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		p.Spec.EBGPMultihop = ptr.To[int32](2)
+		return l.c.Update(ctx, p)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "multihop session and route", func() error {

@@ -91,18 +91,18 @@ type Options struct {
 
 // Proxier keeps the node's nftables table in line with the cluster's Services.
 type Proxier struct {
-	opts        Options
-	nft         knftables.Interface
-	syncer      *nftsync.Syncer
-	nodeFactory informers.SharedInformerFactory
-	services    corelisters.ServiceLister
-	slices      cache.Indexer // EndpointSlices, indexed by Service
-	nodes       corelisters.NodeLister
-	synced      []cache.InformerSynced
-	health      *healthcheck.Server
-	recorder    record.EventRecorder
-	bcast       record.EventBroadcaster
-	metrics     *metrics
+	opts         Options
+	nft          knftables.Interface
+	syncer       *nftsync.Syncer
+	nodeFactory  informers.SharedInformerFactory
+	services     corelisters.ServiceLister
+	slices       cache.Indexer // EndpointSlices, indexed by Service
+	nodes        corelisters.NodeLister
+	synced       []cache.InformerSynced
+	healthServer *healthcheck.Server
+	recorder     record.EventRecorder
+	bcast        record.EventBroadcaster
+	metrics      *metrics
 
 	mu       sync.Mutex
 	dirty    map[types.NamespacedName]bool
@@ -114,7 +114,8 @@ type Proxier struct {
 	ports     map[types.NamespacedName]map[string]*model.ServicePort
 	reported  map[types.NamespacedName]string
 	conflicts map[string]bool
-	started   bool // a sync succeeded: ports holds what is programmed
+	health    map[types.NamespacedName]healthcheck.Service // what the health check server serves
+	started   bool                                         // a sync succeeded: ports holds what is programmed
 	lastSync  time.Time
 	healthyAt time.Time
 }
@@ -132,8 +133,9 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 		opts.SyncPeriod = time.Hour
 	}
 	p := &Proxier{
-		opts: opts, nft: nft, syncer: nftsync.New(nft, TableName, opts.Rules), health: healthcheck.New(),
-		dirty: map[types.NamespacedName]bool{}, needFull: true, kick: make(chan struct{}, 1),
+		opts: opts, nft: nft, syncer: nftsync.New(nft, TableName, opts.Rules), healthServer: healthcheck.New(),
+		health: map[types.NamespacedName]healthcheck.Service{},
+		dirty:  map[types.NamespacedName]bool{}, needFull: true, kick: make(chan struct{}, 1),
 		ports: map[types.NamespacedName]map[string]*model.ServicePort{}, reported: map[types.NamespacedName]string{},
 	}
 	m, err := newMetrics(reg)
@@ -261,7 +263,7 @@ func (p *Proxier) Healthy() (bool, time.Time) {
 // replaces them atomically, so traffic keeps flowing meanwhile.
 func (p *Proxier) Run(ctx context.Context) error {
 	defer p.bcast.Shutdown()
-	defer p.health.Close()
+	defer p.healthServer.Close()
 	p.nodeFactory.Start(ctx.Done())
 	defer p.nodeFactory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
@@ -389,12 +391,28 @@ func (p *Proxier) sync(ctx context.Context, dirty map[types.NamespacedName]bool,
 	if res.Replaced != nil {
 		klog.InfoS("replaced the nftables table: it could not be updated in place", "reason", res.Replaced.Error())
 	}
-	old := p.ports
-	p.ports = p.mergedPorts(newPorts)
+	// Only the changed Services are touched: a partial sync must not cost as much as the
+	// number of Services.
+	old := make(map[types.NamespacedName]map[string]*model.ServicePort, len(newPorts))
+	for nn := range newPorts {
+		old[nn] = p.ports[nn]
+	}
+	if full {
+		p.ports = p.mergedPorts(newPorts)
+		p.health = map[types.NamespacedName]healthcheck.Service{}
+	} else {
+		for nn, ports := range newPorts {
+			if len(ports) == 0 {
+				delete(p.ports, nn)
+			} else {
+				p.ports[nn] = ports
+			}
+		}
+	}
 	p.reportConflicts(res.Conflicts)
 	p.clearConntrack(ctx, old, newPorts)
 	p.started = true
-	p.syncHealth()
+	p.syncHealth(newPorts)
 	return nil
 }
 
@@ -468,16 +486,10 @@ func (p *Proxier) report(svc *corev1.Service, problems []model.Problem) {
 // could not get because another Service holds it (externalIPs are not checked by the
 // apiserver). A conflict is reported once per (re)appearance.
 func (p *Proxier) reportConflicts(conflicts []nftsync.Conflict) {
-	owners := map[string]types.NamespacedName{}
-	for nn, ports := range p.ports {
-		for key := range ports {
-			owners[key] = nn
-		}
-	}
 	seen := map[string]bool{}
 	for _, c := range conflicts {
 		msg := c.String()
-		nn, ok := owners[c.Key]
+		nn, ok := serviceOf(c.Key)
 		if !ok {
 			continue
 		}
@@ -491,6 +503,16 @@ func (p *Proxier) reportConflicts(conflicts []nftsync.Conflict) {
 		}
 	}
 	p.conflicts = seen
+}
+
+// serviceOf returns the Service of a ServicePort key ("4-namespace/name/protocol/port").
+func serviceOf(key string) (types.NamespacedName, bool) {
+	_, rest, ok := strings.Cut(key, "-")
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) < 2 {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: parts[0], Name: parts[1]}, true
 }
 
 // clearConntrack deletes UDP entries that still point at endpoints a Service no longer uses,
@@ -550,20 +572,20 @@ func serviceAddrs(sp *model.ServicePort) []netip.Addr {
 	return append(append(append([]netip.Addr{}, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...)
 }
 
-func (p *Proxier) syncHealth() {
-	want := map[types.NamespacedName]healthcheck.Service{}
-	for nn, ports := range p.ports {
+func (p *Proxier) syncHealth(changed map[types.NamespacedName]map[string]*model.ServicePort) {
+	for nn, ports := range changed {
+		delete(p.health, nn)
 		for _, sp := range ports {
 			if sp.HealthCheckNodePort == 0 {
 				continue
 			}
-			w := want[nn]
+			w := p.health[nn]
 			w.Port = sp.HealthCheckNodePort
 			w.LocalEndpoints = max(w.LocalEndpoints, len(sp.LocalEndpoints))
-			want[nn] = w
+			p.health[nn] = w
 		}
 	}
-	if err := p.health.Sync(want); err != nil {
+	if err := p.healthServer.Sync(p.health); err != nil {
 		klog.ErrorS(err, "health check server")
 	}
 }

@@ -30,6 +30,9 @@ type Syncer struct {
 	owner map[string]string
 	// shared counts the ServicePorts wanting each shared element (rules.Element.Shared).
 	shared map[string]int
+	// rules and elements are Counts' figures, kept up to date so that a partial sync costs
+	// nothing per Service it does not touch.
+	rules, elements int
 }
 
 // New returns a Syncer for nft, a knftables.Interface bound to the inet table named table.
@@ -58,17 +61,23 @@ func (c Conflict) String() string {
 
 // Counts returns the number of rules and map elements currently programmed for Services.
 func (s *Syncer) Counts() (rules, elements int) {
-	for _, r := range s.programmed {
-		for _, c := range r.Chains {
-			rules += len(c.Rules)
-		}
-		for _, e := range r.Elements {
-			if !e.Shared {
-				elements++
-			}
+	return s.rules, s.elements + len(s.shared)
+}
+
+// count returns what a rendering adds to Counts, shared elements aside.
+func count(r *rules.Service) (rules, elements int) {
+	if r == nil {
+		return 0, 0
+	}
+	for _, c := range r.Chains {
+		rules += len(c.Rules)
+	}
+	for _, e := range r.Elements {
+		if !e.Shared {
+			elements++
 		}
 	}
-	return rules, elements + len(s.shared)
+	return rules, elements
 }
 
 // Programmed returns the rendering programmed for key, or nil.
@@ -102,12 +111,16 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 	if err != nil {
 		return Result{}, err
 	}
+	existingMaps, err := s.list(ctx, "maps")
+	if err != nil {
+		return Result{}, err
+	}
 
 	var res Result
 	owner := map[string]string{}
 	accepted := map[string]*rules.Service{}
 	for _, key := range slices.Sorted(maps.Keys(desired)) {
-		accepted[key] = claim(key, desired[key], owner, &res)
+		accepted[key] = claim(key, desired[key], plainOwners(owner), &res)
 	}
 
 	tx := s.nft.NewTransaction()
@@ -115,21 +128,30 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 	if replace {
 		tx.Delete(&knftables.Table{})
 		tx.Add(&knftables.Table{Comment: knftables.PtrTo("fairlead service proxy")})
-		existingChains, existingSets = nil, nil
+		existingChains, existingSets, existingMaps = nil, nil, nil
+	}
+	// The endpoint maps are declared with typeof, which nft 1.0.6 cannot read back from the
+	// kernel: a rule naming one can only be added in the transaction that creates the map.
+	// So they are recreated, after emptying the chains that name them (their elements are
+	// all written again anyway).
+	for _, c := range existingChains {
+		if rules.NamesTypeofMap(c) {
+			tx.Flush(&knftables.Chain{Name: c})
+		}
+	}
+	for _, m := range existingMaps {
+		if rules.TypeofMap(m) {
+			tx.Delete(&knftables.Map{Name: m})
+		}
 	}
 	baseObjs, baseRules := rules.Base(s.cfg)
-	base, keep := map[string]bool{}, map[string]bool{}
-	for _, c := range existingChains {
-		keep[c] = rules.StaticChain(c)
-	}
+	base := map[string]bool{}
 	for _, o := range baseObjs {
 		tx.Add(o)
 		switch o := o.(type) {
 		case *knftables.Chain:
 			base[o.Name] = true
-			if !keep[o.Name] {
-				tx.Flush(o)
-			}
+			tx.Flush(o)
 		case *knftables.Map:
 			base[o.Name] = true
 			tx.Flush(o)
@@ -139,9 +161,7 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		}
 	}
 	for _, r := range baseRules {
-		if !keep[r.Chain] {
-			tx.Add(r)
-		}
+		tx.Add(r)
 	}
 	for _, e := range rules.BaseElements(s.cfg) {
 		tx.Add(e)
@@ -204,6 +224,11 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		return res, fmt.Errorf("full sync (%d operations): %w", res.Operations, err)
 	}
 	s.programmed, s.owner, s.shared = accepted, owner, shared
+	s.rules, s.elements = 0, 0
+	for _, r := range accepted {
+		a, b := count(r)
+		s.rules, s.elements = s.rules+a, s.elements+b
+	}
 	return res, nil
 }
 
@@ -217,13 +242,13 @@ func (s *Syncer) list(ctx context.Context, kind string) ([]string, error) {
 
 // claim returns r without the element groups of which another key already owns an element,
 // recording the elements it keeps. Shared elements are not owned.
-func claim(key string, r *rules.Service, owner map[string]string, res *Result) *rules.Service {
+func claim(key string, r *rules.Service, owner ownerView, res *Result) *rules.Service {
 	out := &rules.Service{Chains: r.Chains, Sets: r.Sets}
 	blocked := map[string]bool{}
 	for _, e := range r.Elements {
-		if o, ok := owner[e.ID()]; ok && o != key && !e.Shared && !blocked[e.GroupID()] {
+		if o, ok := owner.get(e.ID()); ok && o != key && !e.Shared && !blocked[e.GroupID()] {
 			blocked[e.GroupID()] = true
-			if g, ok := owner[e.GroupID()]; ok {
+			if g, ok := owner.get(e.GroupID()); ok {
 				o = g
 			}
 			res.Conflicts = append(res.Conflicts, Conflict{Key: key, Element: e.GroupID(), Owner: o})
@@ -234,7 +259,7 @@ func claim(key string, r *rules.Service, owner map[string]string, res *Result) *
 			continue
 		}
 		if !e.Shared {
-			owner[e.ID()] = key
+			owner.set(e.ID(), key)
 		}
 		out.Elements = append(out.Elements, e)
 	}
@@ -248,12 +273,14 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 	var res Result
 	keys := slices.Sorted(maps.Keys(changes))
 
-	// Release the elements of the changed keys, then let them claim again.
-	owner := maps.Clone(s.owner)
+	// Release the elements of the changed keys, then let them claim again. The changes go
+	// to an overlay, applied only if nft takes the transaction: copying the whole table
+	// would make every partial sync cost as much as the number of Services.
+	owner := &overlay{base: s.owner, changed: map[string]*string{}}
 	for _, key := range keys {
 		if old := s.programmed[key]; old != nil {
 			for _, e := range old.Elements {
-				delete(owner, e.ID())
+				owner.del(e.ID())
 			}
 		}
 	}
@@ -265,13 +292,13 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 	}
 
 	// Shared elements: added when the first ServicePort wants them, deleted with the last.
-	shared := maps.Clone(s.shared)
+	delta := map[string]int{}
 	sharedElem := map[string]rules.Element{}
 	for _, key := range keys {
 		if old := s.programmed[key]; old != nil {
 			for _, e := range old.Elements {
 				if e.Shared {
-					shared[e.ID()]--
+					delta[e.ID()]--
 					sharedElem[e.ID()] = e
 				}
 			}
@@ -279,7 +306,7 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		if cur := accepted[key]; cur != nil {
 			for _, e := range cur.Elements {
 				if e.Shared {
-					shared[e.ID()]++
+					delta[e.ID()]++
 					sharedElem[e.ID()] = e
 				}
 			}
@@ -287,14 +314,11 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 	}
 	var addShared, delShared []rules.Element
 	for _, id := range slices.Sorted(maps.Keys(sharedElem)) {
-		switch before, now := s.shared[id], shared[id]; {
+		switch before, now := s.shared[id], s.shared[id]+delta[id]; {
 		case before == 0 && now > 0:
 			addShared = append(addShared, sharedElem[id])
-		case before > 0 && now == 0:
+		case before > 0 && now <= 0:
 			delShared = append(delShared, sharedElem[id])
-		}
-		if shared[id] <= 0 {
-			delete(shared, id)
 		}
 	}
 
@@ -417,14 +441,65 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		}
 	}
 	for _, key := range keys {
+		a, b := count(s.programmed[key])
+		c, d := count(accepted[key])
+		s.rules, s.elements = s.rules-a+c, s.elements-b+d
 		if accepted[key] == nil {
 			delete(s.programmed, key)
 		} else {
 			s.programmed[key] = accepted[key]
 		}
 	}
-	s.owner, s.shared = owner, shared
+	owner.apply()
+	for id, d := range delta {
+		if n := s.shared[id] + d; n > 0 {
+			s.shared[id] = n
+		} else {
+			delete(s.shared, id)
+		}
+	}
 	return res, nil
+}
+
+// ownerView is the element → owner map claim works on.
+type ownerView interface {
+	get(id string) (string, bool)
+	set(id, key string)
+}
+
+type plainOwners map[string]string
+
+func (m plainOwners) get(id string) (string, bool) { o, ok := m[id]; return o, ok }
+func (m plainOwners) set(id, key string)           { m[id] = key }
+
+// overlay records changes to base (nil: deleted) until apply.
+type overlay struct {
+	base    map[string]string
+	changed map[string]*string
+}
+
+func (o *overlay) get(id string) (string, bool) {
+	if v, ok := o.changed[id]; ok {
+		if v == nil {
+			return "", false
+		}
+		return *v, true
+	}
+	v, ok := o.base[id]
+	return v, ok
+}
+
+func (o *overlay) set(id, key string) { o.changed[id] = &key }
+func (o *overlay) del(id string)      { o.changed[id] = nil }
+
+func (o *overlay) apply() {
+	for id, v := range o.changed {
+		if v == nil {
+			delete(o.base, id)
+		} else {
+			o.base[id] = *v
+		}
+	}
 }
 
 // elementBatch collects elements per map, in order, to add (or delete, as verb says).

@@ -90,10 +90,21 @@ func (k spreadKind) endpointMap(f model.Family) string {
 
 func (k spreadKind) byAddress() bool { return k == spreadAddr || k == spreadLocalAddr }
 
-// StaticChain reports whether a base chain's rules never change once it exists (its name
-// says everything about them). A full sync leaves such a chain alone when it finds it: its
-// rule names an endpoint map, and nft can only add that rule along with the map.
-func StaticChain(name string) bool { return strings.HasPrefix(name, "spread") }
+// TypeofMap reports whether a base map is declared with typeof (the endpoint maps), and
+// NamesTypeofMap whether a chain's rules name one (the spread chains). nft 1.0.6 cannot read
+// such a declaration back from the kernel, so a full sync recreates those maps.
+func TypeofMap(name string) bool {
+	for _, k := range spreadKinds {
+		for _, f := range families {
+			if name == k.endpointMap(f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func NamesTypeofMap(chain string) bool { return strings.HasPrefix(chain, "spread") }
 
 // SpreadChain is the shared chain that DNATs to one of n endpoints chosen at random.
 func SpreadChain(k spreadKind, f model.Family, n int) string {
@@ -187,7 +198,7 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 		// typeof, because numgen's integer has no plain type name to concatenate. nft 1.0.6
 		// cannot read "th dport" back from the kernel in a map's data (and "tcp dport" would
 		// restrict the rules to TCP), so a rule naming one of these maps can only be added
-		// in the transaction that creates the map: see StaticChain.
+		// in the transaction that creates the map: see TypeofMap.
 		target := ip + " daddr . th dport"
 		for _, m := range []string{MapEndpoints(f), MapLocalEndpoints(f)} {
 			objs = append(objs, &knftables.Map{Name: m, TypeOf: ip + " daddr . meta l4proto . th dport . numgen random mod 1 : " + target})
