@@ -84,6 +84,8 @@ func Start(opts Options) (*Env, error) {
 	}
 	cfg, err := e.Start()
 	if err != nil {
+		// envtest leaves etcd and the apiserver running when a later step (the CRDs) fails.
+		_ = e.Stop()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", bin, err)
 	}
 	// Tests create objects fast; client-go's default 5 QPS would make them measure the limiter.
