@@ -132,16 +132,23 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 	}
 	// The endpoint maps are declared with typeof, which nft 1.0.6 cannot read back from the
 	// kernel: a rule naming one can only be added in the transaction that creates the map.
-	// So they are recreated, after emptying the chains that name them (their elements are
-	// all written again anyway).
-	for _, c := range existingChains {
-		if rules.NamesTypeofMap(c) {
-			tx.Flush(&knftables.Chain{Name: c})
+	// So the chains naming them are left as they are when they hold their rule (their names
+	// say what it is), and otherwise emptied and written again with the maps recreated.
+	keep := map[string]bool{}
+	if rs, err := s.nft.ListRules(ctx, rules.ProbeChain); err == nil && len(rs) > 0 {
+		for _, c := range existingChains {
+			keep[c] = rules.NamesTypeofMap(c)
 		}
-	}
-	for _, m := range existingMaps {
-		if rules.TypeofMap(m) {
-			tx.Delete(&knftables.Map{Name: m})
+	} else {
+		for _, c := range existingChains {
+			if rules.NamesTypeofMap(c) {
+				tx.Flush(&knftables.Chain{Name: c})
+			}
+		}
+		for _, m := range existingMaps {
+			if rules.TypeofMap(m) {
+				tx.Delete(&knftables.Map{Name: m})
+			}
 		}
 	}
 	baseObjs, baseRules := rules.Base(s.cfg)
@@ -151,7 +158,9 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		switch o := o.(type) {
 		case *knftables.Chain:
 			base[o.Name] = true
-			tx.Flush(o)
+			if !keep[o.Name] {
+				tx.Flush(o)
+			}
 		case *knftables.Map:
 			base[o.Name] = true
 			tx.Flush(o)
@@ -161,7 +170,9 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 		}
 	}
 	for _, r := range baseRules {
-		tx.Add(r)
+		if !keep[r.Chain] {
+			tx.Add(r)
+		}
 	}
 	for _, e := range rules.BaseElements(s.cfg) {
 		tx.Add(e)

@@ -106,6 +106,10 @@ func TypeofMap(name string) bool {
 
 func NamesTypeofMap(chain string) bool { return strings.HasPrefix(chain, "spread") }
 
+// ProbeChain is a chain naming a typeof map that every table has: when it holds its rule,
+// the others are taken to hold theirs.
+var ProbeChain = SpreadChain(spreadAddr, model.IPv4, 1)
+
 // SpreadChain is the shared chain that DNATs to one of n endpoints chosen at random.
 func SpreadChain(k spreadKind, f model.Family, n int) string {
 	return fmt.Sprintf("%s%d-%d", k.prefix(), f, n)
