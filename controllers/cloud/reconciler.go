@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/describe"
+	"github.com/fairlead-lb/fairlead/controllers/service"
 	"github.com/fairlead-lb/fairlead/providers"
 )
 
@@ -112,20 +112,8 @@ func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
 		r.report(ctx, svc, "ReleaseFailed", "Release", err)
 		return fmt.Errorf("releasing %s: %w", key, err)
 	}
-	if svc.DeletionTimestamp.IsZero() {
-		base := svc.DeepCopy()
-		svc.Status.LoadBalancer.Ingress = nil
-		meta.RemoveStatusCondition(&svc.Status.Conditions, v1alpha1.ConditionIPAllocated)
-		if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-			if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
-				return fmt.Errorf("clearing status: %w", err)
-			}
-		}
-	}
-	base := svc.DeepCopy()
-	controllerutil.RemoveFinalizer(svc, v1alpha1.ProviderFinalizer)
-	if err := r.Client.Patch(ctx, svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("removing finalizer: %w", err)
+	if err := service.LetGo(ctx, r.Client, svc, v1alpha1.ProviderFinalizer); err != nil {
+		return err
 	}
 	r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "LoadBalancerReleased", "Release", "Released the load balancer")
 	log.FromContext(ctx).Info("released")

@@ -132,20 +132,8 @@ func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
 	if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
 		return nil
 	}
-	if svc.DeletionTimestamp.IsZero() {
-		base := svc.DeepCopy()
-		svc.Status.LoadBalancer.Ingress = nil
-		meta.RemoveStatusCondition(&svc.Status.Conditions, v1alpha1.ConditionIPAllocated)
-		if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-			if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
-				return fmt.Errorf("clearing status: %w", err)
-			}
-		}
-	}
-	base := svc.DeepCopy()
-	controllerutil.RemoveFinalizer(svc, v1alpha1.ServiceFinalizer)
-	if err := r.Client.Patch(ctx, svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("removing finalizer: %w", err)
+	if err := LetGo(ctx, r.Client, svc, v1alpha1.ServiceFinalizer); err != nil {
+		return err
 	}
 	if len(released) > 0 {
 		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "IPReleased", "Release", "Released %s", joinAddrs(released))
@@ -241,4 +229,25 @@ func joinAddrs(ips []netip.Addr) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// LetGo undoes what a reconciler wrote on a Service it no longer serves: the addresses and
+// the IPAllocated condition (unless the Service is being deleted anyway), then its finalizer.
+func LetGo(ctx context.Context, c client.Client, svc *corev1.Service, finalizer string) error {
+	if svc.DeletionTimestamp.IsZero() {
+		base := svc.DeepCopy()
+		svc.Status.LoadBalancer.Ingress = nil
+		meta.RemoveStatusCondition(&svc.Status.Conditions, v1alpha1.ConditionIPAllocated)
+		if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
+			if err := c.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+				return fmt.Errorf("clearing status: %w", err)
+			}
+		}
+	}
+	base := svc.DeepCopy()
+	controllerutil.RemoveFinalizer(svc, finalizer)
+	if err := c.Patch(ctx, svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	return nil
 }
