@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +16,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
+	"github.com/fairlead-lb/fairlead/test/awsnodes"
+	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
 // TestAWSNLB: with the aws-nlb backend, fairlead-ccm gives an unclassed Service a Network Load
@@ -113,20 +117,45 @@ func TestAWSNLB(t *testing.T) {
 	deleteAndWait(t, ns, "classed")
 }
 
-// TestAWSEIP: with the aws-eip backend, an unclassed Service gets an Elastic IP allocated in moto
-// (the emulator), tagged for it, in status.loadBalancer.ingress; deleting the Service releases
-// it.
+// TestAWSEIP: with the aws-eip backend, fairlead-ccm gives an unclassed Service an Elastic IP
+// allocated in moto (the emulator), tagged for it, in status.loadBalancer.ingress, retrying
+// the throttling and 500s injected on the way; the speakers (fairlead-speaker --aws-eip on two
+// node namespaces, test/awsnodes) associate it with the elected node's interface although no
+// IPPool names it; a permission error is a Warning Event on the Service concerned and blocks
+// nothing else; deleting the Services releases every address.
 func TestAWSEIP(t *testing.T) {
 	const ns, cluster = "ccm-eip", "ccm-test"
+	netns.Require(t)
 	awsapi.Env(t)
 	moto := awsapi.StartMoto(t)
+	proxy := awsapi.NewProxy(t, moto.URL)
 	cloud := awsClients(t, moto.URL)
 	namespace(t, ns)
+	apiserver, err := url.Parse(env.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := awsnodes.New(t, env.Client, cloud, apiserver.Host, moto.URL, 2)
+	binary := awsnodes.Speaker(t)
+	byName := map[string]*awsnodes.Node{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+		n.StartSpeaker(t, binary, awsnodes.Cluster{Kubeconfig: kubeconfig, MotoURL: moto.URL, Name: cluster})
+	}
+
+	// Between fairlead-ccm and AWS: throttling and 500s, which the SDK's retryer absorbs.
+	proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.Throttle, Times: 2})
+	proxy.Inject(awsapi.Fault{Service: "ec2", Action: "DescribeAddresses", Kind: awsapi.ServerError, Times: 2})
 	startCCM(t, fmt.Sprintf("provider: aws-eip\naws: {region: %s, endpoint: %q, clusterName: %s, allocateOnDemand: true}\n",
-		awsapi.Region, moto.URL, cluster))
+		awsapi.Region, proxy.URL, cluster))
 
 	create(t, lbService(ns, "web", nil))
 	in := waitIngress(t, ns, "web")
+	for _, action := range []string{"AllocateAddress", "DescribeAddresses"} {
+		if total, faulted := proxy.Count(action); faulted != 2 || total <= faulted {
+			t.Errorf("%s: %d calls, %d faulted; want the 2 faults retried", action, total, faulted)
+		}
+	}
 	filter := []ec2types.Filter{{Name: awsString("tag:" + fairaws.TagService), Values: []string{ns + "/web"}}}
 	addrs, err := cloud.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: filter})
 	if err != nil {
@@ -135,9 +164,29 @@ func TestAWSEIP(t *testing.T) {
 	if len(addrs.Addresses) != 1 || ptrString(addrs.Addresses[0].PublicIp) != in.IP {
 		t.Fatalf("web's ingress is %+v; Elastic IPs tagged for it: %+v", in, addrs.Addresses)
 	}
+	// The speakers learn from the tags that the address is an Elastic IP of this cluster, and
+	// the elected node takes it. (Nodes left by other tests have no live speaker: not elected.)
+	owner, _ := election.Owner(in.IP, []string{nodes[0].Name, nodes[1].Name})
+	awsnodes.WaitAssociated(t, cloud, ptrString(addrs.Addresses[0].AllocationId), byName[owner])
+
+	// IAM forbids allocating: the new Service says why; web keeps its address.
+	proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.AccessDenied})
+	create(t, lbService(ns, "denied", nil))
+	waitFor(t, "a Warning Event naming the permission error", func() (bool, string) {
+		ev := events(t, ns, "denied")
+		return strings.Contains(ev, "Warning") && strings.Contains(ev, "UnauthorizedOperation"), ev
+	})
+	if got := get(t, ns, "web").Status.LoadBalancer.Ingress; len(got) != 1 || got[0].IP != in.IP {
+		t.Fatalf("web's ingress changed to %+v while another Service failed", got)
+	}
+	// Granted: the service controller's retry gets it an address.
+	proxy.Clear()
+	waitIngress(t, ns, "denied")
+
 	deleteAndWait(t, ns, "web")
+	deleteAndWait(t, ns, "denied")
 	if left := tagged(t, cloud, cluster); len(left) != 0 {
-		t.Fatalf("deleting the Service left in moto: %v", left)
+		t.Fatalf("deleting the Services left in moto: %v", left)
 	}
 }
 

@@ -28,7 +28,8 @@ var (
 )
 
 // setupEIP wires the Elastic IP mover: the speaker of the node elected for an Elastic IP
-// associates it with this node's interface.
+// associates it with this node's interface. It elects from the same member list as layer 2,
+// so a dead speaker's addresses move within a second, not when its Node goes NotReady.
 func setupEIP(s *speaker) (func(context.Context) error, error) {
 	clients, err := fairaws.NewClients(context.Background(), fairaws.Config{Region: *awsRegion, Endpoint: *awsEndpoint})
 	if err != nil {
@@ -37,6 +38,10 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 	mover, err := fairaws.NewAssociator(clients, *awsCluster)
 	if err != nil {
 		return nil, fmt.Errorf("--aws-cluster-name: %w", err)
+	}
+	ml, err := s.memberList()
+	if err != nil {
+		return nil, err
 	}
 	ctrllog.SetLogger(klog.Background().WithName("controller-runtime"))
 	scheme := runtime.NewScheme()
@@ -53,6 +58,7 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 	broadcaster := record.NewBroadcaster()
 	recorder := broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: s.node})
 	var loop *eip.Loop
+	var alive func(string) bool // set before the loop runs
 	loop = eip.New(eip.Options{
 		Node:     s.node,
 		Mover:    mover,
@@ -60,7 +66,7 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 		Recorder: recorder,
 		Log:      klog.Background().WithName("eip"),
 		Snapshot: func() (eip.Input, error) {
-			in := eip.Input{DefaultClass: *l2DefaultClass}
+			in := eip.Input{DefaultClass: *l2DefaultClass, Alive: alive}
 			in.Services, _ = services.Lister().List(labels.Everything())
 			in.Nodes, _ = nodes.Lister().List(labels.Everything())
 			in.EndpointSlices, _ = slices.Lister().List(labels.Everything())
@@ -99,6 +105,12 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 			return ctx.Err()
 		}
 		s.informer.WaitForCacheSync(ctx.Done())
+		mem, err := ml.get(ctx)
+		if err != nil {
+			return err
+		}
+		alive = mem.Alive
+		mem.OnChange(ctx, loop.Kick)
 		return loop.Run(ctx)
 	}, nil
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,32 +35,15 @@ import (
 var (
 	l2DefaultClass = flag.Bool("default-class", true,
 		"Services without spec.loadBalancerClass are Fairlead's (must match the controller's --default-class).")
-	memberlistBind = flag.String("memberlist-bind-address", "",
-		"Address the speakers' failure detector listens on (default: this Node's InternalIP).")
-	memberlistPort = flag.Int("memberlist-port", 7946, "Port (UDP and TCP) of the speakers' failure detector.")
-	memberlistKey  = flag.String("memberlist-secret-file", "",
-		"File holding a 16, 24 or 32 byte key that encrypts the failure detector's traffic (default: none).")
 )
 
 // setupL2 wires layer 2: the cluster's objects and the failure detector's live set feed
 // plan.Compute, whose answer for this node goes to the ARP/NDP responder and to the
 // ServiceAnnouncement reporter.
 func setupL2(s *speaker) (func(context.Context) error, error) {
-	var key []byte
-	if *memberlistKey != "" {
-		b, err := os.ReadFile(*memberlistKey)
-		if err != nil {
-			return nil, fmt.Errorf("--memberlist-secret-file: %w", err)
-		}
-		key = []byte(strings.TrimSpace(string(b)))
-		if n := len(key); n != 16 && n != 24 && n != 32 {
-			return nil, fmt.Errorf("--memberlist-secret-file %s: key is %d bytes, want 16, 24 or 32", *memberlistKey, n)
-		}
-	}
-	if *memberlistBind != "" {
-		if _, err := netip.ParseAddr(*memberlistBind); err != nil {
-			return nil, fmt.Errorf("--memberlist-bind-address: %w", err)
-		}
+	ml, err := s.memberList()
+	if err != nil {
+		return nil, err
 	}
 	log := klog.Background().WithName("l2")
 	// controller-runtime's cache and client log through their own global logger; without one
@@ -136,11 +117,7 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 			}
 		}
 
-		bind, err := bindAddress(ctx, nodes.Lister().Get, s.node)
-		if err != nil {
-			return err
-		}
-		mem, err := members.Start(members.Config{Name: s.node, BindAddr: bind, Port: *memberlistPort, SecretKey: key, Log: log.WithName("members")})
+		mem, err := ml.get(ctx)
 		if err != nil {
 			return err
 		}
@@ -148,18 +125,9 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 			ns, _ := nodes.Lister().List(labels.Everything())
 			return ns
 		}
-		mem.SetPeers(peerAddresses(allNodes()))
-		// Join before the first plan: a speaker that computed alone would claim every address.
-		mem.Join()
-		// On the way out, wait for the member list to be left (so the others take over at
-		// once, not after detecting a failure) and for the sockets to close.
+		changes := mem.Changes()
 		var stopping sync.WaitGroup
 		defer stopping.Wait()
-		stopping.Go(func() {
-			if err := mem.Run(ctx); err != nil {
-				log.Error(err, "leaving the member list")
-			}
-		})
 		stopping.Go(func() { _ = responder.Run(ctx) })
 
 		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -228,15 +196,13 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 				}
 			}
 			wasAlive = alive
-			m.members.Set(float64(len(alive)))
-			mem.SetPeers(peerAddresses(in.Nodes))
 			rep.Update(as)
 
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-kick:
-			case <-mem.Changes():
+			case <-changes:
 			case <-tick.C:
 			}
 		}
@@ -286,62 +252,9 @@ func ptrs[T any](items []T) []*T {
 	return out
 }
 
-// bindAddress is --memberlist-bind-address, or this Node's InternalIP once the Node has one.
-func bindAddress(ctx context.Context, get func(string) (*corev1.Node, error), name string) (string, error) {
-	if *memberlistBind != "" {
-		return *memberlistBind, nil
-	}
-	for {
-		if n, err := get(name); err == nil {
-			if a := internalIP(n); a != "" {
-				return a, nil
-			}
-		}
-		klog.InfoS("waiting for this Node to have an InternalIP (or set --memberlist-bind-address)", "node", name)
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// internalIP prefers IPv4: the failure detector needs one address, and dual-stack nodes
-// always have an IPv4 InternalIP.
-func internalIP(n *corev1.Node) string {
-	var v6 string
-	for _, a := range n.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
-			continue
-		}
-		ip, err := netip.ParseAddr(a.Address)
-		if err != nil {
-			continue
-		}
-		if ip.Is4() {
-			return ip.String()
-		}
-		if v6 == "" {
-			v6 = ip.String()
-		}
-	}
-	return v6
-}
-
-func peerAddresses(nodes []*corev1.Node) map[string]string {
-	out := map[string]string{}
-	for _, n := range nodes {
-		if a := internalIP(n); a != "" {
-			out[n.Name] = a
-		}
-	}
-	return out
-}
-
 type l2Metrics struct {
 	takeovers prometheus.Counter
 	owned     prometheus.Gauge
-	members   prometheus.Gauge
 }
 
 func newL2Metrics(reg prometheus.Registerer) *l2Metrics {
@@ -354,11 +267,7 @@ func newL2Metrics(reg prometheus.Registerer) *l2Metrics {
 			Name: "fairlead_l2_owned_addresses",
 			Help: "External addresses this node is the layer 2 owner of.",
 		}),
-		members: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fairlead_speaker_members_alive",
-			Help: "Speakers the failure detector sees alive, this one included.",
-		}),
 	}
-	reg.MustRegister(m.takeovers, m.owned, m.members)
+	reg.MustRegister(m.takeovers, m.owned)
 	return m
 }

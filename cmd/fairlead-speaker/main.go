@@ -31,6 +31,8 @@ type speaker struct {
 	informer informers.SharedInformerFactory
 	node     string
 	metrics  *prometheus.Registry
+	// members is the failure detector, set up by the first component that elects owners.
+	members *memberList
 }
 
 // component is one job of the speaker. setup wires it (and fails fast on bad flags); the
@@ -109,5 +111,9 @@ func run(kubeconfig, node, metricsAddr string, qps float32) error {
 			return nil
 		})
 	}
-	return g.Wait()
+	err = g.Wait()
+	if s.members != nil {
+		s.members.wait()
+	}
+	return err
 }

@@ -102,8 +102,26 @@ func (e *EIP) ours(ctx context.Context, ip netip.Addr) (elasticIP, error) {
 	return elasticIP{}, providers.Errorf(providers.ReasonConflict, "Elastic IP %s is not one this cluster (%s) holds for a Service", ip, e.opts.ClusterName)
 }
 
+// Held returns the Elastic IPs this cluster holds, each with the Service it is tagged for
+// ("namespace/name"). Speakers use it to recognise the addresses they must move where no
+// IPPool says so: in cloud-controller-manager mode a Service's address comes from the
+// provider, not from a pool.
+func (e *EIP) Held(ctx context.Context) (map[netip.Addr]string, error) {
+	as, err := e.describe(ctx, tagFilter(TagCluster, e.opts.ClusterName))
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]string{}
+	for _, a := range as {
+		if k := a.tags[TagService]; k != "" {
+			out[a.ip] = k
+		}
+	}
+	return out, nil
+}
+
 // NewAssociator returns the Elastic IP provider for the speaker's side: it only finds
-// interfaces and moves this cluster's addresses (InterfaceFor, Where, Associate,
+// interfaces and moves this cluster's addresses (Held, InterfaceFor, Where, Associate,
 // Disassociate), so it needs no pool settings.
 func NewAssociator(c *Clients, cluster string) (*EIP, error) {
 	if err := validClusterName(cluster); err != nil {

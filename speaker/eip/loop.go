@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,6 +17,8 @@ import (
 
 // Mover is the cloud side: *aws.EIP from aws.NewAssociator.
 type Mover interface {
+	// Held lists the Elastic IPs this cluster holds, with the Service each is tagged for.
+	Held(ctx context.Context) (map[netip.Addr]string, error)
 	// InterfaceFor finds the network interface of the instance holding privateIP.
 	InterfaceFor(ctx context.Context, instanceID string, privateIP netip.Addr) (fairaws.Attachment, error)
 	// Associate points ip at the attachment (a no-op when it already points there), taking it
@@ -75,6 +78,11 @@ func (l *Loop) Run(ctx context.Context) error {
 	// told: addresses whose association by this node was recorded as an Event since it took
 	// them over.
 	told := map[netip.Addr]bool{}
+	// held is AWS' answer to which addresses are this cluster's Elastic IPs; checked, the
+	// addresses that answer covered. It is asked again only when a Service shows an address
+	// it did not cover, and at every resync.
+	var held map[netip.Addr]string
+	checked := map[netip.Addr]bool{}
 	var attachment *fairaws.Attachment
 	var host Host
 	retry := time.Second
@@ -87,6 +95,19 @@ func (l *Loop) Run(ctx context.Context) error {
 			log.Error(err, "reading the cluster's objects")
 			failed = true
 		}
+		if unknown := slices.DeleteFunc(Unexplained(in), func(ip netip.Addr) bool { return checked[ip] }); len(unknown) > 0 {
+			h, err := l.o.Mover.Held(ctx)
+			if err != nil {
+				log.Error(err, "listing this cluster's Elastic IPs", "addresses", unknown)
+				failed = true
+			} else {
+				held = h
+				for _, ip := range unknown {
+					checked[ip] = true
+				}
+			}
+		}
+		in.Held = held
 		now := map[netip.Addr]bool{}
 		for _, a := range Plan(in) {
 			if a.Owner != l.o.Node {
@@ -148,6 +169,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-wait:
 		case <-resync.C:
 			clear(done)
+			clear(checked)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package eip moves Elastic IPs to the node elected for them. The controller gives a Service
 // an Elastic IP from a pool with spec.aws.elasticIPs; every speaker computes, with layer 2's
-// rule (speaker/election: Ready, not excluded, an endpoint on the node under
-// externalTrafficPolicy: Local, rendezvous hashing on the address), which node owns it, and
+// rule (speaker/election: Ready, its speaker alive in the member list, not excluded, an
+// endpoint on the node under externalTrafficPolicy: Local, rendezvous hashing on the
+// address), which node owns it, and
 // the owner associates the address with its own network interface's private address. On
 // failover the new owner's association takes the address over (AssociateAddress with
 // AllowReassociation): an API call instead of gratuitous ARP.
@@ -34,6 +35,15 @@ type Input struct {
 	Pools          []*v1alpha1.IPPool
 	// DefaultClass: Services without spec.loadBalancerClass are Fairlead's.
 	DefaultClass bool
+	// Held maps the Elastic IPs this cluster holds (tagged in AWS) to the Service each is
+	// tagged for. An address counts when the Service's pool has spec.aws.elasticIPs (the
+	// controller's way) or when it is tagged for that very Service (fairlead-ccm's aws-eip
+	// backend, where no pool is named).
+	Held map[netip.Addr]string
+	// Alive reports whether the failure detector (speaker/members) sees the node's speaker:
+	// a node whose speaker died keeps its Ready condition for 40 s or more, and its address
+	// must move before that. Nil treats every speaker as alive.
+	Alive func(node string) bool
 }
 
 // Assignment is the decision for one Elastic IP.
@@ -75,13 +85,7 @@ func HostOf(n *corev1.Node) (Host, bool) {
 
 // Plan returns the owner of every Elastic IP a Service holds.
 func Plan(in Input) []Assignment {
-	elastic := map[string]bool{}
-	for _, p := range in.Pools {
-		// A pool being deleted still counts: its Services keep their addresses until released.
-		if p.ElasticIPs() != nil {
-			elastic[p.Name] = true
-		}
-	}
+	elastic := elasticPools(in.Pools)
 	var nodes []election.Node
 	for _, n := range in.Nodes {
 		if _, ok := HostOf(n); ok {
@@ -91,27 +95,67 @@ func Plan(in Input) []Assignment {
 	endpoints := endpointNodes(in.EndpointSlices)
 	var out []Assignment
 	for _, svc := range in.Services {
-		if !ours(svc, in.DefaultClass) || !elastic[poolOf(svc)] {
+		if !ours(svc, in.DefaultClass) {
 			continue
 		}
 		key := svc.Namespace + "/" + svc.Name
-		s := election.Service{
-			LocalOnly:     svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			EndpointNodes: endpoints[key],
-		}
-		candidates := election.EligibleNodes(nodes, s, election.Filter{})
+		fromPool := elastic[poolOf(svc)]
+		var candidates []string // computed for the first Elastic IP only: most addresses are not
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(ing.IP)
 			if err != nil || !ip.Unmap().Is4() {
 				continue
 			}
 			ip = ip.Unmap()
+			if !fromPool && in.Held[ip] != key {
+				continue
+			}
+			if candidates == nil {
+				s := election.Service{
+					LocalOnly:     svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+					EndpointNodes: endpoints[key],
+				}
+				candidates = election.EligibleNodes(nodes, s, election.Filter{Alive: in.Alive})
+				if candidates == nil {
+					candidates = []string{}
+				}
+			}
 			owner, _ := election.Owner(ip.String(), candidates)
 			ref := corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}
 			out = append(out, Assignment{IP: ip, Owner: owner, Service: key, Ref: ref})
 		}
 	}
 	slices.SortFunc(out, func(a, b Assignment) int { return a.IP.Compare(b.IP) })
+	return out
+}
+
+// Unexplained returns the IPv4 ingress addresses of Fairlead's Services that no Elastic IP
+// pool accounts for: whether they are Elastic IPs only AWS' tags can tell (Input.Held).
+func Unexplained(in Input) []netip.Addr {
+	elastic := elasticPools(in.Pools)
+	var out []netip.Addr
+	for _, svc := range in.Services {
+		if !ours(svc, in.DefaultClass) || elastic[poolOf(svc)] {
+			continue
+		}
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(ing.IP); err == nil && ip.Unmap().Is4() {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// elasticPools names the pools of Elastic IPs. A pool being deleted still counts: its Services
+// keep their addresses until released.
+func elasticPools(pools []*v1alpha1.IPPool) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range pools {
+		if p.ElasticIPs() != nil {
+			out[p.Name] = true
+		}
+	}
 	return out
 }
 

@@ -86,6 +86,36 @@ func TestPlan(t *testing.T) {
 		}
 	}
 
+	// The owner's speaker is dead (its Node still Ready): the other node takes the address;
+	// the Local Service's only endpoint node is dead, so it has no owner.
+	in.Alive = func(n string) bool { return n != webOwner && n != "b" }
+	for _, a := range eip.Plan(in) {
+		switch {
+		case a.Service == "ns/web" && (a.Owner == webOwner || a.Owner == ""):
+			t.Errorf("with %s's speaker dead, %s is owned by %q", webOwner, a.IP, a.Owner)
+		case a.Service == "ns/local" && a.Owner != "":
+			t.Errorf("with b's speaker dead, the Local Service's %s is owned by %s", a.IP, a.Owner)
+		}
+	}
+	in.Alive = nil
+
+	// fairlead-ccm's Services name no pool: the address counts when AWS has it tagged for
+	// that Service, not for another one.
+	in.Services = append(in.Services, svc("ccm", "", "203.0.113.5"), svc("impostor", "", "203.0.113.6"))
+	in.Held = map[netip.Addr]string{netip.MustParseAddr("203.0.113.5"): "ns/ccm", netip.MustParseAddr("203.0.113.6"): "ns/ccm"}
+	var ccm []string
+	for _, a := range eip.Plan(in) {
+		if a.IP.Is4() && a.IP.As4()[0] == 203 {
+			ccm = append(ccm, a.Service+"="+a.IP.String())
+		}
+	}
+	if len(ccm) != 1 || ccm[0] != "ns/ccm=203.0.113.5" {
+		t.Errorf("tagged addresses planned: %v, want only ns/ccm=203.0.113.5", ccm)
+	}
+	if got := eip.Unexplained(in); len(got) != 3 { // lan's 192.0.2.1, ccm's, impostor's
+		t.Errorf("Unexplained = %v, want the three addresses no Elastic IP pool accounts for", got)
+	}
+
 	// No eligible node: the address has no owner (nobody moves it).
 	in.Nodes = nodes[2:]
 	for _, a := range eip.Plan(in) {

@@ -48,13 +48,13 @@ type Config struct {
 
 // Members is the live view of the speakers.
 type Members struct {
-	cfg     Config
-	ml      *memberlist.Memberlist
-	changes chan struct{}
+	cfg Config
+	ml  *memberlist.Memberlist
 
-	mu    sync.Mutex
-	alive map[string]bool
-	peers map[string]string // name → host:port, from Kubernetes
+	mu       sync.Mutex
+	alive    map[string]bool
+	peers    map[string]string // name → host:port, from Kubernetes
+	watchers []chan struct{}
 }
 
 // Start listens and returns the view, which holds only this node until Join or SetPeers.
@@ -63,10 +63,9 @@ func Start(cfg Config) (*Members, error) {
 		cfg.Rejoin = 3 * time.Second
 	}
 	m := &Members{
-		cfg:     cfg,
-		changes: make(chan struct{}, 1),
-		alive:   map[string]bool{},
-		peers:   map[string]string{},
+		cfg:   cfg,
+		alive: map[string]bool{},
+		peers: map[string]string{},
 	}
 	c := memberlist.DefaultLANConfig()
 	c.Name = cfg.Name
@@ -114,8 +113,32 @@ func (m *Members) AliveSet() map[string]bool {
 	return out
 }
 
-// Changes receives a value after the live set changed.
-func (m *Members) Changes() <-chan struct{} { return m.changes }
+// Changes returns a new channel that receives a value after the live set changed. Each
+// caller gets its own (layer 2 and the Elastic IP mover both follow the same view), and a
+// slow reader only coalesces its own notifications.
+func (m *Members) Changes() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := make(chan struct{}, 1)
+	m.watchers = append(m.watchers, c)
+	return c
+}
+
+// OnChange calls fn (from its own goroutine) after every change of the live set, until ctx
+// ends.
+func (m *Members) OnChange(ctx context.Context, fn func()) {
+	c := m.Changes()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c:
+				fn()
+			}
+		}
+	}()
+}
 
 // SetPeers replaces the Kubernetes view: node name → address of its speaker (host, the port
 // is Config.Port). Peers not alive are joined now and every Rejoin period after.
@@ -185,12 +208,15 @@ func (e *events) set(n *memberlist.Node, alive bool) {
 	} else {
 		delete(m.alive, n.Name)
 	}
+	watchers := m.watchers
 	m.mu.Unlock()
 	if changed {
 		m.cfg.Log.Info("speaker membership changed", "node", n.Name, "alive", alive, "addr", n.Addr.String())
-		select {
-		case m.changes <- struct{}{}:
-		default:
+		for _, c := range watchers {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

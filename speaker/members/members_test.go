@@ -19,10 +19,15 @@ func TestMembership(t *testing.T) {
 	hosts := map[string]string{"node1": "127.0.0.1", "node2": "127.0.0.2", "node3": "127.0.0.3"}
 	ms := map[string]*Members{}
 	cancels := map[string]context.CancelFunc{}
+	// Two readers of node1's changes, as layer 2 and the Elastic IP mover are.
+	var watchers []<-chan struct{}
 	start := func(name string) {
 		m, err := Start(Config{Name: name, BindAddr: hosts[name], Port: port, Log: testr.New(t), Rejoin: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if name == "node1" && watchers == nil {
+			watchers = append(watchers, m.Changes(), m.Changes())
 		}
 		m.SetPeers(hosts)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -61,10 +66,12 @@ func TestMembership(t *testing.T) {
 	}
 	all := []string{"node1", "node2", "node3"}
 	waitView("joined", map[string][]string{"node1": all, "node2": all, "node3": all})
-	select {
-	case <-ms["node1"].Changes():
-	default:
-		t.Error("no change notified after joining")
+	for i, c := range watchers {
+		select {
+		case <-c:
+		default:
+			t.Errorf("reader %d: no change notified after joining", i)
+		}
 	}
 
 	// A crash: no leave message, the others must detect it. (Its Run goroutine is left to

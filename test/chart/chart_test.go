@@ -152,6 +152,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		`metrics: {serviceMonitor: {interval: soon}}`,
 		`aws: {nlb: true, vpcID: vpc-1}`,           // no cluster name to tag with
 		`aws: {elasticIPs: true, clusterName: ""}`, // the same
+		// the ccm's Elastic IPs go to unclassed Services, which the speakers would then ignore
+		`{defaultClass: false, ccm: {enabled: true, cloudConfig: {provider: aws-eip, aws: {clusterName: prod, allocateOnDemand: true}}}}`,
 	} {
 		var vals map[string]any
 		if err := yaml.Unmarshal([]byte(bad), &vals); err != nil {

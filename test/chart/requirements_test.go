@@ -184,6 +184,14 @@ func TestAWSOption(t *testing.T) {
 			t.Errorf("ServiceAccount %s annotations %v", name, sa.Annotations)
 		}
 	}
+	// fairlead-ccm's aws-eip backend: the speakers move its Elastic IPs, with its settings.
+	objs, _ = renderValues(t, `ccm: {enabled: true, cloudConfig: {provider: aws-eip, aws: {clusterName: prod, region: eu-west-1, allocateOnDemand: true}}}`)
+	find(t, objs, "DaemonSet", release+"-speaker", &ds)
+	for _, want := range []string{"--aws-eip=true", "--aws-cluster-name=prod", "--aws-region=eu-west-1", "--default-class=true"} {
+		if !slices.Contains(ds.Spec.Template.Spec.Containers[0].Args, want) {
+			t.Errorf("ccm aws-eip: speaker args %v lack %s", ds.Spec.Template.Spec.Containers[0].Args, want)
+		}
+	}
 	// Off by default: no AWS flag at all.
 	objs, _ = renderValues(t, "")
 	find(t, objs, "Deployment", release+"-controller", &dep)

@@ -17,6 +17,16 @@ missing=()
 for b in $WANT; do [ -x "$OUT/$b" ] || missing+=("$b"); done
 [ ${#missing[@]} -eq 0 ] && { echo "$OUT"; exit 0; }
 
+# One build at a time: `make test` and a test binary started by hand both land here on a cold
+# cache, and two of them writing one module directory break it. The second waits, then finds
+# the binaries built.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build-control-plane.lock"
+flock 9
+missing=()
+for b in $WANT; do [ -x "$OUT/$b" ] || missing+=("$b"); done
+[ ${#missing[@]} -eq 0 ] && { echo "$OUT"; exit 0; }
+
 build_etcd() {
   local dir=$CACHE/src/etcd-$ETCD_VERSION
   mkdir -p "$dir"
@@ -42,17 +52,23 @@ GO
 build_k8s() { # args: binaries to build (cmd names)
   local dir=$CACHE/src/kubernetes-$K8S_VERSION
   mkdir -p "$dir"
-  if [ ! -f "$dir/go.mod" ]; then
-    (cd "$dir" && go mod init fairlead.local/k8s >/dev/null 2>&1)
+  # A go.mod without the require line is what an interrupted build left: start over.
+  if ! grep -q "^require k8s.io/kubernetes v$K8S_VERSION\$" "$dir/go.mod" 2>/dev/null; then
+    rm -f "$dir/go.mod" "$dir/go.sum" "$dir/tools.go" "$dir/tools.done"
     local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
     # Every ./staging replace of k8s.io/kubernetes becomes a replace to the published v0.X module.
     local gomod
-    gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    gomod=$(cd "$dir" && GOFLAGS=-mod=mod GO111MODULE=on go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
     {
+      echo "module fairlead.local/k8s"
+      echo
+      echo "go $(go env GOVERSION | sed 's/^go//')"
+      echo
       echo "require k8s.io/kubernetes v$K8S_VERSION"
       grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging' "$gomod" |
         awk -v v="v0.$minor.${K8S_VERSION##*.}" '{print "replace " $1 " => " $1 " " v}'
-    } >>"$dir/go.mod"
+    } >"$dir/go.mod.tmp"
+    mv "$dir/go.mod.tmp" "$dir/go.mod"
   fi
   # Importing the app packages lets `go mod tidy` resolve everything the commands need. The file
   # is rewritten on every build so a cache made before a command was added is completed.
@@ -66,9 +82,11 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
 	_ "k8s.io/kubectl/pkg/cmd"
 )'
-  if [ "$(cat "$dir/tools.go" 2>/dev/null)" != "$tools" ]; then
+  # tools.done records the imports a finished tidy resolved (an interrupted one leaves no mark).
+  if [ "$(cat "$dir/tools.done" 2>/dev/null)" != "$tools" ]; then
     printf '%s\n' "$tools" >"$dir/tools.go"
     (cd "$dir" && go mod tidy >/dev/null)
+    printf '%s\n' "$tools" >"$dir/tools.done"
   fi
   local major=${K8S_VERSION%%.*} minor=${K8S_VERSION#*.}; minor=${minor%%.*}
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
