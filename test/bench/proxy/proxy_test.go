@@ -33,15 +33,18 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
@@ -51,7 +54,10 @@ var (
 	sizesFlag    = flag.String("sizes", "10,1000,10000", "Comma-separated Service counts to measure at.")
 	implsFlag    = flag.String("impls", "fairlead,kube-proxy", "Proxies to measure.")
 	partialsFlag = flag.Int("partials", 5, "One-endpoint changes measured per proxy and size.")
-	loadFlag     = flag.Duration("load", 3*time.Second, "Duration of each of the three data-path rounds.")
+	loadFlag     = flag.Duration("load", 2*time.Second, "Duration of each data-path round.")
+	roundsFlag   = flag.Int("rounds", 20, "Data-path rounds on each side.")
+	abSmallFlag  = flag.Int("datapath-small", 10, "Services on the small side of the data-path comparison; 0 skips it.")
+	abLargeFlag  = flag.Int("datapath-large", 10000, "Services on the large side of the data-path comparison: measured when -sizes reaches it.")
 	workersFlag  = flag.Int("workers", 4, "Concurrent connections of the data-path load.")
 	dumpFlag     = flag.String("dump", "", "Directory to write each proxy's ruleset to, for reading.")
 )
@@ -80,8 +86,7 @@ type result struct {
 	partials []time.Duration
 	lines    int
 	bytes    int
-	rss      int64   // peak, bytes
-	rate     float64 // new connections per second, median of three rounds
+	rss      int64 // peak, bytes
 }
 
 // proxyImpl knows how to run and read one proxy.
@@ -100,6 +105,7 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 		b.Fatal("run with -benchtime 1x: every round rebuilds thousands of Services")
 	}
 	netns.Require(b)
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime; nothing to see
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		b.Fatal(err)
@@ -123,35 +129,9 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 		b.Fatalf("kube-proxy is not built (make bench builds it with the control plane): %v", err)
 	}
 
-	env, err := controlplane.Start(controlplane.Options{ServiceCIDRs: serviceCIDR,
-		// Tens of thousands of creations: don't let the apiserver's defaults throttle the setup.
-		ExtraArgs: map[string]string{"max-requests-inflight": "2000", "max-mutating-requests-inflight": "1000"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = env.Stop() })
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := env.Kubeconfig(kubeconfig); err != nil {
-		b.Fatal(err)
-	}
-	u, err := url.Parse(env.Config.Host)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := *env.Config
-	cfg.QPS, cfg.Burst = 5000, 5000
-	client, err := kubernetes.NewForConfig(&cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := setupObjects(client); err != nil {
-		b.Fatal(err)
-	}
-	target, err := client.CoreV1().Services(benchNS).Get(ctx, "target", metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	targetAddr := net.JoinHostPort(target.Spec.ClusterIP, "80")
+	cp := startCluster(b)
+	client, kubeconfig, targetAddr := cp.client, cp.kubeconfig, cp.target
+	u := cp.host
 
 	impls := map[string]*proxyImpl{
 		"fairlead": {
@@ -188,10 +168,11 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 	// One world per proxy, so their rulesets never mix: node, a pod behind it, a client on its LAN.
 	worlds := map[string]*world{}
 	for _, impl := range order {
-		worlds[impl.name] = newWorld(b, impl.name, u.Host, echoBin)
+		worlds[impl.name] = newWorld(b, impl.name, u, echoBin)
 	}
 
 	var results []result
+	var ab []abResult
 	created := 0
 	for _, size := range sizes {
 		start := time.Now()
@@ -205,11 +186,55 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s at %d Services: %v", impl.name, size, err)
 			}
-			b.Logf("%s at %d: full %s, partial %v, %d lines, %.0f conn/s", impl.name, size, r.full, r.partials, r.lines, r.rate)
+			b.Logf("%s at %d: full %s, partial %v, %d lines", impl.name, size, r.full, r.partials, r.lines)
 			results = append(results, r)
 		}
+		if size == *abLargeFlag && *abSmallFlag > 0 {
+			ab = dataPathAB(b, order, worlds, kubeconfig, targetAddr, echoBin, *abSmallFlag, size)
+		}
 	}
-	printTable(os.Stdout, results)
+	printTable(os.Stdout, results, ab)
+}
+
+// cluster is a control plane with the bench's namespace, Node and target Service.
+type cluster struct {
+	client     kubernetes.Interface
+	kubeconfig string
+	host       string // the apiserver's host:port
+	target     string // the target Service's ClusterIP:port
+}
+
+func startCluster(b *testing.B) cluster {
+	env, err := controlplane.Start(controlplane.Options{ServiceCIDRs: serviceCIDR,
+		// Tens of thousands of creations: don't let the apiserver's defaults throttle the setup.
+		ExtraArgs: map[string]string{"max-requests-inflight": "2000", "max-mutating-requests-inflight": "1000"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.Stop() })
+	cl := cluster{kubeconfig: filepath.Join(b.TempDir(), "kubeconfig")}
+	if err := env.Kubeconfig(cl.kubeconfig); err != nil {
+		b.Fatal(err)
+	}
+	u, err := url.Parse(env.Config.Host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl.host = u.Host
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 5000, 5000
+	if cl.client, err = kubernetes.NewForConfig(&cfg); err != nil {
+		b.Fatal(err)
+	}
+	if err := setupObjects(cl.client); err != nil {
+		b.Fatal(err)
+	}
+	svc, err := cl.client.CoreV1().Services(benchNS).Get(ctx, "target", metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl.target = net.JoinHostPort(svc.Spec.ClusterIP, "80")
+	return cl
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -366,53 +391,82 @@ func grow(c kubernetes.Interface, from, to int) error {
 	return <-errc
 }
 
-// measure runs one proxy from an empty ruleset and takes its measurements.
-func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, kubeconfig, target string, size int) (result, error) {
-	r := result{impl: impl.name, services: size}
+// startProxy runs impl in w from an empty ruleset and waits for its first full sync; it
+// returns the process, the sync's duration by the proxy's metric, and the time from start.
+func startProxy(w *world, impl *proxyImpl, kubeconfig, target string) (proc *netns.Proc, full, ready time.Duration, err error) {
 	if _, err := w.node.Run("nft", "flush", "ruleset"); err != nil {
-		return r, err
+		return nil, 0, 0, err
 	}
 	start := time.Now()
-	proc := w.node.Start(impl.bin, impl.args(kubeconfig)...)
+	proc = w.node.Start(impl.bin, impl.args(kubeconfig)...)
 	defer func() {
-		proc.Signal(os.Interrupt)
-		if ok, _ := proc.Wait(20 * time.Second); !ok {
-			proc.Kill()
+		if err != nil {
+			stopProxy(proc)
 		}
 	}()
-	full := append([]string{`kind="full"`}, impl.labels...)
-	partial := append([]string{`kind="partial"`}, impl.labels...)
-	if impl.name == "kube-proxy" {
-		full, partial = impl.labels, impl.labels
-	}
-	read := func(metric string, labels []string) (sum, count float64, err error) {
-		m, err := scrape(w.node, impl.metrics)
-		if err != nil {
-			return 0, 0, err
-		}
-		return m.get(metric+"_sum", labels...), m.get(metric+"_count", labels...), nil
-	}
-
-	// The first full sync.
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
 		if done, err := proc.Exited(); done {
-			return r, fmt.Errorf("exited: %v\n%s", err, tailOf(proc.Output(), 60))
+			return nil, 0, 0, fmt.Errorf("exited: %v\n%s", err, tailOf(proc.Output(), 60))
 		}
-		sum, count, err := read(impl.fullMetric, full)
+		sum, count, err := impl.read(w, impl.fullMetric, impl.fullLabels())
 		if err == nil && count >= 1 {
-			r.ready = time.Since(start)
-			r.full = time.Duration(sum / count * float64(time.Second))
+			ready = time.Since(start)
+			full = time.Duration(sum / count * float64(time.Second))
 			break
 		}
 		if time.Now().After(deadline) {
-			return r, fmt.Errorf("no full sync after 15 minutes (last error %v)", err)
+			return nil, 0, 0, fmt.Errorf("no full sync after 15 minutes (last error %v)", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err := waitServing(w.client, target); err != nil {
-		return r, fmt.Errorf("the target Service never answered: %w", err)
+		return nil, 0, 0, fmt.Errorf("the target Service never answered: %w", err)
 	}
+	return proc, full, ready, nil
+}
+
+func stopProxy(proc *netns.Proc) {
+	proc.Signal(os.Interrupt)
+	if ok, _ := proc.Wait(20 * time.Second); !ok {
+		proc.Kill()
+	}
+}
+
+func (impl *proxyImpl) fullLabels() []string {
+	if impl.name == "kube-proxy" {
+		return impl.labels
+	}
+	return append([]string{`kind="full"`}, impl.labels...)
+}
+
+func (impl *proxyImpl) partialLabels() []string {
+	if impl.name == "kube-proxy" {
+		return impl.labels
+	}
+	return append([]string{`kind="partial"`}, impl.labels...)
+}
+
+// read returns a histogram's sum and count from the proxy's metrics.
+func (impl *proxyImpl) read(w *world, metric string, labels []string) (sum, count float64, err error) {
+	m, err := scrape(w.node, impl.metrics)
+	if err != nil {
+		return 0, 0, err
+	}
+	return m.get(metric+"_sum", labels...), m.get(metric+"_count", labels...), nil
+}
+
+// measure runs one proxy from an empty ruleset and takes its sync measurements.
+func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, kubeconfig, target string, size int) (result, error) {
+	r := result{impl: impl.name, services: size}
+	proc, full, ready, err := startProxy(w, impl, kubeconfig, target)
+	if err != nil {
+		return r, err
+	}
+	defer stopProxy(proc)
+	r.full, r.ready = full, ready
+	read := func(metric string, labels []string) (float64, float64, error) { return impl.read(w, metric, labels) }
+	fullLabels, partial := impl.fullLabels(), impl.partialLabels()
 
 	// Partial syncs: one endpoint of one random Service changes.
 	for range *partialsFlag {
@@ -420,7 +474,7 @@ func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, ku
 		if err != nil {
 			return r, err
 		}
-		_, fc, err := read(impl.fullMetric, full)
+		_, fc, err := read(impl.fullMetric, fullLabels)
 		if err != nil {
 			return r, err
 		}
@@ -431,7 +485,7 @@ func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, ku
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			s, n, err := read(impl.partialMetric, partial)
-			_, f, err2 := read(impl.fullMetric, full)
+			_, f, err2 := read(impl.fullMetric, fullLabels)
 			if err == nil && err2 == nil && n > pc {
 				r.partials = append(r.partials, time.Duration((s-ps)/(n-pc)*float64(time.Second)))
 				break
@@ -457,7 +511,6 @@ func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, ku
 	if *dumpFlag != "" {
 		_ = os.WriteFile(filepath.Join(*dumpFlag, fmt.Sprintf("%s-%d.nft", impl.name, size)), []byte(out), 0o644)
 	}
-	r.rate = dataPath(w.client, target)
 	r.rss = peakRSS(proc.Cmd.Process.Pid)
 	return r, nil
 }
@@ -500,7 +553,14 @@ func dialOnce(addr string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	// Close with a reset: the pod closed first and would otherwise keep every connection in
+	// TIME_WAIT for a minute; at thousands a second the client's ports come round again
+	// while those are still there, and each such SYN stalls a worker for a 1 s retransmit,
+	// which made the rate a measure of port reuse rather than of the proxy.
+	defer func() {
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
@@ -512,40 +572,142 @@ func dialOnce(addr string) error {
 	return nil
 }
 
-// dataPath returns the median rate of new connections (connect, answer, close) over three
-// rounds: every one of them goes through the proxy's NAT lookup.
-func dataPath(ns *netns.NS, addr string) float64 {
-	var rates []float64
-	for range 3 {
-		var ok, failed atomic.Int64
-		stop := time.Now().Add(*loadFlag)
-		var wg sync.WaitGroup
-		for range *workersFlag {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = ns.Do(func() error {
-					for time.Now().Before(stop) {
-						if dialOnce(addr) == nil {
-							ok.Add(1)
-						} else {
-							failed.Add(1)
-						}
-					}
-					return nil
-				})
-			}()
-		}
-		wg.Wait()
-		rates = append(rates, float64(ok.Load())/loadFlag.Seconds())
-		if f := failed.Load(); f > 0 {
-			fmt.Fprintf(os.Stderr, "data path: %d failed connections in a round\n", f)
-		}
-		// Let TIME_WAIT states of the previous round age a little.
-		time.Sleep(time.Second)
+// freeze stops the given processes and every control plane's (kube-apiserver and etcd from
+// the binary directory) until the returned function continues them.
+func freeze(pids ...int) (func(), error) {
+	dir, err := controlplane.BinDir()
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(rates)
-	return rates[1]
+	want := len(pids)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil &&
+			(exe == filepath.Join(dir, "kube-apiserver") || exe == filepath.Join(dir, "etcd")) {
+			pids = append(pids, n)
+		}
+	}
+	if len(pids) < want+2 {
+		return nil, fmt.Errorf("found processes %v, want the proxies, kube-apiserver and etcd", pids)
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGSTOP)
+	}
+	return func() {
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGCONT)
+		}
+	}, nil
+}
+
+// round counts new connections (connect, answer, close) through the Service at addr for one
+// load period, from w's client; each connection's first packet goes through the proxy's NAT
+// lookup.
+func round(w *world, addr string) float64 {
+	// Every round starts from an empty connection tracking table. Closed connections stay in
+	// it for 10 s, holding the masquerade's source ports towards the pod; the more there are,
+	// the longer finding a free one takes, so later rounds would be slower than earlier ones
+	// for reasons unrelated to the rules.
+	if out, err := w.node.Run("conntrack", "-F"); err != nil && !strings.Contains(out, "emptied") {
+		fmt.Fprintf(os.Stderr, "data path: flushing conntrack: %v\n", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	var ok, failed atomic.Int64
+	stop := time.Now().Add(*loadFlag)
+	var wg sync.WaitGroup
+	for range *workersFlag {
+		wg.Go(func() {
+			_ = w.client.Do(func() error {
+				for time.Now().Before(stop) {
+					if dialOnce(addr) == nil {
+						ok.Add(1)
+					} else {
+						failed.Add(1)
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		fmt.Fprintf(os.Stderr, "data path: %d failed connections in a round\n", f)
+	}
+	return float64(ok.Load()) / loadFlag.Seconds()
+}
+
+// abResult is one proxy's data path with few and with many Services, measured in alternation.
+type abResult struct {
+	impl         string
+	small, large int
+	// Per round, in the order taken; round i of both belong together.
+	smallRates, largeRates []float64
+}
+
+// dataPathAB compares the data path of each proxy with `small` Services against `large`: a
+// second control plane holds the small set, and each proxy runs twice at once, in its world
+// of the big control plane and in a second world fed by the small one. With the proxies and
+// both control planes stopped (SIGSTOP: nothing but the kernel's rules and the load run),
+// rounds alternate between the two worlds, so that whatever drifts on the machine during the
+// measurement affects both sides alike.
+func dataPathAB(b *testing.B, order []*proxyImpl, worlds map[string]*world, kubeconfig, target, echoBin string, small, large int) []abResult {
+	cp := startCluster(b)
+	if err := grow(cp.client, 0, small); err != nil {
+		b.Fatal(err)
+	}
+	smallKubeconfig, smallTarget, u := cp.kubeconfig, cp.target, cp.host
+
+	var out []abResult
+	for _, impl := range order {
+		ws, wl := newWorld(b, impl.name+"-small", u, echoBin), worlds[impl.name]
+		ps, _, _, err := startProxy(ws, impl, smallKubeconfig, smallTarget)
+		if err != nil {
+			b.Fatalf("%s with %d Services: %v", impl.name, small, err)
+		}
+		pl, _, _, err := startProxy(wl, impl, kubeconfig, target)
+		if err != nil {
+			stopProxy(ps)
+			b.Fatalf("%s with %d Services: %v", impl.name, large, err)
+		}
+		r := abResult{impl: impl.name, small: small, large: large}
+		func() {
+			thaw, err := freeze(ps.Cmd.Process.Pid, pl.Cmd.Process.Pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer thaw()
+			for i := range *roundsFlag {
+				// small, large, large, small, small, large, ...: each side goes first as often.
+				if i%2 == 0 {
+					r.smallRates = append(r.smallRates, round(ws, smallTarget))
+					r.largeRates = append(r.largeRates, round(wl, target))
+				} else {
+					r.largeRates = append(r.largeRates, round(wl, target))
+					r.smallRates = append(r.smallRates, round(ws, smallTarget))
+				}
+			}
+		}()
+		stopProxy(ps)
+		stopProxy(pl)
+		b.Logf("%s data path: %d Services %v conn/s, %d Services %v conn/s", impl.name, small, r.smallRates, large, r.largeRates)
+		out = append(out, r)
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func peakRSS(pid int) int64 {
@@ -630,20 +792,20 @@ func tailOf(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-func printTable(w io.Writer, rs []result) {
+func printTable(w io.Writer, rs []result, ab []abResult) {
 	fmt.Fprintf(w, "\nService proxy benchmark, %s, %d CPUs, %s; ClusterIP Services × %d endpoints\n\n",
 		time.Now().Format("2006-01-02"), runtime.NumCPU(), runtime.GOARCH, endpoints)
-	fmt.Fprintln(w, "| proxy | Services | full sync | start → synced | partial sync mean | max | ruleset lines | peak RSS | new conn/s |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| proxy | Services | full sync | start → synced | partial sync mean | max | ruleset lines | peak RSS |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	byKey := map[string]result{}
 	for _, r := range rs {
 		byKey[fmt.Sprintf("%s/%d", r.impl, r.services)] = r
 		mean, mx := stats(r.partials)
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d | %d MiB | %.0f |\n", r.impl, r.services, dur(r.full), dur(r.ready),
-			dur(mean), dur(mx), r.lines, r.rss>>20, r.rate)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d | %d MiB |\n", r.impl, r.services, dur(r.full), dur(r.ready),
+			dur(mean), dur(mx), r.lines, r.rss>>20)
 	}
-	fmt.Fprintln(w, "\n| Services | full sync kube-proxy/fairlead | partial sync kube-proxy/fairlead | ruleset lines kube-proxy/fairlead | conn/s fairlead/kube-proxy |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "\n| Services | full sync kube-proxy/fairlead | partial sync kube-proxy/fairlead | ruleset lines kube-proxy/fairlead |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|")
 	for _, r := range rs {
 		k, ok := byKey[fmt.Sprintf("kube-proxy/%d", r.services)]
 		if r.impl != "fairlead" || !ok {
@@ -651,26 +813,26 @@ func printTable(w io.Writer, rs []result) {
 		}
 		fm, _ := stats(r.partials)
 		km, _ := stats(k.partials)
-		fmt.Fprintf(w, "| %d | %.1f× | %.1f× | %.1f× | %.2f |\n", r.services, ratio(k.full, r.full), ratio(km, fm),
-			float64(k.lines)/float64(max(r.lines, 1)), r.rate/max(k.rate, 1))
+		fmt.Fprintf(w, "| %d | %.1f× | %.1f× | %.1f× |\n", r.services, ratio(k.full, r.full), ratio(km, fm),
+			float64(k.lines)/float64(max(r.lines, 1)))
 	}
-	// The data path across sizes: the per-packet cost should not grow with the Service count.
-	fmt.Fprintln(w, "\n| proxy | conn/s at smallest size | at largest | change |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	for _, impl := range []string{"fairlead", "kube-proxy"} {
-		var first, last *result
-		for i := range rs {
-			if rs[i].impl == impl {
-				if first == nil {
-					first = &rs[i]
-				}
-				last = &rs[i]
-			}
+	if len(ab) == 0 {
+		return
+	}
+	// The data path: the per-packet cost should not grow with the Service count. The paired
+	// change is the median over rounds of (large/small - 1), each pair taken back to back.
+	fmt.Fprintln(w, "\n| proxy | new conn/s, few Services (min–max) | many Services (min–max) | change of medians | median paired change |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, r := range ab {
+		var paired []float64
+		for i := range r.smallRates {
+			paired = append(paired, r.largeRates[i]/max(r.smallRates[i], 1)-1)
 		}
-		if first != nil && last != first {
-			fmt.Fprintf(w, "| %s (%d → %d Services) | %.0f | %.0f | %+.1f%% |\n", impl, first.services, last.services,
-				first.rate, last.rate, 100*(last.rate-first.rate)/max(first.rate, 1))
-		}
+		ms, ml := median(r.smallRates), median(r.largeRates)
+		fmt.Fprintf(w, "| %s | %d: %.0f (%.0f–%.0f) | %d: %.0f (%.0f–%.0f) | %+.1f%% | %+.1f%% |\n", r.impl,
+			r.small, ms, slices.Min(r.smallRates), slices.Max(r.smallRates),
+			r.large, ml, slices.Min(r.largeRates), slices.Max(r.largeRates),
+			100*(ml/max(ms, 1)-1), 100*median(paired))
 	}
 }
 
