@@ -93,10 +93,17 @@ func (ml *memberList) start(ctx context.Context) (*members.Members, error) {
 	}
 	refresh()
 	mem.Join()
-	// Nodes come and go, and change addresses: the peers follow them (joined by Run).
+	// Nodes come and go, and change addresses: the peers follow them (joined by Run). Status
+	// updates that leave the address alone (most of them) are not worth a new peer list.
 	if _, err := nodes.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { refresh() },
-		UpdateFunc: func(old, cur any) { refresh() },
+		AddFunc: func(any) { refresh() },
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Node)
+			c, ok2 := cur.(*corev1.Node)
+			if !ok1 || !ok2 || internalIP(o) != internalIP(c) {
+				refresh()
+			}
+		},
 		DeleteFunc: func(any) { refresh() },
 	}); err != nil {
 		return nil, err

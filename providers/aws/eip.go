@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -233,16 +234,11 @@ func (e *EIP) Release(ctx context.Context, key string) error {
 
 // Owned implements providers.Provider.
 func (e *EIP) Owned(ctx context.Context) ([]string, error) {
-	held, err := e.describe(ctx, tagFilter(TagCluster, e.opts.ClusterName))
+	held, err := e.Held(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	for _, a := range held {
-		if k := a.tags[TagService]; k != "" {
-			keys = append(keys, k)
-		}
-	}
+	keys := slices.Collect(maps.Values(held))
 	slices.Sort(keys)
 	return slices.Compact(keys), nil
 }

@@ -100,7 +100,9 @@ func Plan(in Input) []Assignment {
 		}
 		key := svc.Namespace + "/" + svc.Name
 		fromPool := elastic[poolOf(svc)]
-		var candidates []string // computed for the first Elastic IP only: most addresses are not
+		// Computed for the Service's first Elastic IP only: most addresses are not one.
+		var candidates []string
+		elected := false
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(ing.IP)
 			if err != nil || !ip.Unmap().Is4() {
@@ -110,15 +112,12 @@ func Plan(in Input) []Assignment {
 			if !fromPool && in.Held[ip] != key {
 				continue
 			}
-			if candidates == nil {
+			if !elected {
 				s := election.Service{
 					LocalOnly:     svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 					EndpointNodes: endpoints[key],
 				}
-				candidates = election.EligibleNodes(nodes, s, election.Filter{Alive: in.Alive})
-				if candidates == nil {
-					candidates = []string{}
-				}
+				candidates, elected = election.EligibleNodes(nodes, s, election.Filter{Alive: in.Alive}), true
 			}
 			owner, _ := election.Owner(ip.String(), candidates)
 			ref := corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}

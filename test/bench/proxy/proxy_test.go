@@ -131,7 +131,6 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 
 	cp := startCluster(b)
 	client, kubeconfig, targetAddr := cp.client, cp.kubeconfig, cp.target
-	u := cp.host
 
 	impls := map[string]*proxyImpl{
 		"fairlead": {
@@ -168,7 +167,7 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 	// One world per proxy, so their rulesets never mix: node, a pod behind it, a client on its LAN.
 	worlds := map[string]*world{}
 	for _, impl := range order {
-		worlds[impl.name] = newWorld(b, impl.name, u, echoBin)
+		worlds[impl.name] = newWorld(b, impl.name, cp.host, echoBin)
 	}
 
 	var results []result
@@ -465,16 +464,15 @@ func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, ku
 	}
 	defer stopProxy(proc)
 	r.full, r.ready = full, ready
-	read := func(metric string, labels []string) (float64, float64, error) { return impl.read(w, metric, labels) }
 	fullLabels, partial := impl.fullLabels(), impl.partialLabels()
 
 	// Partial syncs: one endpoint of one random Service changes.
 	for range *partialsFlag {
-		ps, pc, err := read(impl.partialMetric, partial)
+		ps, pc, err := impl.read(w, impl.partialMetric, partial)
 		if err != nil {
 			return r, err
 		}
-		_, fc, err := read(impl.fullMetric, fullLabels)
+		_, fc, err := impl.read(w, impl.fullMetric, fullLabels)
 		if err != nil {
 			return r, err
 		}
@@ -484,8 +482,8 @@ func measure(b *testing.B, c kubernetes.Interface, w *world, impl *proxyImpl, ku
 		}
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			s, n, err := read(impl.partialMetric, partial)
-			_, f, err2 := read(impl.fullMetric, fullLabels)
+			s, n, err := impl.read(w, impl.partialMetric, partial)
+			_, f, err2 := impl.read(w, impl.fullMetric, fullLabels)
 			if err == nil && err2 == nil && n > pc {
 				r.partials = append(r.partials, time.Duration((s-ps)/(n-pc)*float64(time.Second)))
 				break
