@@ -99,7 +99,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return ok && (svcR.Owns(svc) || controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer))
 	})
 	retryPending := handler.TypedEnqueueRequestsFromMapFunc(func(context.Context, reconcile.Request) []reconcile.Request {
-		keys := state.Pending()
+		keys := state.Retryable()
 		out := make([]reconcile.Request, 0, len(keys))
 		for _, k := range keys {
 			ns, name, _ := splitKey(k)
@@ -124,14 +124,18 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		ElasticIPs:     svcR.ElasticIPs != nil,
 	}
 	// A pool's validity depends on the others (overlaps): any pool event reconciles them all.
-	allPools := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+	// The pool itself is always among them: when the last pool goes, the list is empty, and the
+	// state must still learn that it went.
+	allPools := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+		out := []reconcile.Request{{NamespacedName: types.NamespacedName{Name: obj.GetName()}}}
 		var list v1alpha1.IPPoolList
 		if err := mgr.GetClient().List(ctx, &list); err != nil {
-			return nil
+			return out
 		}
-		out := make([]reconcile.Request, len(list.Items))
-		for i, p := range list.Items {
-			out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}}
+		for _, p := range list.Items {
+			if p.Name != obj.GetName() {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+			}
 		}
 		return out
 	})

@@ -46,6 +46,7 @@ Fairlead's IPPools, an AWS NLB or an Elastic IP, as --cloud-config says.`
 }
 
 func initCloud(c *config.CompletedConfig) cloudprovider.Interface {
+	fenceClients(c)
 	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
 	if shared.Name != fairlead.ProviderName {
 		klog.Fatalf("--cloud-provider=%q: fairlead-ccm only runs the %q cloud provider", shared.Name, fairlead.ProviderName)

@@ -14,7 +14,10 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers"
+	"github.com/fairlead-lb/fairlead/controllers/fence"
 )
+
+const leaderID = "fairlead-controller.fairlead.dev"
 
 func main() {
 	var (
@@ -71,9 +74,16 @@ func main() {
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	if leaderElect && leaderNS == "" {
-		if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err != nil {
-			leaderNS = "kube-system"
+		leaderNS = "kube-system"
+		if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			leaderNS = strings.TrimSpace(string(ns))
 		}
+	}
+	if leaderElect {
+		// Every client the manager builds, the elector's included, goes through the fence: no
+		// write leaves once the Lease is not provably ours (a leader paused past its Lease).
+		f := fence.New(leaderNS, leaderID, fence.OnRefused(controllers.FencedWrites.Inc))
+		cfg.Wrap(f.Wrap)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.NewScheme(),
@@ -81,7 +91,7 @@ func main() {
 		HealthProbeBindAddress:  probeAddr,
 		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "fairlead-controller.fairlead.dev",
+		LeaderElectionID:        leaderID,
 		LeaderElectionNamespace: leaderNS,
 		// The process ends when the manager stops, so it can hand the Lease over at once:
 		// a rolling update then waits for no Lease to expire.

@@ -20,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -285,4 +287,113 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// holdersWatch follows every write to the Services of ns, in the apiserver's order, and records
+// each moment at which one address was held by two Services.
+type holdersWatch struct {
+	mu         sync.Mutex
+	violations []string
+	writes     int
+}
+
+func watchHolders(t *testing.T, ns string) *holdersWatch {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	w, err := cs.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	h := &holdersWatch{}
+	go func() {
+		held := map[string][]string{} // Service → addresses
+		for ev := range w.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			if ev.Type == watch.Deleted {
+				delete(held, svc.Name)
+			} else {
+				var ips []string
+				for _, in := range svc.Status.LoadBalancer.Ingress {
+					ips = append(ips, in.IP)
+				}
+				held[svc.Name] = ips
+			}
+			owner := map[string]string{}
+			h.mu.Lock()
+			h.writes++
+			for name, ips := range held {
+				for _, ip := range ips {
+					if other, dup := owner[ip]; dup {
+						h.violations = append(h.violations, fmt.Sprintf("at resourceVersion %s: %s held by %s and %s", svc.ResourceVersion, ip, other, name))
+					}
+					owner[ip] = name
+				}
+			}
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+func (h *holdersWatch) check(t *testing.T) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.violations) > 0 {
+		t.Fatalf("%d moments with an address held twice (of %d writes), first: %s", len(h.violations), h.writes, h.violations[0])
+	}
+}
+
+// A leader paused past its Lease resumes with a stale view of who holds what. Until it notices
+// that it lost the Lease, it must not write: the new leader has handed out addresses since.
+func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
+	ns := setup(t, "paused", "192.0.2.0/26")
+	holders := watchHolders(t, ns)
+	a := startController(t)
+	waitFor(t, 20*time.Second, a.leads, "the first replica to lead")
+	b := startController(t)
+	createServices(t, ns, 0, 20)
+	waitAllocated(t, ns, 20, 30*time.Second)
+
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+	waitFor(t, 30*time.Second, b.leads, "the standby to take over from the paused leader")
+	// While the old leader sleeps, the new one frees ten addresses and hands out twenty: in the
+	// old leader's view the freed ones are still held and the new Services hold nothing.
+	for i := 0; i < 10; i++ {
+		if err := env.Client.Delete(ctx, service(ns, i, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		var list corev1.ServiceList
+		return env.Client.List(ctx, &list, client.InNamespace(ns)) == nil && len(list.Items) == 10
+	}, "the new leader to release the deleted Services")
+	createServices(t, ns, 20, 40)
+	before := waitAllocated(t, ns, 30, 30*time.Second)
+
+	exited := make(chan error, 1)
+	go func() { exited <- a.cmd.Wait() }()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited: // it notices the lost Lease and stops
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old leader still runs 30 s after it lost its Lease")
+	}
+	// The old leader did try: its reconcilers ran on the stale view, and the fence refused them.
+	if !strings.Contains(a.logs(), "not provably held") {
+		t.Fatalf("the resumed leader never attempted a write, so this run proves nothing; its logs:\n%s", tail(a.logs(), 30))
+	}
+	createServices(t, ns, 40, 45)
+	after := waitAllocated(t, ns, 35, 30*time.Second)
+	unchanged(t, before, after)
+	holders.check(t)
 }

@@ -74,6 +74,11 @@ type IPPoolStatus struct {
 	IPv4 *FamilyStatus `json:"ipv4,omitempty"`
 	// +optional
 	IPv6 *FamilyStatus `json:"ipv6,omitempty"`
+	// Strays counts addresses handed out from this pool that Services keep although the pool
+	// no longer covers them (its addresses changed) or no longer admits those Services
+	// (allocateTo changed). They stay announced and are never handed to another Service.
+	// +optional
+	Strays int64 `json:"strays,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// +optional
@@ -92,6 +97,7 @@ type IPPoolStatus struct {
 // +kubebuilder:printcolumn:name="IPv4 Free",type=string,JSONPath=`.status.ipv4.free`
 // +kubebuilder:printcolumn:name="IPv6 Used",type=integer,JSONPath=`.status.ipv6.used`
 // +kubebuilder:printcolumn:name="IPv6 Free",type=string,JSONPath=`.status.ipv6.free`
+// +kubebuilder:printcolumn:name="Strays",type=integer,JSONPath=`.status.strays`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

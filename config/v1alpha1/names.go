@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "strings"
+
 // The loadBalancerClass Fairlead answers to. Services of another class are never touched.
 const LoadBalancerClass = "fairlead.dev/lb"
 
@@ -12,7 +14,29 @@ const (
 	AnnotationPool = "fairlead.dev/pool"
 	// AnnotationSharingKey lets Services of one namespace share an address when their ports differ.
 	AnnotationSharingKey = "fairlead.dev/sharing-key"
+	// AnnotationAllocatedFromPool is written by the controller: the pool the Service's addresses
+	// were handed out from (one name, or one per status.loadBalancer.ingress entry when they
+	// differ). It outlives a pool that shrinks or goes, so speakers keep announcing the
+	// addresses as that pool's, and a restarted controller keeps counting them there.
+	AnnotationAllocatedFromPool = "fairlead.dev/allocated-from-pool"
 )
+
+// AllocatedFromPool is the pool the annotation names for the i-th of n ingress addresses, "" if
+// none.
+func AllocatedFromPool(annotations map[string]string, i, n int) string {
+	v := annotations[AnnotationAllocatedFromPool]
+	if v == "" {
+		return ""
+	}
+	names := strings.Split(v, ",")
+	switch {
+	case len(names) == 1:
+		return strings.TrimSpace(names[0])
+	case len(names) == n && i < n:
+		return strings.TrimSpace(names[i])
+	}
+	return ""
+}
 
 // MetalLB's annotation names, old (metallb.universe.tf) and current (metallb.io) prefixes.
 var (

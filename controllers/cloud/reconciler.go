@@ -139,7 +139,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ing p
 	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionIPAllocated)
 	meta.SetStatusCondition(&svc.Status.Conditions, cond)
 	if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-		if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+		if err := r.Client.Status().Patch(ctx, svc, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}

@@ -43,7 +43,11 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 			if _, elastic := s.ElasticPool(r.Pool); elastic {
 				continue // the cloud holds its address, not the local pools
 			}
-			hs = append(hs, Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time})
+			h := Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time}
+			for i := range ips {
+				h.Pools = append(h.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, len(ips)))
+			}
+			hs = append(hs, h)
 		}
 		errs := s.Restore(hs)
 		for _, err := range errs {

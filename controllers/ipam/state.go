@@ -53,7 +53,15 @@ type State struct {
 	problems map[string]PoolProblem
 	elastic  map[string]*compiledPool
 	pending  map[string]bool
-	hooks    Hooks
+	// origin is the pool each held address was handed out from: it outlives a pool that
+	// shrinks or goes, so the Service keeps being reported (and announced) as that pool's.
+	origin map[netip.Addr]string
+	// strays are the held addresses their pool no longer covers or no longer lets the Service
+	// have, by Service; they are kept, never handed to anyone else, and reported.
+	strays map[string][]Stray
+	// recheck: Services holding addresses of pools that changed, to reconcile again.
+	recheck map[string]bool
+	hooks   Hooks
 	// seen fingerprints every pool's spec, to retry pending Services only when pools change.
 	seen map[string]string
 
@@ -74,8 +82,22 @@ func New(h Hooks) *State {
 		pools:    map[string]*compiledPool{},
 		problems: map[string]PoolProblem{},
 		pending:  map[string]bool{},
+		origin:   map[netip.Addr]string{},
+		strays:   map[string][]Stray{},
+		recheck:  map[string]bool{},
 		hooks:    h,
 	}
+}
+
+// Stray is an address a Service keeps although its pool no longer covers it (the pool shrank,
+// became invalid or was deleted) or no longer lets the Service have it (allocateTo changed).
+// Renumbering would break every client, DNS record and firewall rule that uses the address, so
+// the Service keeps it and it stays announced; it is reported, and never handed to another
+// Service until this one lets it go.
+type Stray struct {
+	IP   netip.Addr
+	Pool string // the pool it was handed out from
+	Why  string
 }
 
 // LoadPools replaces the pool set with items (all IPPools). Held addresses are never dropped:
@@ -89,6 +111,17 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 	}
 	s.mu.Lock()
 	retry := !maps.Equal(seen, s.seen)
+	respec := map[string]bool{}
+	for name, fp := range seen {
+		if s.seen[name] != fp {
+			respec[name] = true
+		}
+	}
+	for name := range s.seen {
+		if _, ok := seen[name]; !ok {
+			respec[name] = true
+		}
+	}
 	s.seen = seen
 	var changed []string
 	for name, c := range good {
@@ -109,6 +142,17 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 		}
 	}
 	s.pools, s.problems, s.elastic = good, bad, elastic
+	if len(respec) > 0 {
+		// Whoever holds an address of a changed pool may have become (or stopped being) a
+		// stray: its Service's condition must say so.
+		for a, origin := range s.origin {
+			if respec[origin] || respec[s.alloc.PoolOf(a)] {
+				for _, k := range s.alloc.Holders(a) {
+					s.recheck[k] = true
+				}
+			}
+		}
+	}
 	s.mu.Unlock()
 	for _, n := range changed {
 		s.hooks.PoolChanged(n)
@@ -163,6 +207,9 @@ func (s *State) Problem(name string) (PoolProblem, bool) {
 type Holding struct {
 	Service pool.Service
 	IPs     []netip.Addr
+	// Pools are the pools the addresses came from, as recorded on the Service (one name for
+	// all, or one per address); empty for Services allocated before it was recorded.
+	Pools   []string
 	Created time.Time
 }
 
@@ -176,13 +223,98 @@ func (s *State) Restore(hs []Holding) []error {
 	defer s.mu.Unlock()
 	var errs []error
 	for _, h := range hs {
-		for _, a := range h.IPs {
+		for i, a := range h.IPs {
 			if err := s.alloc.Assign(h.Service, a); err != nil {
 				errs = append(errs, fmt.Errorf("%s: cannot keep %s: %w", h.Service.Key, a, err))
+				continue
+			}
+			origin := s.alloc.PoolOf(a)
+			switch {
+			case origin != "":
+			case len(h.Pools) == 1:
+				origin = h.Pools[0]
+			case len(h.Pools) == len(h.IPs):
+				origin = h.Pools[i]
+			}
+			if origin != "" {
+				s.origin[a.Unmap()] = origin
 			}
 		}
 	}
 	return errs
+}
+
+// Strays lists the addresses the Service keeps outside what its pool allows, as of its last
+// Ensure.
+func (s *State) Strays(key string) []Stray {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.strays[key])
+}
+
+// PoolsOf names the pool each address came from ("" where unknown).
+func (s *State) PoolsOf(ips []netip.Addr) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(ips))
+	for i, a := range ips {
+		out[i] = s.originOf(a)
+	}
+	return out
+}
+
+// originOf: the pool covering a now, else the one it was handed out from.
+func (s *State) originOf(a netip.Addr) string {
+	if p := s.alloc.PoolOf(a); p != "" {
+		return p
+	}
+	return s.origin[a]
+}
+
+// stray says why a Service may no longer have a held address from its pool, "" if it may.
+func (s *State) stray(r Request, a netip.Addr) (string, string) {
+	covering := s.alloc.PoolOf(a)
+	origin := s.originOf(a)
+	if covering == "" {
+		switch p, bad := s.problems[origin]; {
+		case origin == "":
+			return "", fmt.Sprintf("%s is in no IPPool", a)
+		case bad:
+			return origin, fmt.Sprintf("pool %q is not usable (%s)", origin, p.Message)
+		case s.seen[origin] == "":
+			return origin, fmt.Sprintf("pool %q no longer exists", origin)
+		default:
+			return origin, fmt.Sprintf("%s is no longer in pool %q's addresses", a, origin)
+		}
+	}
+	if c, ok := s.pools[covering]; ok {
+		if ok, _ := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
+			return covering, fmt.Sprintf("pool %q no longer allocates to this Service (its allocateTo changed, or the Service's or namespace's labels did)", covering)
+		}
+	}
+	return covering, ""
+}
+
+// noteStrays records which of the addresses the Service keeps are strays.
+func (s *State) noteStrays(r Request, ips []netip.Addr) {
+	var out []Stray
+	for _, a := range ips {
+		if p, why := s.stray(r, a); why != "" {
+			out = append(out, Stray{IP: a, Pool: p, Why: why})
+		}
+	}
+	if len(out) == 0 {
+		delete(s.strays, r.Service.Key)
+	} else {
+		s.strays[r.Service.Key] = out
+	}
+}
+
+// forget drops what is known of an address nobody holds any more.
+func (s *State) forget(a netip.Addr) {
+	if len(s.alloc.Holders(a)) == 0 {
+		delete(s.origin, a)
+	}
 }
 
 // Ensure gives the Service the addresses its request asks for, keeping those it holds where
@@ -191,6 +323,22 @@ func (s *State) Ensure(r Request) ([]netip.Addr, error) {
 	s.mu.Lock()
 	ips, touched, err := s.ensure(r)
 	key := r.Service.Key
+	before := s.strays[key]
+	s.noteStrays(r, ips)
+	var strayPools []string
+	if !slices.Equal(before, s.strays[key]) {
+		for _, st := range append(slices.Clone(before), s.strays[key]...) {
+			strayPools = append(strayPools, st.Pool)
+		}
+	}
+	for _, a := range touched.added {
+		if p := s.alloc.PoolOf(a); p != "" {
+			s.origin[a] = p
+		}
+	}
+	for _, a := range touched.released {
+		s.forget(a)
+	}
 	if err != nil {
 		s.pending[key] = true
 	} else {
@@ -205,6 +353,11 @@ func (s *State) Ensure(r Request) ([]netip.Addr, error) {
 	}
 	for _, a := range append(touched.released, touched.added...) {
 		if p := s.alloc.PoolOf(a); p != "" && !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+	}
+	for _, p := range strayPools {
+		if p != "" && !slices.Contains(pools, p) {
 			pools = append(pools, p)
 		}
 	}
@@ -232,14 +385,10 @@ func (s *State) ensure(r Request) ([]netip.Addr, touched, error) {
 		if !slices.Contains(r.Families, f) || (len(r.IPs) > 0 && !slices.Contains(r.IPs, a)) {
 			continue
 		}
-		pname := s.alloc.PoolOf(a)
-		if r.Pool != "" && pname != r.Pool {
+		// A Service that asks for another pool moves; one whose pool shrank, went or stopped
+		// admitting it keeps its address (see Stray).
+		if r.Pool != "" && s.originOf(a) != r.Pool {
 			continue
-		}
-		if c, ok := s.pools[pname]; ok {
-			if ok, _ := c.allows(r.Service.Namespace, r.NamespaceLabels, r.ServiceLabels); !ok {
-				continue
-			}
 		}
 		// Re-assigning refreshes the ports and sharing key the allocator knows; a change that
 		// now collides with a sharer loses the address.
@@ -438,12 +587,16 @@ func (s *State) Release(key string) []netip.Addr {
 	s.mu.Lock()
 	var pools []string
 	for _, a := range s.alloc.Held(key) {
-		if p := s.alloc.PoolOf(a); p != "" && !slices.Contains(pools, p) {
+		if p := s.originOf(a); p != "" && !slices.Contains(pools, p) {
 			pools = append(pools, p)
 		}
 	}
 	released := s.alloc.ReleaseAll(key)
+	for _, a := range released {
+		s.forget(a)
+	}
 	delete(s.pending, key)
+	delete(s.strays, key)
 	s.mu.Unlock()
 	for _, p := range pools {
 		s.hooks.PoolChanged(p)
@@ -461,6 +614,19 @@ func (s *State) Held(key string) []netip.Addr {
 	return s.alloc.Held(key)
 }
 
+// Retryable lists the Services worth another reconcile: those pending, and those holding
+// addresses of a pool that changed since they were last reconciled.
+func (s *State) Retryable() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := maps.Clone(s.recheck)
+	clear(s.recheck)
+	for k := range s.pending {
+		set[k] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
 // Pending lists the Services whose last allocation failed, to retry them.
 func (s *State) Pending() []string {
 	s.mu.Lock()
@@ -475,7 +641,10 @@ func (s *State) Pending() []string {
 
 // Usage is a pool's accounting for its status.
 type Usage struct {
-	Stats    map[pool.Family]pool.Stats
+	Stats map[pool.Family]pool.Stats
+	// Strays counts the addresses handed out from this pool that Services keep although the
+	// pool no longer covers them or no longer admits those Services.
+	Strays   int
 	Holders  []string // Services holding its addresses; only listed while the pool is deleting
 	InUse    bool     // the pool is loaded (valid)
 	Deleting bool
@@ -485,12 +654,20 @@ type Usage struct {
 func (s *State) PoolUsage(name string) Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	strays := 0
+	for _, ss := range s.strays {
+		for _, st := range ss {
+			if st.Pool == name {
+				strays++
+			}
+		}
+	}
 	c, ok := s.pools[name]
 	if !ok {
-		return Usage{}
+		return Usage{Strays: strays}
 	}
 	stats, _ := s.alloc.PoolStats(name)
-	u := Usage{Stats: stats, InUse: true, Deleting: c.deleting}
+	u := Usage{Stats: stats, Strays: strays, InUse: true, Deleting: c.deleting}
 	// Listing holders walks every address the pool has handed out, under the allocator's lock;
 	// only a deleting pool needs the names (its condition says who keeps it alive).
 	if c.deleting {

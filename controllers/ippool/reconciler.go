@@ -93,6 +93,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			cond.Message = "Addresses are allocated to Services that ask for this pool"
 		}
 	}
+	p.Status.Strays = int64(usage.Strays)
+	if usage.Strays > 0 {
+		cond.Message += fmt.Sprintf("; %d address(es) handed out from this pool are kept by Services it no longer covers or admits (their IPAllocated condition has reason OutsidePool)", usage.Strays)
+	}
 	if !p.DeletionTimestamp.IsZero() {
 		cond.Status, cond.Reason = metav1.ConditionFalse, "Deleting"
 		cond.Message = fmt.Sprintf("Deletion waits until %d Service(s) release their addresses: %s", len(usage.Holders), abbreviate(usage.Holders, 5))

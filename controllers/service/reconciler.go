@@ -107,7 +107,21 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 			ips = ipam.IngressIPs(svc)
 		}
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, svc, ips, err)
+	out := outcome{IPs: ips, Err: err, Strays: r.State.Strays(key)}
+	if len(ips) > 0 && r.State.Held(key) != nil {
+		out.Pools = r.State.PoolsOf(ips)
+	}
+	return ctrl.Result{}, r.write(ctx, svc, out)
+}
+
+// outcome is what one reconcile decided for a Service.
+type outcome struct {
+	IPs []netip.Addr
+	// Pools the addresses came from, recorded in AnnotationAllocatedFromPool; nil leaves the
+	// annotation as it is.
+	Pools  []string
+	Strays []ipam.Stray
+	Err    error
 }
 
 func (r *Reconciler) release(key string) []netip.Addr {
@@ -143,6 +157,11 @@ func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
 }
 
 func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr, allocErr error) error {
+	return r.write(ctx, svc, outcome{IPs: ips, Err: allocErr})
+}
+
+func (r *Reconciler) write(ctx context.Context, svc *corev1.Service, out outcome) error {
+	ips, allocErr := out.IPs, out.Err
 	logger := log.FromContext(ctx)
 	before := ipam.IngressIPs(svc)
 	base := svc.DeepCopy()
@@ -168,24 +187,41 @@ func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips [
 		}
 		ipam.AllocationFailures.WithLabelValues(failure.Reason).Inc()
 	}
+	if failure == nil && len(out.Strays) > 0 {
+		// Still allocated (and announced), but not as the pool now says: tell the owner.
+		cond.Reason = ReasonOutsidePool
+		var why []string
+		for _, st := range out.Strays {
+			why = append(why, st.Why)
+		}
+		cond.Message += "; kept although " + strings.Join(why, "; ") +
+			": the address stays announced and is not handed to another Service; request another address or pool to move"
+	}
 	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionIPAllocated)
 	meta.SetStatusCondition(&svc.Status.Conditions, cond)
+	needAnnotation := setPoolAnnotation(svc, ips, out.Pools)
 
-	// The finalizer rides along with the status: a Service's status subresource keeps metadata
+	// The finalizer and the pool annotation ride along with the status: a Service's status subresource keeps metadata
 	// changes, so a new Service costs the apiserver one write instead of two (on a busy
 	// apiserver, that is what keeps allocation in step with creation). The strategic merge
 	// patch adds to the finalizer list instead of replacing it. Should an apiserver ever drop
 	// metadata on /status, the answer shows it and a separate patch adds the finalizer.
 	needFinalizer := controllerutil.AddFinalizer(svc, v1alpha1.ServiceFinalizer)
-	if needFinalizer || !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-		if err := r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(base)); err != nil {
+	if needFinalizer || needAnnotation || !equality.Semantic.DeepEqual(base.Status, svc.Status) {
+		// Conditional on the version read: a write based on a stale view (another replica, or
+		// the user, changed the Service meanwhile) fails and is retried on the fresh one.
+		if err := r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}
-	if needFinalizer && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
-		patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q]}}`, v1alpha1.ServiceFinalizer)
-		if err := r.Client.Patch(ctx, svc, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
-			return fmt.Errorf("adding finalizer: %w", err)
+	lostFinalizer := needFinalizer && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer)
+	lostAnnotation := needAnnotation && setPoolAnnotation(svc.DeepCopy(), ips, out.Pools)
+	if lostFinalizer || lostAnnotation {
+		mbase := svc.DeepCopy()
+		controllerutil.AddFinalizer(svc, v1alpha1.ServiceFinalizer)
+		setPoolAnnotation(svc, ips, out.Pools)
+		if err := r.Client.Patch(ctx, svc, client.MergeFromWithOptions(mbase, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("adding finalizer and pool annotation: %w", err)
 		}
 	}
 	if added := diff(ips, before); len(added) > 0 {
@@ -200,7 +236,46 @@ func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips [
 		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, "AllocationFailed", "Allocate", "%s", cond.Message)
 		logger.Info("allocation failed", "reason", failure.Reason, "message", failure.Message)
 	}
+	if cond.Reason == ReasonOutsidePool && (prev == nil || prev.Message != cond.Message) {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonOutsidePool, "Allocate", "%s", cond.Message)
+		logger.Info("address kept outside its pool", "message", cond.Message)
+	}
 	return nil
+}
+
+// ReasonOutsidePool is the IPAllocated reason (and Event reason) of a Service that keeps an
+// address its pool no longer covers or no longer lets it have.
+const ReasonOutsidePool = "OutsidePool"
+
+// setPoolAnnotation records the pools the addresses came from (one name when they agree),
+// removes the record from a Service without addresses, and reports whether it changed anything.
+func setPoolAnnotation(svc *corev1.Service, ips []netip.Addr, pools []string) bool {
+	cur, has := svc.Annotations[v1alpha1.AnnotationAllocatedFromPool]
+	if len(ips) == 0 {
+		if has {
+			delete(svc.Annotations, v1alpha1.AnnotationAllocatedFromPool)
+		}
+		return has
+	}
+	if pools == nil {
+		return false
+	}
+	want := pools
+	if len(slices.Compact(slices.Clone(pools))) == 1 {
+		want = pools[:1]
+	}
+	if slices.Contains(want, "") {
+		return false // some origin unknown: a partial record would mislead
+	}
+	v := strings.Join(want, ",")
+	if has && cur == v {
+		return false
+	}
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[v1alpha1.AnnotationAllocatedFromPool] = v
+	return true
 }
 
 func asError(err error) *ipam.Error {
@@ -239,14 +314,15 @@ func LetGo(ctx context.Context, c client.Client, svc *corev1.Service, finalizer 
 		svc.Status.LoadBalancer.Ingress = nil
 		meta.RemoveStatusCondition(&svc.Status.Conditions, v1alpha1.ConditionIPAllocated)
 		if !equality.Semantic.DeepEqual(base.Status, svc.Status) {
-			if err := c.Status().Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+			if err := c.Status().Patch(ctx, svc, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 				return fmt.Errorf("clearing status: %w", err)
 			}
 		}
 	}
 	base := svc.DeepCopy()
 	controllerutil.RemoveFinalizer(svc, finalizer)
-	if err := c.Patch(ctx, svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+	delete(svc.Annotations, v1alpha1.AnnotationAllocatedFromPool)
+	if err := c.Patch(ctx, svc, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil

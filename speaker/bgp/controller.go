@@ -368,9 +368,11 @@ func serviceOf(svc *corev1.Service) (Service, bool) {
 	}
 	s := Service{Key: svc.Namespace + "/" + svc.Name}
 	s.LocalOnly = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
+	n := len(svc.Status.LoadBalancer.Ingress)
+	for i, ing := range svc.Status.LoadBalancer.Ingress {
 		if a, err := netip.ParseAddr(ing.IP); err == nil {
 			s.Addrs = append(s.Addrs, a.Unmap())
+			s.Pools = append(s.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, n))
 		}
 	}
 	return s, len(s.Addrs) > 0

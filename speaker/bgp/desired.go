@@ -107,6 +107,10 @@ type Node struct {
 type Service struct {
 	Key   string // namespace/name
 	Addrs []netip.Addr
+	// Pools are the pools Addrs were handed out from as the controller recorded them (one
+	// per address, "" where unknown): they name the pool of an address its pool no longer
+	// covers, which the Service keeps and which must stay announced.
+	Pools []string
 	election.Service
 }
 
@@ -201,8 +205,11 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 	}
 
 	for _, svc := range in.Services {
-		for _, addr := range svc.Addrs {
+		for i, addr := range svc.Addrs {
 			poolName, ok := pools.of(addr)
+			if !ok && i < len(svc.Pools) && svc.Pools[i] != "" {
+				poolName, ok = svc.Pools[i], true
+			}
 			if !ok {
 				continue
 			}

@@ -299,3 +299,30 @@ func TestLocalEndpointNodes(t *testing.T) {
 		t.Errorf("ns/b: %v, want n2 (terminating but serving, nothing else ready)", b)
 	}
 }
+
+// An address its pool no longer covers, kept by its Service, is still advertised under the
+// pool the controller recorded on the Service; one with no record is not.
+func TestDesiredAddressOutsideItsPool(t *testing.T) {
+	kept := svc("ns/kept", "192.0.2.200")
+	kept.Pools = []string{"red"}
+	in := Input{
+		Node:  testNode,
+		Pools: testPools,
+		Peers: []*v1alpha1.BGPPeer{peer("ebgp", "192.0.2.1", 64500, 64512)},
+		Advertisements: []*v1alpha1.BGPAdvertisement{adv("red-only", func(s *v1alpha1.BGPAdvertisementSpec) {
+			s.IPPools = []string{"red"}
+		})},
+		Services: []Service{kept, svc("ns/unrecorded", "192.0.2.201"), svc("ns/inside", "203.0.113.5")},
+	}
+	sessions, problems := Desired(in)
+	if len(problems) != 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	s := sessions["ebgp"]
+	if s == nil {
+		t.Fatalf("no session: %v", sessions)
+	}
+	if got, want := prefixes(s), []string{"192.0.2.200/32", "203.0.113.5/32"}; !slices.Equal(got, want) {
+		t.Errorf("advertised %v, want %v", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -73,6 +74,8 @@ func Start(opts Options) (*Env, error) {
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "charts/fairlead/crds")}, opts.CRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+		// envtest's 20 s default is too short on two busy cores (a cold apiserver takes longer).
+		ControlPlaneStartTimeout: 2 * time.Minute,
 	}
 	api := e.ControlPlane.GetAPIServer()
 	args := api.Configure()

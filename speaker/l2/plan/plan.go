@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers/pool"
@@ -113,6 +114,9 @@ func Compute(in Input) ([]Announcement, []Problem) {
 	var out []Announcement
 	for ip, svcs := range byIP {
 		p := poolOf(pools, ip)
+		if p == nil {
+			p = recordedPool(in.Pools, svcs, ip)
+		}
 		if p == nil {
 			continue // not ours to announce: not from a pool we know
 		}
@@ -238,6 +242,31 @@ func compilePools(in []*v1alpha1.IPPool, problems *[]Problem) []compiledPool {
 		out = append(out, compiledPool{p, rs})
 	}
 	return out
+}
+
+// recordedPool is the pool the controller recorded on the Services for an address no pool
+// covers any more (the pool shrank or was deleted while they held it): they keep the address,
+// so it stays announced as that pool's. A pool that is gone is known by its name only.
+func recordedPool(in []*v1alpha1.IPPool, svcs []*corev1.Service, a netip.Addr) *compiledPool {
+	for _, svc := range svcs {
+		n := len(svc.Status.LoadBalancer.Ingress)
+		for i, ing := range svc.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(ing.IP); err != nil || ip.Unmap() != a {
+				continue
+			}
+			name := v1alpha1.AllocatedFromPool(svc.Annotations, i, n)
+			if name == "" {
+				continue
+			}
+			for _, p := range in {
+				if p.Name == name {
+					return &compiledPool{obj: p}
+				}
+			}
+			return &compiledPool{obj: &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}}}
+		}
+	}
+	return nil
 }
 
 func poolOf(pools []compiledPool, a netip.Addr) *compiledPool {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -283,5 +284,44 @@ func TestInvalidAdvertisementIsIgnoredWhole(t *testing.T) {
 	}
 	if len(as) != 1 || as[0].IP.String() != "198.51.100.1" || as[0].Owner == "" || fmt.Sprint(as[0].Interfaces) != "[eth0]" {
 		t.Errorf("Compute = %+v, want only 198.51.100.1, owned, on eth0", as)
+	}
+}
+
+// A Service keeps an address its pool no longer covers (shrunk, deleted): the controller
+// records the pool on the Service, and the address stays announced as that pool's.
+func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
+	recorded := func(s *corev1.Service, pool string) *corev1.Service {
+		s.Annotations = map[string]string{v1alpha1.AnnotationAllocatedFromPool: pool}
+		return s
+	}
+	svcs := []*corev1.Service{
+		service("inside", false, "198.51.100.1"),
+		recorded(service("shrunk", false, "198.51.100.200"), "blue"),
+		recorded(service("gone", false, "192.0.2.9"), "deleted"),
+		recorded(service("dual", false, "198.51.100.201", "2001:db8::9"), "blue,red"),
+		service("unrecorded", false, "198.51.100.202"),
+	}
+	pools := []*v1alpha1.IPPool{ippool("blue", map[string]string{"l2": "yes"}, "198.51.100.0/25")}
+	for _, tc := range []struct {
+		name string
+		ads  []*v1alpha1.L2Advertisement
+		want []string
+	}{
+		{"every pool", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{})},
+			[]string{"192.0.2.9", "198.51.100.1", "198.51.100.200", "198.51.100.201", "2001:db8::9"}},
+		{"the shrunk pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})},
+			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201"}},
+		{"the shrunk pool by selector", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"l2": "yes"}}}})},
+			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201"}},
+		{"the deleted pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"deleted"}})},
+			[]string{"192.0.2.9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := owners(t, Input{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: true})
+			ips := slices.Sorted(maps.Keys(got))
+			if !slices.Equal(ips, tc.want) {
+				t.Errorf("announced %v, want %v", ips, tc.want)
+			}
+		})
 	}
 }
