@@ -152,8 +152,9 @@ func (al *Allocator) poolOf(a netip.Addr) string {
 // Assign gives svc the address a: a must be free or held only by services
 // svc may share with. Inside a pool, a is reserved there (and must not be
 // an avoided buggy address); outside every pool it is held as an orphan,
-// so that state can be restored whatever the pools look like. Assigning
-// an address svc already holds updates what is known about svc.
+// so that state can be restored whatever the pools look like. A
+// special-purpose address (SpecialBlocks) is refused wherever it is.
+// Assigning an address svc already holds updates what is known about svc.
 func (al *Allocator) Assign(svc Service, a netip.Addr) error {
 	al.mu.Lock()
 	defer al.mu.Unlock()
@@ -166,6 +167,9 @@ func (al *Allocator) assign(svc Service, a netip.Addr) error {
 	}
 	if !a.IsValid() {
 		return fmt.Errorf("cannot assign an invalid address to %s", svc.Key)
+	}
+	if b, ok := Special(a); ok {
+		return wrapf(ErrSpecial, "%v is in %v, which is never handed out", a, b)
 	}
 	if err := al.sharingConflict(a, svc); err != nil {
 		return err
