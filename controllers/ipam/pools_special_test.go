@@ -15,7 +15,7 @@ func TestCompileAllSpecialPurpose(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "wide"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.0/24", "100.0.0.0-200.0.0.0"}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "fine"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.0/24"}}},
 	}
-	good, _, bad := compileAll(items)
+	good, _, bad := compileAll(items, nil)
 	if _, ok := good["fine"]; !ok || len(good) != 1 {
 		t.Fatalf("valid pools %d, want only \"fine\"", len(good))
 	}
