@@ -442,8 +442,13 @@ func (al *Allocator) sharingConflict(a netip.Addr, svc Service) error {
 }
 
 // shareConflict applies MetalLB's sharing rule between the holder h of a
-// and svc.
+// and svc. The message ends up in svc's condition and Events, which svc's
+// namespace can read: a holder in another namespace is not named, nor is
+// its namespace.
 func shareConflict(a netip.Addr, h, svc Service) error {
+	if h.Namespace != svc.Namespace {
+		return wrapf(ErrInUse, "%v is in use by a Service in another namespace (only Services in the same namespace can share an address)", a)
+	}
 	conflict := func(why string, args ...any) error {
 		return wrapf(ErrInUse, "%v is used by %s (%s)", a, h.Key, fmt.Sprintf(why, args...))
 	}
@@ -452,8 +457,6 @@ func shareConflict(a netip.Addr, h, svc Service) error {
 		return conflict("it has no sharing key")
 	case svc.SharingKey == "":
 		return conflict("%s has no sharing key", svc.Key)
-	case h.Namespace != svc.Namespace:
-		return conflict("only services in the same namespace can share; %q differs from %q", h.Namespace, svc.Namespace)
 	case h.SharingKey != svc.SharingKey:
 		return conflict("sharing key %q differs from %q", h.SharingKey, svc.SharingKey)
 	case h.BackendKey != svc.BackendKey && (h.BackendKey == "" || svc.BackendKey == ""):
