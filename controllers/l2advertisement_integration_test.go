@@ -123,3 +123,51 @@ func TestL2AdvertisementMissingPool(t *testing.T) {
 	t.Cleanup(func() { _ = k8s.Delete(ctx, none) })
 	waitL2Cond(t, none.Name, v1alpha1.ConditionResolvedRefs, metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected)
 }
+
+// The message names only the pools whose addresses the speakers really announce; a selected
+// pool that announces nothing (invalid addresses, an overlap with an older pool, Elastic IPs)
+// is listed apart, with why.
+func TestL2AdvertisementListsOnlyAnnouncedPools(t *testing.T) {
+	labelled := func(name string, spec v1alpha1.IPPoolSpec) {
+		p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"l2test": "announced"}}, Spec: spec}
+		create(t, p)
+		t.Cleanup(func() { deletePoolAndWait(t, name) })
+	}
+	labelled("l2a-good", v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.208/30"}})
+	waitPoolReady(t, "l2a-good", metav1.ConditionTrue, "Valid")
+	labelled("l2a-overlap", v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.208/31"}})
+	labelled("l2a-spans-loopback", v1alpha1.IPPoolSpec{Addresses: []string{"100.0.0.0-200.0.0.0"}})
+	labelled("l2a-eips", v1alpha1.IPPoolSpec{AWS: &v1alpha1.AWSPool{ElasticIPs: &v1alpha1.ElasticIPs{Allocate: v1alpha1.ElasticIPsOnDemand}}})
+	waitPoolReady(t, "l2a-overlap", metav1.ConditionFalse, "Overlap")
+
+	ad := l2ad("l2a", v1alpha1.L2AdvertisementSpec{
+		IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"l2test": "announced"}}},
+	})
+	create(t, ad)
+	t.Cleanup(func() { _ = k8s.Delete(ctx, ad) })
+	var msg string
+	eventually(t, 15*time.Second, func() error {
+		msg = waitL2Cond(t, ad.Name, v1alpha1.ConditionResolvedRefs, metav1.ConditionTrue, v1alpha1.ReasonResolved)
+		if !strings.Contains(msg, "overlaps an older pool") {
+			return fmt.Errorf("message %q does not know about the overlap yet", msg)
+		}
+		return nil
+	})
+	announcing, rest, _ := strings.Cut(msg, ";")
+	if announcing != "Announcing pools l2a-good" {
+		t.Errorf("message %q: announces more than l2a-good", msg)
+	}
+	for _, want := range []string{"l2a-overlap (overlaps an older pool)", "l2a-spans-loopback (invalid: ", "127.0.0.0/8", "l2a-eips (Elastic IPs"} {
+		if !strings.Contains(rest, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+
+	// Selecting only pools that announce nothing is a warning.
+	only := l2ad("l2a-nothing", v1alpha1.L2AdvertisementSpec{IPPools: []string{"l2a-spans-loopback", "l2a-eips"}})
+	create(t, only)
+	t.Cleanup(func() { _ = k8s.Delete(ctx, only) })
+	if msg := waitL2Cond(t, only.Name, v1alpha1.ConditionResolvedRefs, metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected); !strings.HasPrefix(msg, "Nothing is announced; selected but not announced: l2a-eips") {
+		t.Errorf("message %q", msg)
+	}
+}

@@ -14,13 +14,21 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
 	PeerAddress string `json:"peerAddress"`
 
-	// PeerASN is the router's autonomous system number.
+	// ASNs and LOCAL_PREF are uint32 but declared int64 with a maximum: controller-gen's
+	// int32 for a uint32 makes the apiserver refuse values above 2147483647, such as RFC
+	// 6996's private 4-byte ASNs 4200000000-4294967294.
+
+	// PeerASN is the router's autonomous system number, 4-byte ASNs included (RFC 6793).
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	// +kubebuilder:validation:Format=int64
 	PeerASN uint32 `json:"peerASN"`
 
-	// LocalASN is the nodes' autonomous system number: equal to PeerASN makes the session
-	// iBGP, different makes it eBGP.
+	// LocalASN is the nodes' autonomous system number (4-byte ASNs included): equal to
+	// PeerASN makes the session iBGP, different makes it eBGP.
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	// +kubebuilder:validation:Format=int64
 	LocalASN uint32 `json:"localASN"`
 
 	// Port is the router's TCP port.
@@ -166,7 +174,11 @@ type BGPAdvertisementSpec struct {
 	// +optional
 	AggregationLengthV6 *int32 `json:"aggregationLengthV6,omitempty"`
 
-	// LocalPref is the LOCAL_PREF attribute, sent to iBGP peers only (RFC 4271).
+	// LocalPref is the LOCAL_PREF attribute, sent to iBGP peers only (RFC 4271): any 32-bit
+	// unsigned value.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	// +kubebuilder:validation:Format=int64
 	// +optional
 	LocalPref *uint32 `json:"localPref,omitempty"`
 

@@ -9,11 +9,15 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.addresses) != has(self.aws)",message="set exactly one of addresses and aws"
 type IPPoolSpec struct {
 	// Addresses are CIDRs (198.51.100.0/24, 2001:db8::/64) or inclusive ranges
-	// (198.51.100.10-198.51.100.20); IPv4 and IPv6 may be mixed in one pool.
+	// (198.51.100.10-198.51.100.20); IPv4 and IPv6 may be mixed in one pool. Special-purpose
+	// addresses (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, ::, ::1,
+	// ::ffff:0:0/96, fe80::/10, ff00::/8) may not be included: the apiserver refuses CIDRs and
+	// range ends inside them, the controller a range spanning one.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=90
 	// +kubebuilder:validation:items:XValidation:rule="self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) && isIP(self.split('-')[1].trim())) : isCIDR(self)",message="must be a CIDR (198.51.100.0/24) or a range of two addresses (198.51.100.10-198.51.100.20)"
+	// +kubebuilder:validation:items:XValidation:rule="!(self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) && isIP(self.split('-')[1].trim()) && ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(b, cidr(b).containsIP(self.split('-')[0].trim()) || cidr(b).containsIP(self.split('-')[1].trim()))) : (isCIDR(self) && ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(b, cidr(b).containsCIDR(self) || cidr(self).containsCIDR(b))))",messageExpression="self + ' includes special-purpose addresses, which are never handed out: 0.0.0.0/8 (this network), 127.0.0.0/8 (loopback), 169.254.0.0/16 (link-local), 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, broadcast), ::/128 (unspecified), ::1/128 (loopback), fe80::/10 (link-local) and ff00::/8 (multicast) may not be in a pool'"
 	// +listType=atomic
 	// +optional
 	Addresses []string `json:"addresses,omitempty"`

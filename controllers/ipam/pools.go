@@ -5,9 +5,11 @@ package ipam
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -118,26 +120,35 @@ type PoolProblem struct {
 	Message string
 }
 
-// compileAll validates every pool and resolves overlaps: the older pool (then the one whose
-// name sorts first) keeps its addresses, the other is refused, so adding a bad pool never
-// breaks a good one.
-func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]*compiledPool, map[string]PoolProblem) {
-	sorted := make([]*v1alpha1.IPPool, len(items))
-	for i := range items {
-		sorted[i] = &items[i]
+// compilePools is compileAll told which pools are in use now, so that an overlap between two
+// pools created in the same second never displaces the one already handing out addresses.
+func (s *State) compilePools(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]*compiledPool, map[string]PoolProblem) {
+	s.mu.Lock()
+	loaded := make(map[string][]pool.Range, len(s.pools))
+	for name, c := range s.pools {
+		loaded[name] = c.pool.Ranges()
 	}
-	sort.Slice(sorted, func(i, j int) bool {
-		a, b := sorted[i], sorted[j]
-		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(&b.CreationTimestamp)
-		}
-		return a.Name < b.Name
-	})
-	good := map[string]*compiledPool{}
-	var order []*compiledPool
+	s.mu.Unlock()
+	return compileAll(items, loaded)
+}
+
+// compileAll validates every pool and resolves overlaps: the older pool keeps its addresses,
+// the other is refused, so adding a bad pool never breaks a good one. creationTimestamp has
+// one-second resolution: between pools created in the same second, the one already
+// established wins (loaded with the same ranges, or Ready at its current generation, which
+// survives a restart), then the one whose name sorts first. loaded maps the pools in use to
+// their ranges.
+func compileAll(items []v1alpha1.IPPool, loaded map[string][]pool.Range) (map[string]*compiledPool, map[string]*compiledPool, map[string]PoolProblem) {
+	type candidate struct {
+		p           *v1alpha1.IPPool
+		c           *compiledPool
+		established bool
+	}
+	var cands []candidate
 	bad := map[string]PoolProblem{}
 	elastic := map[string]*compiledPool{}
-	for _, p := range sorted {
+	for i := range items {
+		p := &items[i]
 		if p.ElasticIPs() != nil {
 			c, err := compileElastic(p)
 			if err != nil {
@@ -152,6 +163,23 @@ func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]*
 			bad[p.Name] = PoolProblem{Reason: "Invalid", Message: fmt.Sprintf("pool %q: %v", p.Name, err)}
 			continue
 		}
+		rs, ok := loaded[p.Name]
+		cands = append(cands, candidate{p: p, c: c, established: (ok && slices.Equal(rs, c.pool.Ranges())) || readyNow(p)})
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if !a.p.CreationTimestamp.Equal(&b.p.CreationTimestamp) {
+			return a.p.CreationTimestamp.Before(&b.p.CreationTimestamp)
+		}
+		if a.established != b.established {
+			return a.established
+		}
+		return a.p.Name < b.p.Name
+	})
+	good := map[string]*compiledPool{}
+	var order []*compiledPool
+	for _, cand := range cands {
+		c := cand.c
 		var clash []string
 		for _, o := range order {
 			if a, b, ok := pool.Overlaps(c.pool.Ranges(), o.pool.Ranges()); ok {
@@ -159,11 +187,17 @@ func compileAll(items []v1alpha1.IPPool) (map[string]*compiledPool, map[string]*
 			}
 		}
 		if len(clash) > 0 {
-			bad[p.Name] = PoolProblem{Reason: "Overlap", Message: fmt.Sprintf("pool %q: %s", p.Name, strings.Join(clash, "; "))}
+			bad[c.name] = PoolProblem{Reason: "Overlap", Message: fmt.Sprintf("pool %q: %s", c.name, strings.Join(clash, "; "))}
 			continue
 		}
-		good[p.Name] = c
+		good[c.name] = c
 		order = append(order, c)
 	}
 	return good, elastic, bad
+}
+
+// readyNow reports whether the pool's status says Ready for its current spec.
+func readyNow(p *v1alpha1.IPPool) bool {
+	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.Generation
 }

@@ -26,7 +26,14 @@ type Request struct {
 	Pool            string
 	NamespaceLabels labels.Set
 	ServiceLabels   labels.Set
+	// Warnings describe input that is used but suspicious: a Fairlead annotation and a MetalLB
+	// one (or spec.loadBalancerIP) that disagree. The first source in the order of
+	// AnnotationIPs, MetalLB's names, spec.loadBalancerIP wins; the caller reports the rest.
+	Warnings []string
 }
+
+// ReasonConflictingAnnotations is the Event reason for a Request's Warnings.
+const ReasonConflictingAnnotations = "ConflictingAnnotations"
 
 // firstAnnotation returns the value of the first of names set on the Service.
 func firstAnnotation(svc *corev1.Service, names ...string) (string, string) {
@@ -84,6 +91,7 @@ func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
 	}
 	_, r.Service.SharingKey = firstAnnotation(svc, append([]string{v1alpha1.AnnotationSharingKey}, v1alpha1.MetalLBAnnotationSharingKey...)...)
 	_, r.Pool = firstAnnotation(svc, append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...)...)
+	r.Warnings = disagreements(svc)
 
 	name, ips := firstAnnotation(svc, append([]string{v1alpha1.AnnotationIPs}, v1alpha1.MetalLBAnnotationIPs...)...)
 	if name == "" && svc.Spec.LoadBalancerIP != "" {
@@ -116,4 +124,65 @@ func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
 		})
 	}
 	return r, nil
+}
+
+// disagreements lists the places where a Service says two different things about one setting
+// under different names (a migration from MetalLB that left an old annotation behind). The
+// first name wins, as firstAnnotation reads them; saying so beats silently ignoring the other.
+func disagreements(svc *corev1.Service) []string {
+	var out []string
+	check := func(names []string, values map[string]string, same func(a, b string) bool) {
+		winner := ""
+		for _, n := range names {
+			v, ok := values[n]
+			if !ok {
+				continue
+			}
+			if winner == "" {
+				winner = n
+				continue
+			}
+			if !same(values[winner], v) {
+				out = append(out, fmt.Sprintf("%s %q and %s %q disagree; %s is used", winner, values[winner], n, v, winner))
+			}
+		}
+	}
+	values := map[string]string{}
+	for k, v := range svc.Annotations {
+		values[k] = strings.TrimSpace(v)
+	}
+	ipNames := append([]string{v1alpha1.AnnotationIPs}, v1alpha1.MetalLBAnnotationIPs...)
+	if svc.Spec.LoadBalancerIP != "" {
+		values["spec.loadBalancerIP"] = svc.Spec.LoadBalancerIP
+		ipNames = append(ipNames, "spec.loadBalancerIP")
+	}
+	check(ipNames, values, sameAddresses)
+	equal := func(a, b string) bool { return a == b }
+	check(append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...), values, equal)
+	check(append([]string{v1alpha1.AnnotationSharingKey}, v1alpha1.MetalLBAnnotationSharingKey...), values, equal)
+	return out
+}
+
+// sameAddresses compares two comma-separated address lists as sets, so that order, spaces and
+// spelling (2001:db8::1 or 2001:DB8:0::1) do not count as disagreement. Lists that do not
+// parse are compared as text.
+func sameAddresses(a, b string) bool {
+	parse := func(s string) ([]netip.Addr, bool) {
+		var out []netip.Addr
+		for _, f := range strings.Split(s, ",") {
+			x, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil {
+				return nil, false
+			}
+			out = append(out, x.Unmap())
+		}
+		slices.SortFunc(out, netip.Addr.Compare)
+		return slices.Compact(out), true
+	}
+	as, okA := parse(a)
+	bs, okB := parse(b)
+	if !okA || !okB {
+		return a == b
+	}
+	return slices.Equal(as, bs)
 }

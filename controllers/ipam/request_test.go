@@ -111,3 +111,73 @@ func TestRequestFor(t *testing.T) {
 		})
 	}
 }
+
+// Two names for one setting that disagree are reported; Fairlead's own annotation wins.
+func TestRequestForWarnsOnDisagreement(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*corev1.Service)
+		ips  []netip.Addr
+		pool string
+		want []string // substrings, one per warning; nil: no warning
+	}{
+		{"ours against metallb.io", func(s *corev1.Service) {
+			s.Annotations["fairlead.dev/ips"] = "192.0.2.7, 2001:db8::7"
+			s.Annotations["metallb.io/loadBalancerIPs"] = "192.0.2.8,2001:db8::7"
+		}, []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}, "",
+			[]string{`fairlead.dev/ips "192.0.2.7, 2001:db8::7" and metallb.io/loadBalancerIPs "192.0.2.8,2001:db8::7" disagree; fairlead.dev/ips is used`}},
+		{"ours against the old MetalLB prefix", func(s *corev1.Service) {
+			s.Annotations["fairlead.dev/ips"] = "192.0.2.7,2001:db8::7"
+			s.Annotations["metallb.universe.tf/loadBalancerIPs"] = "garbage"
+		}, []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}, "",
+			[]string{`metallb.universe.tf/loadBalancerIPs "garbage"`}},
+		{"same addresses spelt differently agree", func(s *corev1.Service) {
+			s.Annotations["fairlead.dev/ips"] = "192.0.2.7,2001:db8::7"
+			s.Annotations["metallb.io/loadBalancerIPs"] = "2001:DB8:0::7 , 192.0.2.7"
+		}, []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}, "", nil},
+		{"both MetalLB prefixes", func(s *corev1.Service) {
+			s.Annotations["metallb.io/loadBalancerIPs"] = "192.0.2.8,2001:db8::8"
+			s.Annotations["metallb.universe.tf/loadBalancerIPs"] = "192.0.2.9,2001:db8::9"
+		}, []netip.Addr{netip.MustParseAddr("192.0.2.8"), netip.MustParseAddr("2001:db8::8")}, "",
+			[]string{"metallb.io/loadBalancerIPs is used"}},
+		{"spec.loadBalancerIP is ignored under an annotation", func(s *corev1.Service) {
+			s.Spec.IPFamilies = s.Spec.IPFamilies[:1]
+			s.Spec.IPFamilyPolicy = nil
+			s.Annotations["fairlead.dev/ips"] = "192.0.2.7"
+			s.Spec.LoadBalancerIP = "192.0.2.9"
+		}, []netip.Addr{netip.MustParseAddr("192.0.2.7")}, "",
+			[]string{`spec.loadBalancerIP "192.0.2.9" disagree; fairlead.dev/ips is used`}},
+		{"pools and sharing keys too", func(s *corev1.Service) {
+			s.Annotations["fairlead.dev/pool"] = "blue"
+			s.Annotations["metallb.io/address-pool"] = "green"
+			s.Annotations["fairlead.dev/sharing-key"] = "a"
+			s.Annotations["metallb.universe.tf/allow-shared-ip"] = "a"
+		}, nil, "blue", []string{`fairlead.dev/pool "blue" and metallb.io/address-pool "green" disagree`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := RequestFor(svc(tc.mod), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(r.IPs, tc.ips) || r.Pool != tc.pool {
+				t.Errorf("ips %v pool %q, want %v %q", r.IPs, r.Pool, tc.ips, tc.pool)
+			}
+			if len(r.Warnings) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", r.Warnings, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(r.Warnings[i], w) {
+					t.Errorf("warning %q, want one containing %q", r.Warnings[i], w)
+				}
+			}
+		})
+	}
+	// A request that fails still carries its warnings.
+	r, err := RequestFor(svc(func(s *corev1.Service) {
+		s.Annotations["fairlead.dev/ips"] = "192.0.2.300"
+		s.Annotations["metallb.io/loadBalancerIPs"] = "192.0.2.8,2001:db8::8"
+	}), nil)
+	if err == nil || len(r.Warnings) != 1 {
+		t.Errorf("err %v, warnings %q", err, r.Warnings)
+	}
+}

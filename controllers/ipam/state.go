@@ -103,7 +103,7 @@ type Stray struct {
 // LoadPools replaces the pool set with items (all IPPools). Held addresses are never dropped:
 // those outside every valid pool stay held as orphans until their Service releases them.
 func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
-	good, elastic, bad := compileAll(items)
+	good, elastic, bad := s.compilePools(items)
 	seen := map[string]string{}
 	for i := range items {
 		p := &items[i]

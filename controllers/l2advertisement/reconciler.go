@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/pool"
 )
 
 // +kubebuilder:rbac:groups=fairlead.dev,resources=l2advertisements,verbs=get;list;watch
@@ -114,30 +115,59 @@ func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted
 		resolved.Message = "Not checked: the advertisement is invalid"
 		return accepted, resolved
 	}
-	var missing, selected []string
+	var missing, announced, silent []string
 	for _, name := range ad.Spec.IPPools {
 		if !slices.ContainsFunc(pools, func(p v1alpha1.IPPool) bool { return p.Name == name }) {
 			missing = append(missing, name)
 		}
 	}
+	pools = slices.Clone(pools)
+	slices.SortFunc(pools, func(a, b v1alpha1.IPPool) int { return strings.Compare(a.Name, b.Name) })
 	for i := range pools {
-		if c.SelectsPool(&pools[i]) {
-			selected = append(selected, pools[i].Name)
+		if !c.SelectsPool(&pools[i]) {
+			continue
+		}
+		if why := notAnnounced(&pools[i]); why != "" {
+			silent = append(silent, fmt.Sprintf("%s (%s)", pools[i].Name, why))
+		} else {
+			announced = append(announced, pools[i].Name)
 		}
 	}
-	slices.Sort(selected)
 	switch {
 	case len(missing) > 0:
 		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonPoolNotFound
-		resolved.Message = fmt.Sprintf("No IPPool named %s; announcing %s", strings.Join(missing, ", "), list(selected))
-	case len(selected) == 0:
+		resolved.Message = fmt.Sprintf("No IPPool named %s; announcing %s", strings.Join(missing, ", "), list(announced))
+	case len(announced) == 0 && len(silent) == 0:
 		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected
 		resolved.Message = "No IPPool matches ipPools or ipPoolSelectors: nothing is announced"
+	case len(announced) == 0:
+		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected
+		resolved.Message = "Nothing is announced"
 	default:
 		resolved.Status, resolved.Reason = metav1.ConditionTrue, v1alpha1.ReasonResolved
-		resolved.Message = "Announcing " + list(selected)
+		resolved.Message = "Announcing " + list(announced)
+	}
+	if len(silent) > 0 {
+		resolved.Message += "; selected but not announced: " + strings.Join(silent, ", ")
 	}
 	return accepted, resolved
+}
+
+// notAnnounced says why layer 2 announces none of a selected pool's addresses, "" when it
+// does: speakers skip pools whose addresses do not parse (the same pool.ParseRanges), a pool
+// of Elastic IPs has no addresses of its own, and a pool refused for overlapping an older
+// one hands out nothing.
+func notAnnounced(p *v1alpha1.IPPool) string {
+	if p.ElasticIPs() != nil || len(p.Spec.Addresses) == 0 {
+		return "Elastic IPs, moved by the speakers' --aws-eip instead"
+	}
+	if _, err := pool.ParseRanges(p.Spec.Addresses); err != nil {
+		return "invalid: " + err.Error()
+	}
+	if r := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady); r != nil && r.Status == metav1.ConditionFalse && r.Reason == "Overlap" {
+		return "overlaps an older pool"
+	}
+	return ""
 }
 
 func list(pools []string) string {

@@ -152,8 +152,9 @@ func (al *Allocator) poolOf(a netip.Addr) string {
 // Assign gives svc the address a: a must be free or held only by services
 // svc may share with. Inside a pool, a is reserved there (and must not be
 // an avoided buggy address); outside every pool it is held as an orphan,
-// so that state can be restored whatever the pools look like. Assigning
-// an address svc already holds updates what is known about svc.
+// so that state can be restored whatever the pools look like. A
+// special-purpose address (SpecialBlocks) is refused wherever it is.
+// Assigning an address svc already holds updates what is known about svc.
 func (al *Allocator) Assign(svc Service, a netip.Addr) error {
 	al.mu.Lock()
 	defer al.mu.Unlock()
@@ -166,6 +167,9 @@ func (al *Allocator) assign(svc Service, a netip.Addr) error {
 	}
 	if !a.IsValid() {
 		return fmt.Errorf("cannot assign an invalid address to %s", svc.Key)
+	}
+	if b, ok := Special(a); ok {
+		return wrapf(ErrSpecial, "%v is in %v, which is never handed out", a, b)
 	}
 	if err := al.sharingConflict(a, svc); err != nil {
 		return err
@@ -438,8 +442,13 @@ func (al *Allocator) sharingConflict(a netip.Addr, svc Service) error {
 }
 
 // shareConflict applies MetalLB's sharing rule between the holder h of a
-// and svc.
+// and svc. The message ends up in svc's condition and Events, which svc's
+// namespace can read: a holder in another namespace is not named, nor is
+// its namespace.
 func shareConflict(a netip.Addr, h, svc Service) error {
+	if h.Namespace != svc.Namespace {
+		return wrapf(ErrInUse, "%v is in use by a Service in another namespace (only Services in the same namespace can share an address)", a)
+	}
 	conflict := func(why string, args ...any) error {
 		return wrapf(ErrInUse, "%v is used by %s (%s)", a, h.Key, fmt.Sprintf(why, args...))
 	}
@@ -448,8 +457,6 @@ func shareConflict(a netip.Addr, h, svc Service) error {
 		return conflict("it has no sharing key")
 	case svc.SharingKey == "":
 		return conflict("%s has no sharing key", svc.Key)
-	case h.Namespace != svc.Namespace:
-		return conflict("only services in the same namespace can share; %q differs from %q", h.Namespace, svc.Namespace)
 	case h.SharingKey != svc.SharingKey:
 		return conflict("sharing key %q differs from %q", h.SharingKey, svc.SharingKey)
 	case h.BackendKey != svc.BackendKey && (h.BackendKey == "" || svc.BackendKey == ""):

@@ -67,7 +67,8 @@ func TestSharing(t *testing.T) {
 		{"port clash", svc("default/api", "a", "TCP/443", "TCP/80"), `198.51.100.0: port TCP/80 is also used by default/web`},
 		{"key differs", svc("default/api", "b", "TCP/443"), `198.51.100.0 is used by default/web (sharing key "a" differs from "b")`},
 		{"no key", svc("default/api", "", "TCP/443"), `198.51.100.0 is used by default/web (default/api has no sharing key)`},
-		{"other namespace", svc("other/api", "a", "TCP/443"), `198.51.100.0 is used by default/web (only services in the same namespace can share; "default" differs from "other")`},
+		{"other namespace", svc("other/api", "a", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address)`},
+		{"other namespace, holder without key", svc("other/api", "", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address)`},
 		{"local vs cluster", local(svc("default/api", "a", "TCP/443"), "app=web"), `198.51.100.0 is used by default/web (externalTrafficPolicy Local and Cluster services cannot share)`},
 	}
 	for _, tt := range tests {

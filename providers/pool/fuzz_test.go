@@ -13,7 +13,7 @@ func FuzzParseRange(f *testing.F) {
 		"198.51.100.0/24", "2001:db8::/64", "198.51.100.10-198.51.100.20", "198.51.100.10 - 198.51.100.20",
 		"198.51.100.1/24", "10.0.0.9-10.0.0.1", "10.0.0.1-2001:db8::1", "::ffff:10.0.0.1-::ffff:10.0.0.2",
 		"fe80::1%eth0-fe80::2%eth0", "", "-", "0.0.0.0/0", "::/0", "::ffff:0:0/96", "1.2.3.4", "1.2.3.4/32/1",
-		"255.255.255.255-255.255.255.255", "::-::1", "1.2.3.4-1.2.3.4-1.2.3.4",
+		"255.255.255.255-255.255.255.255", "::-::1", "1.2.3.4-1.2.3.4-1.2.3.4", "100.0.0.0-200.0.0.0", "fe00::-fe80::",
 	} {
 		f.Add(s)
 	}
@@ -41,17 +41,23 @@ func FuzzParseRange(f *testing.F) {
 		if !r.Contains(r.First) || !r.Contains(r.Last) {
 			t.Fatalf("%v does not contain its bounds", r)
 		}
+		if bs := r.Special(); len(bs) > 0 {
+			t.Fatalf("ParseRange(%q) = %v, which includes %v", s, r, bs)
+		}
 	})
 }
 
 // fuzzLayouts are the pools FuzzAllocateRelease drives: small enough for a
 // naive model, with the awkward spots (.255/.0 crossings, several ranges,
-// the top of the address space, IPv6).
+// the edges of special-purpose blocks that NewPool cuts out, the top and
+// bottom of the address space, IPv6). They are parsed without ParseRange's
+// special-purpose check.
 var fuzzLayouts = [][]string{
 	{"192.0.2.224/27", "198.51.100.254-198.51.101.2"},
 	{"192.0.2.224/27", "198.51.100.254-198.51.101.2", "2001:db8::fffe-2001:db8::1:1"},
-	{"198.51.100.255/32", "198.51.101.0/32", "198.51.101.5-198.51.101.6", "255.255.255.250-255.255.255.255"},
-	{"2001:db8::/124", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126"},
+	{"198.51.100.255/32", "198.51.101.0/32", "198.51.101.5-198.51.101.6", "223.255.255.250-224.0.0.3", "255.255.255.254/31"},
+	{"2001:db8::/124", "feff:ffff:ffff:ffff:ffff:ffff:ffff:fffc-ff00::2", "::/125"},
+	{"126.255.255.254-127.0.0.1", "127.255.255.255-128.0.0.2", "0.0.0.0/32", "1.0.0.0/31"},
 }
 
 func FuzzAllocateRelease(f *testing.F) {
@@ -74,7 +80,7 @@ func FuzzAllocateRelease(f *testing.F) {
 		}
 		avoid := data[0]&1 == 1
 		layout := fuzzLayouts[int(data[0]>>1)%len(fuzzLayouts)]
-		ranges := mustRanges(t, layout...)
+		ranges := rawRanges(t, layout...)
 		p := NewPool("fuzz", ranges, avoid)
 		m := newPoolModel(ranges, avoid)
 
@@ -105,7 +111,10 @@ func FuzzAllocateRelease(f *testing.F) {
 				a := m.universe[arg%len(m.universe)]
 				err := p.Reserve(a)
 				var want error
+				_, special := Special(a)
 				switch {
+				case special:
+					want = ErrSpecial
 				case !m.contains(a):
 					want = ErrNotInPool
 				case !m.usable(a):
@@ -187,6 +196,9 @@ func newPoolModel(ranges []Range, avoid bool) *poolModel {
 }
 
 func (m *poolModel) contains(a netip.Addr) bool {
+	if _, special := Special(a); special {
+		return false
+	}
 	for _, r := range m.ranges {
 		if r.Contains(a) {
 			return true
@@ -207,8 +219,8 @@ func (m *poolModel) usable(a netip.Addr) bool {
 }
 
 func (m *poolModel) hasFamily(f Family) bool {
-	for _, r := range m.ranges {
-		if r.Family() == f {
+	for _, a := range m.universe {
+		if FamilyOf(a) == f && m.contains(a) {
 			return true
 		}
 	}

@@ -131,8 +131,21 @@ const rangeHint = "want a CIDR like 198.51.100.0/24 or a range like 198.51.100.1
 
 // ParseRange parses one pool entry: a CIDR ("198.51.100.0/24",
 // "2001:db8::/64") or an inclusive range ("198.51.100.10-198.51.100.20",
-// spaces around '-' allowed).
+// spaces around '-' allowed). A range that includes special-purpose
+// addresses (SpecialBlocks) is refused.
 func ParseRange(s string) (Range, error) {
+	r, err := parseRange(s)
+	if err != nil {
+		return Range{}, err
+	}
+	if bs := r.Special(); len(bs) > 0 {
+		return Range{}, specialError(r, bs)
+	}
+	return r, nil
+}
+
+// parseRange is ParseRange without the special-purpose check.
+func parseRange(s string) (Range, error) {
 	in := strings.TrimSpace(s)
 	if in == "" {
 		return Range{}, fmt.Errorf("address range is empty (%s)", rangeHint)

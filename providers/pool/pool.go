@@ -80,6 +80,10 @@ type Pool struct {
 // ParseRanges; overlapping ranges are tolerated (merged for bookkeeping).
 // It panics on a range that ParseRange could never have returned
 // (invalid, reversed or mixing families): that is a programming error.
+//
+// Special-purpose addresses (SpecialBlocks) are cut out of the ranges, so
+// that a pool built around ParseRange's check still never contains, counts
+// or hands them out.
 func NewPool(name string, ranges []Range, avoidBuggyIPs bool) *Pool {
 	p := &Pool{name: name, avoid: avoidBuggyIPs}
 	for _, r := range ranges {
@@ -87,7 +91,7 @@ func NewPool(name string, ranges []Range, avoidBuggyIPs bool) *Pool {
 		if !r.First.IsValid() || !r.Last.IsValid() || r.First.Is4() != r.Last.Is4() || r.First.Compare(r.Last) > 0 {
 			panic(fmt.Sprintf("pool %q: invalid range %v-%v", name, r.First, r.Last))
 		}
-		p.ranges = append(p.ranges, r)
+		p.ranges = append(p.ranges, withoutSpecial(r)...)
 	}
 	slices.SortFunc(p.ranges, compareRanges)
 	for _, r := range p.ranges {
@@ -288,6 +292,9 @@ func (p *Pool) AllocateNext(fam Family) (netip.Addr, error) {
 // Reserve allocates the specific address a.
 func (p *Pool) Reserve(a netip.Addr) error {
 	a = norm(a)
+	if b, ok := Special(a); ok {
+		return wrapf(ErrSpecial, "%v is in %v, which is never handed out", a, b)
+	}
 	if !p.Contains(a) {
 		return wrapf(ErrNotInPool, "%v is not in pool %q", a, p.name)
 	}

@@ -145,7 +145,10 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 	for _, p := range peers {
 		sel, err := selectorsMatch(p.Spec.NodeSelectors, in.Node.Labels)
 		if err != nil {
+			// No node can tell whether it is selected, so every node reports the peer Invalid:
+			// its status then says why no session runs, not only an Event that expires.
 			problems = append(problems, Problem{"BGPPeer", p.Name, "InvalidNodeSelector", err.Error()})
+			sessions[p.Name] = &Session{Peer: p.Name, Invalid: err.Error(), Paths: map[netip.Prefix]Path{}, Carries: map[ServiceAddr]netip.Prefix{}}
 			continue
 		}
 		if !sel {

@@ -222,6 +222,9 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 				s.HoldTime = &metav1.Duration{Duration: time.Second}
 			}),
 			peer("same-address", "192.0.2.1", 64501, 64512),
+			peer("bad-selector", "192.0.2.4", 64500, 64512, func(s *v1alpha1.BGPPeerSpec) {
+				s.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"rack id": "r1"}}}
+			}),
 		},
 		Advertisements: []*v1alpha1.BGPAdvertisement{
 			adv("good"),
@@ -250,7 +253,11 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 	if !strings.Contains(got["same-address"].Invalid, `already used by BGPPeer "good"`) {
 		t.Errorf("duplicate address: %+v", got["same-address"])
 	}
-	if want := []string{"BGPAdvertisement/bad", "BGPPeer/bad-hold", "BGPPeer/no-secret", "BGPPeer/same-address"}; !slices.Equal(names, want) {
+	// A selector no node can evaluate: a status entry on every node, not only an Event.
+	if s := got["bad-selector"]; s == nil || !strings.Contains(s.Invalid, "nodeSelectors[0]") || !strings.Contains(s.Invalid, "rack id") || len(s.Paths) != 0 {
+		t.Errorf("bad node selector: %+v", s)
+	}
+	if want := []string{"BGPAdvertisement/bad", "BGPPeer/bad-hold", "BGPPeer/bad-selector", "BGPPeer/no-secret", "BGPPeer/same-address"}; !slices.Equal(names, want) {
 		t.Errorf("problems %v, want %v", names, want)
 	}
 }
