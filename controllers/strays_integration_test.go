@@ -174,3 +174,15 @@ func TestPoolDeletedUnderItsFinalizer(t *testing.T) {
 		return nil
 	})
 }
+
+// Fairlead's own annotation wins over a MetalLB one left behind, and the disagreement is told.
+func TestConflictingAnnotationsWarn(t *testing.T) {
+	ns := newNamespace(t, nil)
+	poolFor(t, ns, "conflicting", v1alpha1.IPPoolSpec{Addresses: []string{"192.0.2.120/29"}})
+	create(t, lbService(ns, "both", withAnnotations(v1alpha1.AnnotationIPs, "192.0.2.122", "metallb.io/loadBalancerIPs", "192.0.2.123")))
+	waitIPs(t, ns, "both", "192.0.2.122")
+	note := waitEvent(t, ns, "both", "ConflictingAnnotations")
+	if !strings.Contains(note, "192.0.2.122") || !strings.Contains(note, "192.0.2.123") {
+		t.Errorf("event %q does not name both values", note)
+	}
+}

@@ -51,7 +51,9 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 		}
 		errs := s.Restore(hs)
 		for _, err := range errs {
-			log.FromContext(ctx).Error(err, "address conflict in Service status; the later Service will get a new address")
+			// Two Services claiming one address, or an address no Service may hold (a
+			// special-purpose one): the Service is reconciled afresh.
+			log.FromContext(ctx).Error(err, "address in Service status not restored; that Service will be given a new address")
 		}
 		log.FromContext(ctx).Info("allocation state restored", "pools", len(pools.Items), "services", len(hs), "conflicts", len(errs))
 		return nil

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -37,6 +38,8 @@ type Reconciler struct {
 	// ElasticIPs returns the provider for a pool of Elastic IPs (pool name and settings); nil
 	// when the controller runs without them. Release and Owned do not depend on the pool.
 	ElasticIPs func(pool string, spec *v1alpha1.ElasticIPs) (providers.Provider, error)
+
+	warned sync.Map // Service key → the warnings last reported for it
 }
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch;update
@@ -84,6 +87,7 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 	}
 	var ips []netip.Addr
 	request, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
+	r.warn(ctx, svc, key, request.Warnings)
 	if err == nil && request.Pool != "" {
 		if spec, ok := r.State.ElasticPool(request.Pool); ok {
 			return r.allocateElastic(ctx, svc, key, request, spec)
@@ -124,7 +128,22 @@ type outcome struct {
 	Err    error
 }
 
+// warn reports suspicious but usable input (a Fairlead and a MetalLB annotation that disagree)
+// once per distinct set of warnings, not on every reconcile.
+func (r *Reconciler) warn(ctx context.Context, svc *corev1.Service, key string, warnings []string) {
+	joined := strings.Join(warnings, "\n")
+	if prev, _ := r.warned.Load(key); prev == joined || (prev == nil && joined == "") {
+		return
+	}
+	r.warned.Store(key, joined)
+	for _, w := range warnings {
+		log.FromContext(ctx).Info("conflicting annotations", "warning", w)
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ipam.ReasonConflictingAnnotations, "Allocate", "%s", w)
+	}
+}
+
 func (r *Reconciler) release(key string) []netip.Addr {
+	r.warned.Delete(key)
 	released := r.State.Release(key)
 	ipam.Releases.Add(float64(len(released)))
 	return released

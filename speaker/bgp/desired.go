@@ -210,7 +210,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 	for _, svc := range in.Services {
 		for i, addr := range svc.Addrs {
 			poolName, ok := pools.of(addr)
-			if !ok && i < len(svc.Pools) && svc.Pools[i] != "" {
+			if _, special := pool.Special(addr); !ok && !special && i < len(svc.Pools) && svc.Pools[i] != "" {
 				poolName, ok = svc.Pools[i], true
 			}
 			if !ok {

@@ -248,6 +248,9 @@ func compilePools(in []*v1alpha1.IPPool, problems *[]Problem) []compiledPool {
 // covers any more (the pool shrank or was deleted while they held it): they keep the address,
 // so it stays announced as that pool's. A pool that is gone is known by its name only.
 func recordedPool(in []*v1alpha1.IPPool, svcs []*corev1.Service, a netip.Addr) *compiledPool {
+	if _, special := pool.Special(a); special {
+		return nil // never announced, whatever a Service says
+	}
 	for _, svc := range svcs {
 		n := len(svc.Status.LoadBalancer.Ingress)
 		for i, ing := range svc.Status.LoadBalancer.Ingress {

@@ -300,6 +300,7 @@ func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
 		recorded(service("gone", false, "192.0.2.9"), "deleted"),
 		recorded(service("dual", false, "198.51.100.201", "2001:db8::9"), "blue,red"),
 		service("unrecorded", false, "198.51.100.202"),
+		recorded(service("loopback", false, "127.0.0.1"), "blue"),
 	}
 	pools := []*v1alpha1.IPPool{ippool("blue", map[string]string{"l2": "yes"}, "198.51.100.0/25")}
 	for _, tc := range []struct {
