@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -365,8 +366,8 @@ func checkServedMetrics(t *testing.T, served map[string]bool) {
 }
 
 // scrapeMetrics reads a /metrics page over conn (already connected, possibly from inside a
-// network namespace) and returns the names of the series on it.
-func scrapeMetrics(conn net.Conn) (map[string]bool, error) {
+// network namespace) and returns its series (name{labels} as served) and their values.
+func scrapeMetrics(conn net.Conn) (map[string]float64, error) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n"); err != nil {
@@ -380,7 +381,7 @@ func scrapeMetrics(conn net.Conn) (map[string]bool, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	names := map[string]bool{}
+	series := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -388,11 +389,24 @@ func scrapeMetrics(conn net.Conn) (map[string]bool, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			names[line[:i]] = true
+		i := strings.LastIndex(line, " ")
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i <= 0 || err != nil {
+			return nil, fmt.Errorf("metrics line %q: %v", line, err)
 		}
+		series[line[:i]] = v
 	}
-	return names, sc.Err()
+	return series, sc.Err()
+}
+
+// metricNamesOf returns the metric names of scraped series.
+func metricNamesOf(series map[string]float64) map[string]bool {
+	names := map[string]bool{}
+	for s := range series {
+		name, _, _ := strings.Cut(s, "{")
+		names[name] = true
+	}
+	return names
 }
 
 // freeLocalAddr returns a loopback address with a port nothing listens on now.

@@ -328,7 +328,20 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		t.Fatalf("scraping the speaker: %v", err)
 	}
 	maps.Copy(served, fromSpeaker)
-	checkServedMetrics(t, served)
+	checkServedMetrics(t, metricNamesOf(served))
+	// The speaker's own account of layer 2 and of the proxy, as the alerts read it.
+	for series, want := range map[string]float64{
+		`fairlead_l2_addresses{state="elected"}`: 1,
+		`fairlead_l2_addresses{state="unowned"}`: 0,
+		`fairlead_l2_announced{interface="eth0",ip="` + lbIP + `",protocol="ARP"}`: 1,
+	} {
+		if got, ok := served[series]; !ok || got != want {
+			t.Errorf("the speaker serves %s = %v (present: %v), want %v", series, got, ok, want)
+		}
+	}
+	if at := served["fairlead_proxy_last_sync_timestamp_seconds"]; time.Since(time.Unix(int64(at), 0)) > 5*time.Minute {
+		t.Errorf("fairlead_proxy_last_sync_timestamp_seconds = %v, not a recent sync", at)
+	}
 
 	// The controller, with its chart RBAC, reports the broken advertisement.
 	waitFor(t, 30*time.Second, "the broken L2Advertisement to be marked not Accepted", func() error {
