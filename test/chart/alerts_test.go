@@ -151,6 +151,24 @@ metrics:
 			t.Errorf("rules lack %q:\n%s", want, rules)
 		}
 	}
+	var file struct {
+		Groups []struct {
+			Rules []struct {
+				Alert  string            `json:"alert"`
+				Labels map[string]string `json:"labels"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal([]byte(rules), &file); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if r.Labels["team"] != "network" || r.Labels["severity"] == "" {
+				t.Errorf("alert %s has labels %v, want severity and team: network", r.Alert, r.Labels)
+			}
+		}
+	}
 	if strings.Contains(rules, "FairleadBFDSessionDown") {
 		t.Error("bfdSessionDown.enabled=false still renders FairleadBFDSessionDown")
 	}
