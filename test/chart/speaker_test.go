@@ -331,8 +331,8 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	checkServedMetrics(t, metricNamesOf(served))
 	// The speaker's own account of layer 2 and of the proxy, as the alerts read it.
 	for series, want := range map[string]float64{
-		`fairlead_l2_addresses{state="elected"}`: 1,
-		`fairlead_l2_addresses{state="unowned"}`: 0,
+		`fairlead_l2_addresses{state="elected"}`:                                   1,
+		`fairlead_l2_addresses{state="unowned"}`:                                   0,
 		`fairlead_l2_announced{interface="eth0",ip="` + lbIP + `",protocol="ARP"}`: 1,
 	} {
 		if got, ok := served[series]; !ok || got != want {
