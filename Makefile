@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench image lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image lab clean
 
 all: build
 
@@ -74,6 +74,11 @@ bench: control-plane
 	go test -run '^$$' -bench Sync10k -benchtime 1x ./speaker/proxy/nftsync/
 	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	go test -run '^$$' -bench VsKubeProxy -benchtime 1x -timeout 2h ./test/bench/proxy/ -args -sizes 10,1000,10000,30000
+
+## plots: the README's benchmark tables drawn as PNG files in test/bench/plots (after updating
+## the tables from `make bench`).
+plots:
+	go run ./test/bench/plots -readme README.md -out test/bench/plots
 
 ## image: the container image the chart deploys (needs a Docker engine; none runs on the dev box).
 IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev

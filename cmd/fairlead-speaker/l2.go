@@ -186,6 +186,7 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 			owned = now
 			responder.Set(want)
 			m.owned.Set(float64(len(want)))
+			m.setPlan(as)
 			alive := mem.AliveSet()
 			for n := range alive {
 				if !wasAlive[n] && wasAlive != nil {
@@ -255,6 +256,23 @@ func ptrs[T any](items []T) []*T {
 type l2Metrics struct {
 	takeovers prometheus.Counter
 	owned     prometheus.Gauge
+	plan      *prometheus.GaugeVec
+}
+
+// setPlan counts the plan's addresses by whether a node was elected for them. Every speaker
+// computes the same plan, so with fairlead_l2_announced (what each node really answers for)
+// it tells an address that no node answers for, however that came about.
+func (m *l2Metrics) setPlan(as []plan.Announcement) {
+	var elected, unowned int
+	for _, a := range as {
+		if a.Owner == "" {
+			unowned++
+		} else {
+			elected++
+		}
+	}
+	m.plan.WithLabelValues("elected").Set(float64(elected))
+	m.plan.WithLabelValues("unowned").Set(float64(unowned))
 }
 
 func newL2Metrics(reg prometheus.Registerer) *l2Metrics {
@@ -267,7 +285,11 @@ func newL2Metrics(reg prometheus.Registerer) *l2Metrics {
 			Name: "fairlead_l2_owned_addresses",
 			Help: "External addresses this node is the layer 2 owner of.",
 		}),
+		plan: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fairlead_l2_addresses",
+			Help: "Addresses to announce by layer 2 in this speaker's plan, by state: elected (a node is elected to answer) or unowned (no node is eligible).",
+		}, []string{"state"}),
 	}
-	reg.MustRegister(m.takeovers, m.owned)
+	reg.MustRegister(m.takeovers, m.owned, m.plan)
 	return m
 }

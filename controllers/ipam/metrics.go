@@ -31,4 +31,9 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(PoolAddresses, AllocationFailures, Allocations, Releases, PendingServices)
+	// Every reason is served from the start, at 0: a counter that first appears at 1 is
+	// invisible to increase() and rate(), so the first failure would never alert.
+	for _, r := range []string{ReasonInvalidRequest, ReasonNoEligiblePool, ReasonPoolExhausted, ReasonIPUnavailable} {
+		AllocationFailures.WithLabelValues(r)
+	}
 }

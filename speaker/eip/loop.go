@@ -220,5 +220,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.associations, m.owned)
 	}
+	// Both results are served from the start, so that increase() sees the first failure.
+	m.associations.WithLabelValues("error")
+	m.associations.WithLabelValues("ok")
 	return m
 }

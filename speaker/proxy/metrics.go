@@ -8,6 +8,7 @@ type metrics struct {
 	rules    prometheus.Gauge
 	elements prometheus.Gauge
 	invalid  prometheus.Counter
+	lastSync prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,11 +36,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fairlead_proxy_invalid_objects_total",
 			Help: "Invalid parts of Services and EndpointSlices skipped by the proxy.",
 		}),
+		// What the healthz endpoint judges by, for alerts: 0 until the first sync succeeds.
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fairlead_proxy_last_sync_timestamp_seconds",
+			Help: "Unix time of the last successful sync (full or partial); 0 before the first.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.errors, m.rules, m.elements, m.invalid} {
+	for _, c := range []prometheus.Collector{m.duration, m.errors, m.rules, m.elements, m.invalid, m.lastSync} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	// Served at 0 from the start, so that increase() sees the first error.
+	for _, kind := range []string{"full", "partial"} {
+		m.errors.WithLabelValues(kind)
 	}
 	return m, nil
 }

@@ -331,6 +331,7 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 	p.mu.Lock()
 	p.healthyAt = time.Now()
 	p.mu.Unlock()
+	p.metrics.lastSync.SetToCurrentTime()
 	klog.V(2).InfoS("proxy synced", "kind", kind, "services", len(dirty), "took", time.Since(start))
 	return nil
 }

@@ -102,13 +102,14 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 }
 
 // startController runs fairlead-controller as the chart's ServiceAccount with the args of
-// the chart's Deployment (plus a kubeconfig, and no listening ports).
-func startController(t *testing.T, env *controlplane.Env, dep *appsv1.Deployment) *proc {
+// the chart's Deployment (plus a kubeconfig, and no listening ports unless extra asks for them).
+func startController(t *testing.T, env *controlplane.Env, dep *appsv1.Deployment, extra ...string) *proc {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
 	writeImpersonating(t, env, kubeconfig, saUser(dep.Spec.Template.Spec.ServiceAccountName))
 	args := append([]string{"--kubeconfig", kubeconfig}, dep.Spec.Template.Spec.Containers[0].Args...)
 	args = append(args, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	args = append(args, extra...) // the last of a repeated flag wins
 	return startProc(t, "controller", binary(t, "fairlead-controller"), args...)
 }
 
@@ -122,8 +123,8 @@ func applyObjects(t *testing.T, c client.Client, objs []*unstructured.Unstructur
 	t.Helper()
 	ctx := context.Background()
 	for _, o := range objs {
-		if o.GetKind() == "ServiceMonitor" {
-			continue // the Prometheus Operator's CRD is not part of this apiserver
+		if o.GetKind() == "ServiceMonitor" || o.GetKind() == "PrometheusRule" {
+			continue // the Prometheus Operator's CRDs are not part of this apiserver
 		}
 		err := c.Create(ctx, o.DeepCopy())
 		if apierrors.IsAlreadyExists(err) {

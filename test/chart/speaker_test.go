@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -169,7 +170,8 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	})
 
-	startController(t, env, &dep)
+	ctrlMetrics := freeLocalAddr(t)
+	startController(t, env, &dep, "--metrics-bind-address="+ctrlMetrics)
 	// The speaker, as the DaemonSet runs it: the chart's args, then what the Pod's
 	// environment gives it (node name, namespace) and a kubeconfig reaching the apiserver
 	// through a relay, with no route out of the namespace.
@@ -316,6 +318,31 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		return fmt.Errorf("no L2Announced Event from the speaker among %d", len(evs.Items))
 	})
+	// What the dashboard and the alerts query is what the two serve (dashboard_test.go).
+	served, err := scrapeMetrics(dial(t, nil, "tcp", ctrlMetrics))
+	if err != nil {
+		t.Fatalf("scraping the controller: %v", err)
+	}
+	fromSpeaker, err := scrapeMetrics(dial(t, node, "tcp", "127.0.0.1:7474"))
+	if err != nil {
+		t.Fatalf("scraping the speaker: %v", err)
+	}
+	maps.Copy(served, fromSpeaker)
+	checkServedMetrics(t, metricNamesOf(served))
+	// The speaker's own account of layer 2 and of the proxy, as the alerts read it.
+	for series, want := range map[string]float64{
+		`fairlead_l2_addresses{state="elected"}`:                                   1,
+		`fairlead_l2_addresses{state="unowned"}`:                                   0,
+		`fairlead_l2_announced{interface="eth0",ip="` + lbIP + `",protocol="ARP"}`: 1,
+	} {
+		if got, ok := served[series]; !ok || got != want {
+			t.Errorf("the speaker serves %s = %v (present: %v), want %v", series, got, ok, want)
+		}
+	}
+	if at := served["fairlead_proxy_last_sync_timestamp_seconds"]; time.Since(time.Unix(int64(at), 0)) > 5*time.Minute {
+		t.Errorf("fairlead_proxy_last_sync_timestamp_seconds = %v, not a recent sync", at)
+	}
+
 	// The controller, with its chart RBAC, reports the broken advertisement.
 	waitFor(t, 30*time.Second, "the broken L2Advertisement to be marked not Accepted", func() error {
 		var a v1alpha1.L2Advertisement

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the network tests and the lab drive for real: nftables, conntrack,
-# iproute2, FRR and BIRD (BGP peers), arping/ndisc6 (neighbour probes), tcpdump, socat.
+# iproute2, FRR and BIRD (BGP peers), arping/ndisc6 (neighbour probes), tcpdump, socat, and
+# Prometheus' promtool (the chart's alert rules are unit tested with `promtool test rules`).
 # Only runs apt-get when something is missing, so a second `make test` costs nothing.
 set -euo pipefail
 need=()
 for pair in nft:nftables conntrack:conntrack ip:iproute2 vtysh:frr bird:bird2 arping:arping \
-            ndisc6:ndisc6 tcpdump:tcpdump socat:socat ping:iputils-ping; do
+            ndisc6:ndisc6 tcpdump:tcpdump socat:socat ping:iputils-ping \
+            promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -16,6 +18,6 @@ $sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null ||
   { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
 # The packages' own daemons must never run in the host's namespace: tests start their own copies
 # inside namespaces they create.
-for svc in frr bird; do
+for svc in frr bird prometheus; do
   $sudo service "$svc" stop >/dev/null 2>&1 || true
 done
