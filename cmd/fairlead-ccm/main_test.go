@@ -94,15 +94,18 @@ func (p *process) logs() string {
 
 // startCCM runs fairlead-ccm with the given cloud-config, as the chart does but without leader
 // election or a serving port; it is killed when the test ends.
-func startCCM(t *testing.T, cloudConfig string) *process {
+func startCCM(t *testing.T, cloudConfig string, args ...string) *process {
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "cloud-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cloudConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &process{done: make(chan struct{})}
-	p.cmd = exec.Command(binary, "--kubeconfig", kubeconfig, "--cloud-provider=fairlead", "--controllers=service",
-		"--cloud-config", cfgPath, "--leader-elect=false", "--secure-port=0", "--cluster-name=ccm-test", "--v=2")
+	if len(args) == 0 {
+		args = []string{"--leader-elect=false"}
+	}
+	p.cmd = exec.Command(binary, append([]string{"--kubeconfig", kubeconfig, "--cloud-provider=fairlead", "--controllers=service",
+		"--cloud-config", cfgPath, "--secure-port=0", "--cluster-name=ccm-test", "--v=2"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	// Killed with the test binary if that dies first.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
