@@ -46,7 +46,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if err == nil {
-		env, err = controlplane.Start(controlplane.Options{})
+		// The tests create some 300 Services; envtest's default /24 of ClusterIPs is too small.
+		env, err = controlplane.Start(controlplane.Options{ServiceCIDRs: "10.96.0.0/16"})
 	}
 	if err == nil {
 		kubeconfig = filepath.Join(dir, "kubeconfig")
@@ -351,7 +352,7 @@ func (h *holdersWatch) check(t *testing.T) {
 // A leader paused past its Lease resumes with a stale view of who holds what. Until it notices
 // that it lost the Lease, it must not write: the new leader has handed out addresses since.
 func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
-	ns := setup(t, "paused", "192.0.2.0/26")
+	ns := setup(t, "paused", "192.0.2.64/26") // apart from the other tests' pools, which stay
 	holders := watchHolders(t, ns)
 	a := startController(t)
 	waitFor(t, 20*time.Second, a.leads, "the first replica to lead")
