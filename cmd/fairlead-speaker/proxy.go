@@ -50,13 +50,16 @@ var (
 	proxyPodBridge   = flag.String("pod-bridge-interface", "", "With --detect-local-mode BridgeInterface: the pods' bridge.")
 	proxyPodIfPrefix = flag.String("pod-interface-name-prefix", "",
 		"With --detect-local-mode InterfaceNamePrefix: the prefix of the pods' interfaces on the node.")
-	ctMaxPerCore = flag.Int("conntrack-max-per-core", 32768,
-		"nf_conntrack_max per CPU, raised to at least --conntrack-min (0 with --conntrack-min 0: leave it). Host-wide.")
-	ctMin         = flag.Int("conntrack-min", 131072, "Least nf_conntrack_max (see --conntrack-max-per-core).")
-	ctEstablished = flag.Duration("conntrack-tcp-timeout-established", 24*time.Hour,
-		"Timeout of established TCP conntrack entries (0: leave it).")
-	ctCloseWait = flag.Duration("conntrack-tcp-timeout-close-wait", time.Hour,
-		"Timeout of TCP conntrack entries in CLOSE_WAIT (0: leave it).")
+	// Unlike kube-proxy's, the conntrack defaults leave the kernel's values: writing /proc/sys
+	// needs a privileged container, which the chart's speaker is not.
+	ctMaxPerCore = flag.Int("conntrack-max-per-core", 0,
+		"Raise nf_conntrack_max to this per CPU, or to --conntrack-min if more (kube-proxy: 32768; 0 with "+
+			"--conntrack-min 0 leaves it). Host-wide: only from the host's network namespace.")
+	ctMin         = flag.Int("conntrack-min", 0, "Least nf_conntrack_max (kube-proxy: 131072; see --conntrack-max-per-core).")
+	ctEstablished = flag.Duration("conntrack-tcp-timeout-established", 0,
+		"Timeout of established TCP conntrack entries (kube-proxy: 24h; 0 leaves it).")
+	ctCloseWait = flag.Duration("conntrack-tcp-timeout-close-wait", 0,
+		"Timeout of TCP conntrack entries in CLOSE_WAIT (kube-proxy: 1h; 0 leaves it).")
 	ctBeLiberal = flag.Bool("conntrack-tcp-be-liberal", false,
 		"Set nf_conntrack_tcp_be_liberal: accept out-of-window TCP packets rather than marking them invalid.")
 	ctUDP       = flag.Duration("conntrack-udp-timeout", 0, "Timeout of one-way UDP conntrack entries (0: leave it).")
@@ -83,6 +86,9 @@ func parseCIDRs(flagName, s string) ([]netip.Prefix, error) {
 
 // setupProxy wires speaker/proxy to the speaker's informers and metrics.
 func setupProxy(s *speaker) (_ func(context.Context) error, err error) {
+	if err := applyProxyConfig(); err != nil {
+		return nil, err
+	}
 	var npc []netip.Prefix
 	primary := strings.TrimSpace(*proxyNodePortAddresses) == "primary"
 	if !primary {

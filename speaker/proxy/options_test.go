@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -253,3 +254,53 @@ func TestKubeProxyMetrics(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// --config takes kube-proxy's KubeProxyConfiguration: its fields set the matching flags,
+// flags on the command line win, fields without a counterpart are named as ignored, and a
+// file of another kind is refused.
+func TestKubeProxyConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.conf")
+	conf := `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+masqueradeAll: true
+conntrack:
+  tcpEstablishedTimeout: 2h0m0s
+  tcpCloseWaitTimeout: 20m0s
+iptables:
+  syncPeriod: 30s
+`
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, "--config", file, "--conntrack-tcp-timeout-close-wait", "40m")
+	a, cl := c.addPod("pod-a", 1), c.addPod("client-pod", 2)
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	v4, _ := clusterIPs(svc)
+	// masqueradeAll from the file: even a pod's source is masqueraded.
+	if _, fromPod := c.sourcesSeen(cl, hostPort(v4, 80)); fromPod != podGW4 {
+		t.Errorf("a pod's request arrived from %s, want the node's %s (masqueradeAll)", fromPod, podGW4)
+	}
+	for name, want := range map[string]string{"nf_conntrack_tcp_timeout_established": "7200", "nf_conntrack_tcp_timeout_close_wait": "2400"} {
+		if got := strings.TrimSpace(c.node.MustRun("cat", "/proc/sys/net/netfilter/"+name)); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	if out := c.speaker.Output(); !strings.Contains(out, "ignored") || !strings.Contains(out, "iptables") {
+		t.Errorf("the ignored iptables section is not reported:\n%s", out)
+	}
+
+	// Another kind of file: the speaker refuses to start, naming it.
+	bad := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := netns.New(t, "badcfg")
+	p := ns.Start(speakerBin, "--proxy", "--l2=false", "--node-name", nodeName, "--kubeconfig", kubeconfig,
+		"--metrics-bind-address", "0", "--healthz-bind-address", "0", "--config", bad)
+	if done, _ := p.Wait(20 * time.Second); !done || !strings.Contains(p.Output(), "ConfigMap") || !strings.Contains(p.Output(), "want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration") {
+		t.Errorf("a ConfigMap was taken as configuration (exited: %v):\n%s", done, p.Output())
+	}
+}

@@ -744,3 +744,42 @@ func TestHealthFollowsSyncsAndTheNode(t *testing.T) {
 	}
 	expect("healthz 503 while the Node is deleted", healthz, "/healthz", 503, `"nodeEligible":false`)
 }
+
+// trafficDistribution PreferSameNode: endpoints hinted for this node (hints.forNodes) are
+// used alone; when none is, the others serve rather than nothing.
+func TestPreferSameNodeHints(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.TrafficDistribution = ptr.To(corev1.ServiceTrafficDistributionPreferSameNode)
+	})
+	c.setEndpoints("web", ready(a), endpoint{pod: b, node: otherNode})
+	hint := func(forA string) {
+		t.Helper()
+		for _, name := range []string{"web-ipv4", "web-ipv6"} {
+			sl, err := client.DiscoveryV1().EndpointSlices(c.ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range sl.Endpoints {
+				node := otherNode
+				if i == 0 {
+					node = forA
+				}
+				// As the EndpointSlice controller writes them: the zone and the node.
+				sl.Endpoints[i].Hints = &discoveryv1.EndpointHints{
+					ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}, ForNodes: []discoveryv1.ForNode{{Name: node}}}
+			}
+			if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hint(nodeName)
+	v4, v6 := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-a")
+	c.expectPods(c.client, "udp", hostPort(v6, 80), 20, "pod-a")
+	// No endpoint is hinted for this node any more: both serve.
+	hint("node-c")
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 30, "pod-a", "pod-b")
+}
