@@ -55,8 +55,16 @@ func main() {
 	node := flag.String("node-name", os.Getenv("NODE_NAME"), "This node's name (default $NODE_NAME).")
 	metricsAddr := flag.String("metrics-bind-address", ":7474", "Address of the Prometheus metrics endpoint ('0' disables it).")
 	qps := flag.Float64("kube-api-qps", 50, "Requests per second to the apiserver (client-side limit).")
+	cleanup := flag.Bool("cleanup", false, "Remove the proxy's nftables table (inet fairlead) and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
+	if *cleanup {
+		if err := cleanupProxy(); err != nil {
+			klog.ErrorS(err, "cleanup failed")
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*kubeconfig, *node, *metricsAddr, float32(*qps)); err != nil {
 		klog.ErrorS(err, "speaker stopped")
 		os.Exit(1)

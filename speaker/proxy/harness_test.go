@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -109,6 +110,7 @@ type cluster struct {
 	speaker *netns.Proc
 	pods    map[string]*pod
 	args    []string
+	env     []string // extra environment of the speaker
 }
 
 type pod struct {
@@ -122,8 +124,14 @@ var clusterSeq atomic.Int32
 // newCluster builds the node and client namespaces and starts the speaker with extra args.
 func newCluster(t *testing.T, extraArgs ...string) *cluster {
 	t.Helper()
+	return newClusterEnv(t, nil, extraArgs...)
+}
+
+// newClusterEnv is newCluster with extra environment variables for the speaker.
+func newClusterEnv(t *testing.T, env []string, extraArgs ...string) *cluster {
+	t.Helper()
 	n := clusterSeq.Add(1)
-	c := &cluster{t: t, ns: fmt.Sprintf("proxy-%d", n), pods: map[string]*pod{}}
+	c := &cluster{t: t, ns: fmt.Sprintf("proxy-%d", n), pods: map[string]*pod{}, env: env}
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +166,9 @@ func newCluster(t *testing.T, extraArgs ...string) *cluster {
 	c.node.Forward(apiAddr, apiAddr)
 	c.args = append([]string{"--proxy", "--l2=false", "--node-name", nodeName, "--kubeconfig", kubeconfig,
 		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
-		"--proxy-min-sync-interval", "50ms", "--cluster-cidr", "10.244.0.0/16,fd00:244::/32"}, extraArgs...)
+		"--proxy-min-sync-interval", "50ms", "--cluster-cidr", "10.244.0.0/16,fd00:244::/32",
+		// nf_conntrack_max is host-wide: a test never asks to change it.
+		"--conntrack-max-per-core", "0", "--conntrack-min", "0"}, extraArgs...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := c.node.Run("nft", "list", "table", "inet", "fairlead")
@@ -171,7 +181,12 @@ func newCluster(t *testing.T, extraArgs ...string) *cluster {
 
 func (c *cluster) startSpeaker() {
 	c.t.Helper()
-	p := c.node.Start(speakerBin, c.args...)
+	var p *netns.Proc
+	if len(c.env) > 0 {
+		p = c.node.Start("env", append(append(slices.Clone(c.env), speakerBin), c.args...)...)
+	} else {
+		p = c.node.Start(speakerBin, c.args...)
+	}
 	c.speaker = p
 	// Registered after Start's own cleanup, so it runs before that kills the process.
 	c.t.Cleanup(func() {
@@ -533,4 +548,85 @@ func (c *cluster) metricE(name string, labels ...string) (float64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// addUpstream gives the node a default gateway: a namespace that owns the whole service
+// ranges (10.96.0.0/14, fd00:96::/112) and answers on ports 80 and 81 as "upstream". It
+// stands for the network beyond a real node, where traffic for a ClusterIP no rule catches
+// would go.
+func (c *cluster) addUpstream() {
+	c.t.Helper()
+	up := netns.New(c.t, "upstr")
+	netns.Veth(c.t, c.node, "gw", up, "gw")
+	c.node.Addr("gw", "192.0.2.129/30")
+	c.node.Addr("gw", "2001:db8:2::1/64")
+	up.Addr("gw", "192.0.2.130/30")
+	up.Addr("gw", "2001:db8:2::2/64")
+	c.node.MustRun("ip", "route", "add", "default", "via", "192.0.2.130")
+	c.node.MustRun("ip", "-6", "route", "add", "default", "via", "2001:db8:2::2")
+	up.MustRun("ip", "route", "add", "default", "via", "192.0.2.129")
+	up.MustRun("ip", "-6", "route", "add", "default", "via", "2001:db8:2::1")
+	up.MustRun("ip", "route", "add", "local", "10.96.0.0/14", "dev", "lo")
+	up.MustRun("ip", "-6", "route", "add", "local", "fd00:96::/112", "dev", "lo")
+	proc := up.Start(echoBin, "-name", "upstream", "-tcp", "80,81", "-udp", "80,81")
+	c.eventually("upstream echo server starts", func() error {
+		if !strings.Contains(proc.Output(), "ready") {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	c.client.MustRun("ip", "route", "add", "10.97.0.0/16", "via", nodeLAN4)
+	c.client.MustRun("ip", "route", "add", "10.98.0.0/16", "via", nodeLAN4)
+}
+
+// failingNft returns environment for the speaker under which its nft fails while the file
+// it names exists: a fault injected in front of the real nft.
+func failingNft(t *testing.T) (env []string, switchFile string) {
+	t.Helper()
+	real, err := exec.LookPath("nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	switchFile = filepath.Join(dir, "fail")
+	script := fmt.Sprintf("#!/bin/sh\nif [ -e %s ]; then echo 'injected failure' >&2; exit 1; fi\nexec %s \"$@\"\n", switchFile, real)
+	if err := os.WriteFile(filepath.Join(dir, "nft"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"PATH=" + dir + ":" + os.Getenv("PATH")}, switchFile
+}
+
+// createNode creates this node's Node object with the given InternalIPs, deleted at the end.
+func (c *cluster) createNode(addrs ...string) {
+	c.t.Helper()
+	n, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		if n, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err == nil && len(n.Finalizers) > 0 {
+			n.Finalizers = nil
+			_, _ = client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		}
+		_ = client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{})
+	})
+	for _, a := range addrs {
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+	}
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// updateNode applies fn to this node's Node object.
+func (c *cluster) updateNode(fn func(*corev1.Node)) {
+	c.t.Helper()
+	n, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	fn(n)
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
 }

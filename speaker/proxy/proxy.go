@@ -39,16 +39,21 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -58,6 +63,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -74,20 +80,42 @@ import (
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=servicecidrs,verbs=get;list;watch
 
 // TableName is the nftables table (family inet) the proxy owns.
 const TableName = "fairlead"
 
+// LabelServiceProxyName on a Service hands it to another proxy: like kube-proxy, this proxy
+// leaves such Services alone, whatever the value.
+const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+
 // Options configure a Proxier.
 type Options struct {
 	NodeName string
-	Rules    rules.Config
+	// Rules is the static part of the rules' configuration. The service CIDRs of the
+	// cluster's ServiceCIDR objects are added to Rules.ServiceCIDRs.
+	Rules rules.Config
+	// NodePortsPrimary limits NodePorts to the node's primary addresses (its Node's first
+	// InternalIP of each family, else ExternalIP), as kube-proxy's --nodeport-addresses
+	// primary; Rules.NodePortCIDRs is then ignored. Until the Node has an address NodePorts
+	// answer on every node address.
+	NodePortsPrimary bool
+	// PodCIDRsFromNode takes the pods' networks (Rules.ClusterCIDRs) from the Node's
+	// spec.podCIDRs: kube-proxy's --detect-local-mode NodeCIDR.
+	PodCIDRsFromNode bool
 	// MinSyncInterval is the least time between two syncs: changes arriving meanwhile are
 	// batched into the next one.
 	MinSyncInterval time.Duration
 	// SyncPeriod is how often a full sync rewrites everything (repairing drift).
 	SyncPeriod time.Duration
+	// HealthTimeout: the proxy is unhealthy while a change has waited this long without a
+	// successful sync (kube-proxy's rule; its default is twice its 30 s sync period).
+	HealthTimeout time.Duration
 }
+
+// TaintToBeDeleted is the cluster autoscaler's taint on a node it is about to remove: as
+// kube-proxy (KEP-3836), /healthz then fails so that load balancers drain the node first.
+const TaintToBeDeleted = "ToBeDeletedByClusterAutoscaler"
 
 // Proxier keeps the node's nftables table in line with the cluster's Services.
 type Proxier struct {
@@ -98,6 +126,7 @@ type Proxier struct {
 	services     corelisters.ServiceLister
 	slices       cache.Indexer // EndpointSlices, indexed by Service
 	nodes        corelisters.NodeLister
+	serviceCIDRs networkinglisters.ServiceCIDRLister // nil when the API has no ServiceCIDRs
 	synced       []cache.InformerSynced
 	healthServer *healthcheck.Server
 	recorder     record.EventRecorder
@@ -108,6 +137,13 @@ type Proxier struct {
 	dirty    map[types.NamespacedName]bool
 	needFull bool
 	kick     chan struct{}
+	// fams are the families for kube-proxy's ip_family label, from the last config.
+	fams atomic.Pointer[[]string]
+	// pendingSince is when the oldest change not yet synced arrived (zero: none).
+	pendingSince time.Time
+	// triggers are the EndpointSlices' last-change-trigger-times not yet synced, for
+	// kubeproxy_network_programming_duration_seconds.
+	triggers []time.Time
 
 	// Only the sync loop touches what follows.
 	zone      string
@@ -115,7 +151,11 @@ type Proxier struct {
 	reported  map[types.NamespacedName]string
 	conflicts map[string]bool
 	health    map[types.NamespacedName]healthcheck.Service // what the health check server serves
-	started   bool                                         // a sync succeeded: ports holds what is programmed
+	// noLocal counts ServicePorts with a Local policy and no local endpoint, by family and
+	// policy, and noLocalBy each Service's share, so a partial sync recounts only its own.
+	noLocal   map[[2]string]int
+	noLocalBy map[types.NamespacedName]map[[2]string]int
+	started   bool // a sync succeeded: ports holds what is programmed
 	lastSync  time.Time
 	healthyAt time.Time
 }
@@ -132,12 +172,17 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 	if opts.SyncPeriod <= 0 {
 		opts.SyncPeriod = time.Hour
 	}
+	if opts.HealthTimeout <= 0 {
+		opts.HealthTimeout = time.Minute
+	}
 	p := &Proxier{
-		opts: opts, nft: nft, syncer: nftsync.New(nft, TableName, opts.Rules), healthServer: healthcheck.New(),
+		opts: opts, nft: nft, syncer: nftsync.New(nft, TableName, opts.Rules),
 		health: map[types.NamespacedName]healthcheck.Service{},
 		dirty:  map[types.NamespacedName]bool{}, needFull: true, kick: make(chan struct{}, 1),
 		ports: map[types.NamespacedName]map[string]*model.ServicePort{}, reported: map[types.NamespacedName]string{},
+		noLocal: map[[2]string]int{}, noLocalBy: map[types.NamespacedName]map[[2]string]int{},
 	}
+	p.healthServer = healthcheck.New(func() bool { ok, _ := p.Healthy(); return ok })
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -146,6 +191,12 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 
 	svcInf := factory.Core().V1().Services()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
+	// ServiceCIDR objects (Kubernetes 1.33 and later) say which ranges ClusterIPs come from;
+	// older clusters have none, and the ranges can only be given by flag.
+	served, err := servesResource(client, "networking.k8s.io/v1", "servicecidrs")
+	if err != nil {
+		return nil, err
+	}
 	// Only our own Node, and in a factory of its own: watching every Node of a large
 	// cluster (status updates every few seconds each) would cost far more than it tells.
 	p.nodeFactory = informers.NewSharedInformerFactoryWithOptions(client, 0,
@@ -163,24 +214,34 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 
 	onService := func(obj any) {
 		if s, ok := unwrap[*corev1.Service](obj); ok {
+			p.metrics.kpServiceChanges.Inc()
+			p.metrics.kpServicePending.Inc()
 			p.markDirty(types.NamespacedName{Namespace: s.Namespace, Name: s.Name})
 		}
 	}
 	onSlice := func(obj any) {
 		if s, ok := unwrap[*discoveryv1.EndpointSlice](obj); ok {
 			if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+				p.metrics.kpEndpointChanges.Inc()
+				p.metrics.kpEndpointPending.Inc()
+				if t, err := time.Parse(time.RFC3339Nano, s.Annotations[corev1.EndpointsLastChangeTriggerTime]); err == nil {
+					p.mu.Lock()
+					p.triggers = append(p.triggers, t)
+					p.mu.Unlock()
+				}
 				p.markDirty(types.NamespacedName{Namespace: s.Namespace, Name: name})
 			}
 		}
 	}
-	// The zone decides topology for every Service: a change means a full sync. Nothing
-	// else of the Node matters, and its status changes often.
+	// The zone decides topology for every Service, and the addresses and pod CIDRs the base
+	// rules: a change means a full sync. Nothing else of the Node matters to the rules, and
+	// its status changes often.
 	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { p.requestFull() },
 		UpdateFunc: func(o, n any) {
 			on, ok1 := o.(*corev1.Node)
 			nn, ok2 := n.(*corev1.Node)
-			if ok1 && ok2 && on.Labels[corev1.LabelTopologyZone] != nn.Labels[corev1.LabelTopologyZone] {
+			if ok1 && ok2 && (!p.nodeConfig(on).Equal(p.nodeConfig(nn)) || on.Labels[corev1.LabelTopologyZone] != nn.Labels[corev1.LabelTopologyZone]) {
 				p.requestFull()
 			}
 		},
@@ -191,6 +252,19 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 	// until the caches are filled: otherwise the initial adds still being delivered would
 	// make a huge "partial" sync right after the full one.
 	p.synced = []cache.InformerSynced{nodeInf.Informer().HasSynced}
+	if served {
+		inf := factory.Networking().V1().ServiceCIDRs()
+		p.serviceCIDRs = inf.Lister()
+		reg, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { p.requestFull() },
+			UpdateFunc: func(any, any) { p.requestFull() },
+			DeleteFunc: func(any) { p.requestFull() },
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.synced = append(p.synced, inf.Informer().HasSynced, reg.HasSynced)
+	}
 	for inf, fn := range map[cache.SharedIndexInformer]func(any){
 		svcInf.Informer(): onService, sliceInf.Informer(): onSlice,
 	} {
@@ -209,6 +283,93 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 	p.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	p.recorder = p.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fairlead-proxy", Host: opts.NodeName})
 	return p, nil
+}
+
+// servesResource reports whether the API serves resource in groupVersion.
+func servesResource(client kubernetes.Interface, groupVersion, resource string) (bool, error) {
+	list, err := client.Discovery().ServerResourcesForGroupVersion(groupVersion)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discovering %s: %w", groupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// nodeConfig is the part of the rules' configuration that comes from the Node.
+func (p *Proxier) nodeConfig(n *corev1.Node) rules.Config {
+	var cfg rules.Config
+	if p.opts.NodePortsPrimary {
+		for _, a := range PrimaryIPs(n) {
+			cfg.NodePortCIDRs = append(cfg.NodePortCIDRs, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	if p.opts.PodCIDRsFromNode && n != nil {
+		cfg.ClusterCIDRs = []netip.Prefix{}
+		for _, c := range n.Spec.PodCIDRs {
+			if pr, err := netip.ParsePrefix(c); err == nil {
+				cfg.ClusterCIDRs = append(cfg.ClusterCIDRs, pr.Masked())
+			}
+		}
+	}
+	return cfg
+}
+
+// PrimaryIPs returns the node's primary address of each family, as kubelet and kube-proxy
+// pick them: the first InternalIP, else the first ExternalIP.
+func PrimaryIPs(n *corev1.Node) []netip.Addr {
+	if n == nil {
+		return nil
+	}
+	var out []netip.Addr
+	seen := map[model.Family]bool{}
+	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if a.Type != t || err != nil || seen[model.FamilyOf(ip.Unmap())] {
+				continue
+			}
+			seen[model.FamilyOf(ip.Unmap())] = true
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
+}
+
+// config is the rules' configuration now: the options, what the Node says, and the
+// ServiceCIDR objects' ranges.
+func (p *Proxier) config(n *corev1.Node) rules.Config {
+	cfg := p.opts.Rules
+	nc := p.nodeConfig(n)
+	if nc.NodePortCIDRs != nil {
+		cfg.NodePortCIDRs = nc.NodePortCIDRs
+	}
+	if nc.ClusterCIDRs != nil {
+		cfg.ClusterCIDRs = nc.ClusterCIDRs
+	}
+	cfg.ServiceCIDRs = slices.Clone(cfg.ServiceCIDRs)
+	if p.serviceCIDRs != nil {
+		objs, _ := p.serviceCIDRs.List(labels.Everything())
+		for _, o := range objs {
+			for _, c := range o.Spec.CIDRs {
+				if pr, err := netip.ParsePrefix(c); err == nil {
+					cfg.ServiceCIDRs = append(cfg.ServiceCIDRs, pr.Masked())
+				}
+			}
+		}
+	}
+	// Sorted, so that the same ranges compare equal whatever the listing order.
+	slices.SortFunc(cfg.ServiceCIDRs, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	cfg.ServiceCIDRs = slices.Compact(cfg.ServiceCIDRs)
+	return cfg
 }
 
 const sliceIndex = "service"
@@ -233,6 +394,7 @@ func unwrap[T any](obj any) (T, bool) {
 func (p *Proxier) markDirty(nn types.NamespacedName) {
 	p.mu.Lock()
 	p.dirty[nn] = true
+	p.queued()
 	p.mu.Unlock()
 	p.poke()
 }
@@ -240,8 +402,43 @@ func (p *Proxier) markDirty(nn types.NamespacedName) {
 func (p *Proxier) requestFull() {
 	p.mu.Lock()
 	p.needFull = true
+	p.queued()
 	p.mu.Unlock()
 	p.poke()
+}
+
+// queued notes that a change waits for a sync. p.mu is held.
+func (p *Proxier) queued() {
+	now := time.Now()
+	if p.pendingSince.IsZero() {
+		p.pendingSince = now
+	}
+	for _, f := range p.families() {
+		p.metrics.kpLastQueued.WithLabelValues(f).Set(float64(now.UnixNano()) / 1e9)
+	}
+}
+
+// families are the IP families kube-proxy would run a proxier for, as kube-proxy's
+// ip_family label values: those of the service CIDRs, both when none is known.
+func (p *Proxier) families() []string {
+	if f := p.fams.Load(); f != nil {
+		return *f
+	}
+	return []string{"IPv4", "IPv6"}
+}
+
+func familiesOf(cfg rules.Config) []string {
+	var v4, v6 bool
+	for _, c := range cfg.ServiceCIDRs {
+		v4, v6 = v4 || c.Addr().Is4(), v6 || c.Addr().Is6()
+	}
+	switch {
+	case v4 && !v6:
+		return []string{"IPv4"}
+	case v6 && !v4:
+		return []string{"IPv6"}
+	}
+	return []string{"IPv4", "IPv6"}
 }
 
 func (p *Proxier) poke() {
@@ -251,12 +448,33 @@ func (p *Proxier) poke() {
 	}
 }
 
-// Healthy reports whether the proxy has synced recently (for the healthz endpoint).
+// Healthy reports whether the rules are current, as kube-proxy's healthz does: a sync has
+// succeeded, and no change has waited HealthTimeout or longer for the next one. It also
+// returns the time of the last successful sync.
 func (p *Proxier) Healthy() (bool, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	at := p.healthyAt
-	return !at.IsZero() && time.Since(at) < 2*p.opts.SyncPeriod+time.Minute, at
+	stale := !p.pendingSince.IsZero() && time.Since(p.pendingSince) >= p.opts.HealthTimeout
+	return !at.IsZero() && !stale, at
+}
+
+// NodeEligible reports whether load balancers should keep sending this node traffic: not
+// when its Node is being deleted or carries the cluster autoscaler's to-be-deleted taint.
+func (p *Proxier) NodeEligible() bool {
+	n, err := p.nodes.Get(p.opts.NodeName)
+	if err != nil {
+		return true // unknown: nothing says the node is going
+	}
+	if n.DeletionTimestamp != nil {
+		return false
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Key == TaintToBeDeleted {
+			return false
+		}
+	}
+	return true
 }
 
 // Run syncs until ctx ends. The rules stay in place when it returns: a restarting proxy
@@ -307,9 +525,11 @@ func (p *Proxier) Run(ctx context.Context) error {
 
 func (p *Proxier) syncOnce(ctx context.Context) error {
 	p.mu.Lock()
-	dirty, full := p.dirty, p.needFull
-	p.dirty, p.needFull = map[types.NamespacedName]bool{}, false
+	dirty, full, since, triggers := p.dirty, p.needFull, p.pendingSince, p.triggers
+	p.dirty, p.needFull, p.pendingSince, p.triggers = map[types.NamespacedName]bool{}, false, time.Time{}, nil
 	p.mu.Unlock()
+	p.metrics.kpServicePending.Set(0)
+	p.metrics.kpEndpointPending.Set(0)
 	if !full && len(dirty) == 0 {
 		return nil
 	}
@@ -320,10 +540,37 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 		kind = "full"
 	}
 	err := p.sync(ctx, dirty, full)
-	p.metrics.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	took := time.Since(start).Seconds()
+	p.metrics.duration.WithLabelValues(kind).Observe(took)
+	fams := p.families()
 	if err != nil {
 		p.metrics.errors.WithLabelValues(kind).Inc()
+		for _, f := range fams {
+			p.metrics.kpFailures.WithLabelValues(f).Inc()
+		}
+		// The changes still wait (the caller asks for a full sync), since they first came.
+		p.mu.Lock()
+		if p.pendingSince.IsZero() || since.Before(p.pendingSince) {
+			p.pendingSince = since
+		}
+		p.triggers = append(p.triggers, triggers...)
+		p.mu.Unlock()
 		return err
+	}
+	now := time.Now()
+	for _, f := range fams {
+		p.metrics.kpDuration.WithLabelValues(f).Observe(took)
+		if full {
+			p.metrics.kpFull.WithLabelValues(f).Observe(took)
+		} else {
+			p.metrics.kpPartial.WithLabelValues(f).Observe(took)
+		}
+		p.metrics.kpLast.WithLabelValues(f).Set(float64(now.UnixNano()) / 1e9)
+		for _, t := range triggers {
+			if d := now.Sub(t); d >= 0 {
+				p.metrics.kpProgramming.WithLabelValues(f).Observe(d.Seconds())
+			}
+		}
 	}
 	r, e := p.syncer.Counts()
 	p.metrics.rules.Set(float64(r))
@@ -338,11 +585,21 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 
 func (p *Proxier) sync(ctx context.Context, dirty map[types.NamespacedName]bool, full bool) error {
 	node := model.Node{Name: p.opts.NodeName}
-	if n, err := p.nodes.Get(p.opts.NodeName); err == nil {
+	n, err := p.nodes.Get(p.opts.NodeName)
+	if err == nil {
 		node.Zone = n.Labels[corev1.LabelTopologyZone]
+	} else {
+		n = nil
 	}
 	if node.Zone != p.zone {
 		p.zone, full = node.Zone, true
+	}
+	cfg := p.config(n)
+	if !cfg.Equal(p.syncer.Config()) {
+		p.syncer.SetConfig(cfg)
+		fams := familiesOf(cfg)
+		p.fams.Store(&fams)
+		full = true
 	}
 
 	if full {
@@ -365,12 +622,11 @@ func (p *Proxier) sync(ctx context.Context, dirty map[types.NamespacedName]bool,
 	}
 
 	var res nftsync.Result
-	var err error
 	if full {
 		desired := map[string]*rules.Service{}
 		for _, ports := range p.mergedPorts(newPorts) {
 			for key, sp := range ports {
-				desired[key] = rules.Render(sp, p.opts.Rules)
+				desired[key] = rules.Render(sp, cfg)
 			}
 		}
 		res, err = p.syncer.Full(ctx, desired)
@@ -381,7 +637,7 @@ func (p *Proxier) sync(ctx context.Context, dirty map[types.NamespacedName]bool,
 				changes[key] = nil
 			}
 			for key, sp := range ports {
-				changes[key] = rules.Render(sp, p.opts.Rules)
+				changes[key] = rules.Render(sp, cfg)
 			}
 		}
 		res, err = p.syncer.Partial(ctx, changes)
@@ -410,11 +666,49 @@ func (p *Proxier) sync(ctx context.Context, dirty map[types.NamespacedName]bool,
 			}
 		}
 	}
+	p.countNoLocal(newPorts, full)
 	p.reportConflicts(res.Conflicts)
 	p.clearConntrack(ctx, old, newPorts)
 	p.started = true
-	p.syncHealth(newPorts)
+	p.syncHealth(newPorts, n)
 	return nil
+}
+
+// countNoLocal updates kubeproxy_sync_proxy_rules_no_local_endpoints_total for the changed
+// Services (all of them in a full sync).
+func (p *Proxier) countNoLocal(changed map[types.NamespacedName]map[string]*model.ServicePort, full bool) {
+	if full {
+		for k := range p.noLocal {
+			p.noLocal[k] = 0
+		}
+		clear(p.noLocalBy)
+	}
+	for nn, ports := range changed {
+		for k, v := range p.noLocalBy[nn] {
+			p.noLocal[k] -= v
+		}
+		delete(p.noLocalBy, nn)
+		for _, sp := range ports {
+			if len(sp.LocalEndpoints) > 0 {
+				continue
+			}
+			fam := fmt.Sprintf("IPv%d", sp.Family)
+			for policy, local := range map[string]bool{"internal": sp.InternalLocal, "external": sp.ExternalLocal} {
+				if !local {
+					continue
+				}
+				k := [2]string{fam, policy}
+				if p.noLocalBy[nn] == nil {
+					p.noLocalBy[nn] = map[[2]string]int{}
+				}
+				p.noLocalBy[nn][k]++
+				p.noLocal[k]++
+			}
+		}
+	}
+	for k, v := range p.noLocal {
+		p.metrics.kpNoLocal.WithLabelValues(k[0], k[1]).Set(float64(v))
+	}
 }
 
 // mergedPorts returns the programmed ports with the changed Services replaced.
@@ -436,7 +730,14 @@ func (p *Proxier) mergedPorts(changed map[types.NamespacedName]map[string]*model
 // build computes a Service's ports from the caches, reporting invalid parts once.
 func (p *Proxier) build(nn types.NamespacedName, node model.Node) map[string]*model.ServicePort {
 	svc, err := p.services.Services(nn.Namespace).Get(nn.Name)
+	if err == nil {
+		if _, other := svc.Labels[LabelServiceProxyName]; other {
+			err = fmt.Errorf("service %s is for another proxy", nn)
+		}
+	}
 	if err != nil {
+		// kube-proxy filters these out in its informers (which ours are not: the speaker's
+		// other components share them), so to it they look deleted; so they must here.
 		delete(p.reported, nn)
 		return nil
 	}
@@ -446,7 +747,8 @@ func (p *Proxier) build(nn types.NamespacedName, node model.Node) map[string]*mo
 	}
 	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if _, headless := s.Labels[corev1.IsHeadlessService]; ok && !headless {
 			eps = append(eps, s)
 		}
 	}
@@ -573,7 +875,46 @@ func serviceAddrs(sp *model.ServicePort) []netip.Addr {
 	return append(append(append([]netip.Addr{}, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...)
 }
 
-func (p *Proxier) syncHealth(changed map[types.NamespacedName]map[string]*model.ServicePort) {
+// healthAddrs are the addresses the health check ports listen on: the node's NodePort
+// addresses, as kube-proxy's; nil for all.
+func (p *Proxier) healthAddrs(n *corev1.Node) []netip.Addr {
+	cfg := p.syncer.Config()
+	if p.opts.NodePortsPrimary {
+		return PrimaryIPs(n)
+	}
+	if len(cfg.NodePortCIDRs) == 0 || slices.ContainsFunc(cfg.NodePortCIDRs, func(c netip.Prefix) bool { return c.Bits() == 0 }) {
+		return nil
+	}
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		klog.ErrorS(err, "listing the node's addresses for the health check ports")
+		return nil
+	}
+	var out []netip.Addr
+	for _, ia := range ifAddrs {
+		ipn, ok := ia.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || a.Unmap().IsLinkLocalUnicast() {
+			continue
+		}
+		a = a.Unmap()
+		if slices.ContainsFunc(cfg.NodePortCIDRs, func(c netip.Prefix) bool { return c.Contains(a) }) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	if len(out) == 0 {
+		// Nothing to bind to means no health check: say so rather than fall back to all.
+		klog.InfoS("no node address inside --nodeport-addresses: health check ports stay closed", "cidrs", cfg.NodePortCIDRs)
+		return []netip.Addr{}
+	}
+	return out
+}
+
+func (p *Proxier) syncHealth(changed map[types.NamespacedName]map[string]*model.ServicePort, n *corev1.Node) {
 	for nn, ports := range changed {
 		delete(p.health, nn)
 		for _, sp := range ports {
@@ -586,7 +927,11 @@ func (p *Proxier) syncHealth(changed map[types.NamespacedName]map[string]*model.
 			p.health[nn] = w
 		}
 	}
-	if err := p.healthServer.Sync(p.health); err != nil {
+	var addrs []netip.Addr
+	if len(p.health) > 0 {
+		addrs = p.healthAddrs(n)
+	}
+	if err := p.healthServer.Sync(p.health, addrs); err != nil {
 		klog.ErrorS(err, "health check server")
 	}
 }

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -497,4 +499,287 @@ func TestSessionAffinityExpires(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Services labelled service.kubernetes.io/service-proxy-name belong to another proxy and
+// get no rules (until the label goes); EndpointSlices labelled service.kubernetes.io/headless
+// are ignored. Both as kube-proxy does.
+func TestServicesForOtherProxiesAndHeadlessSlicesAreSkipped(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	other := c.createService("other", func(s *corev1.Service) {
+		s.Labels = map[string]string{"service.kubernetes.io/service-proxy-name": "someone-else"}
+	})
+	c.setEndpoints("other", ready(a))
+	web := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	// A slice of web's that claims to belong to a headless Service: its endpoint (pod-b) must
+	// never be used.
+	if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-headless", Namespace: c.ns, Labels: map[string]string{
+			discoveryv1.LabelServiceName: "web", "service.kubernetes.io/headless": ""}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("tcp"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](echoPort)}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{b.ip4}, NodeName: ptr.To(nodeName)}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w4, _ := clusterIPs(web)
+	c.expectPods(c.client, "tcp", hostPort(w4, 80), 20, "pod-a")
+	o4, _ := clusterIPs(other)
+	if ans, err := ask(c.client, "tcp", hostPort(o4, 80), 0); err == nil {
+		t.Errorf("a Service for another proxy was programmed: %s answered", ans.Pod)
+	}
+	if rules := c.node.MustRun("nft", "list", "table", "inet", "fairlead"); strings.Contains(rules, o4) || strings.Contains(rules, c.ns+"/other/") {
+		t.Errorf("rules mention the other proxy's Service:\n%s", rules)
+	}
+
+	// The label removed, the Service is ours.
+	other, err := client.CoreV1().Services(c.ns).Get(ctx, "other", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(other.Labels, "service.kubernetes.io/service-proxy-name")
+	if _, err := client.CoreV1().Services(c.ns).Update(ctx, other, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expectPods(c.client, "tcp", hostPort(o4, 80), 3, "pod-a")
+}
+
+// Traffic to a free address of the service ranges is dropped instead of leaving the node for
+// its gateway, and traffic to a ClusterIP on a port its Service does not define is rejected.
+// The ranges come from the cluster's ServiceCIDR objects (followed as they change) and from
+// --service-cidr.
+func TestUnallocatedClusterIPsAndUnknownPorts(t *testing.T) {
+	c := newCluster(t, "--service-cidr", "10.97.0.0/16")
+	c.addUpstream()
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web")
+	c.setEndpoints("web", ready(a))
+	v4, v6 := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 3, "pod-a")
+	c.expectPods(c.client, "tcp", hostPort(v6, 80), 3, "pod-a")
+
+	// Outside every service range the gateway is reached: the upstream is really there.
+	c.expectPods(c.client, "tcp", "10.98.0.7:80", 1, "upstream")
+
+	dropped := func(addr string) {
+		t.Helper()
+		c.eventually(addr+" dropped", func() error {
+			ans, err := ask(c.client, "tcp", addr, 0)
+			if err == nil {
+				return fmt.Errorf("answered by %s", ans.Pod)
+			}
+			if refused(err) {
+				return fmt.Errorf("want the packet dropped (a timeout), got %v", err)
+			}
+			return nil
+		})
+	}
+	free4, free6 := freeClusterIP(t, "10.96.255.", v4), freeClusterIP(t, "fd00:96::f", v6)
+	dropped(hostPort(free4, 80)) // the apiserver's default ServiceCIDR
+	dropped(hostPort(free6, 80))
+	dropped("10.97.0.5:80") // --service-cidr
+	for _, addr := range []string{hostPort(v4, 81), hostPort(v6, 81)} {
+		c.eventually(addr+" rejected", func() error {
+			if ans, err := ask(c.client, "tcp", addr, 0); !refused(err) {
+				return fmt.Errorf("want connection refused, got %v (%s)", err, ans.Pod)
+			}
+			return nil
+		})
+	}
+
+	// A new ServiceCIDR object extends the ranges.
+	extra := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: c.ns + "-extra"},
+		Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.98.0.0/24"}}}
+	if _, err := client.NetworkingV1().ServiceCIDRs().Create(ctx, extra, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.NetworkingV1().ServiceCIDRs().Delete(ctx, extra.Name, metav1.DeleteOptions{}) })
+	dropped("10.98.0.7:80")
+	// The Service itself is untouched by all this.
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 3, "pod-a")
+}
+
+// freeClusterIP returns an address with the given prefix that no Service has.
+func freeClusterIP(t *testing.T, prefix, avoid string) string {
+	t.Helper()
+	svcs, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{avoid: true}
+	for _, s := range svcs.Items {
+		for _, ip := range s.Spec.ClusterIPs {
+			used[ip] = true
+		}
+	}
+	for i := 200; i < 250; i++ {
+		ip := fmt.Sprintf("%s%d", prefix, i)
+		if !used[ip] {
+			return ip
+		}
+	}
+	t.Fatal("no free ClusterIP")
+	return ""
+}
+
+// --nodeport-addresses defaults to primary: NodePorts answer on the Node's primary IPs only,
+// and follow them when they change.
+func TestNodePortAddressesPrimary(t *testing.T) {
+	c := newCluster(t)
+	c.node.Addr("lan", "192.0.2.2/24")
+	c.node.Addr("lan", "2001:db8:1::2/64")
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}
+	node, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{}) })
+	setAddrs := func(addrs ...string) {
+		t.Helper()
+		n, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Status.Addresses = nil
+		for _, a := range addrs {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+		}
+		if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first InternalIP of each family is primary; the second IPv4 one is not.
+	setAddrs(nodeLAN4, "192.0.2.2", nodeLAN6)
+	a := c.addPod("pod-a", 1)
+	svc := c.createService("web", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort })
+	c.setEndpoints("web", ready(a))
+	np := svc.Spec.Ports[0].NodePort
+	c.expectPods(c.client, "tcp", hostPort(nodeLAN4, np), 3, "pod-a")
+	c.expectPods(c.client, "tcp", hostPort(nodeLAN6, np), 3, "pod-a")
+	for _, addr := range []string{"192.0.2.2", "2001:db8:1::2"} {
+		if ans, err := ask(c.client, "tcp", hostPort(addr, np), 0); err == nil {
+			t.Errorf("NodePort answered on %s (by %s), not a primary IP", addr, ans.Pod)
+		}
+	}
+	// The Node's addresses change: the NodePorts follow.
+	setAddrs("192.0.2.2", "2001:db8:1::2")
+	c.expectPods(c.client, "tcp", hostPort("192.0.2.2", np), 3, "pod-a")
+	c.expectPods(c.client, "tcp", hostPort("2001:db8:1::2", np), 3, "pod-a")
+	c.eventually("the old address closes", func() error {
+		if ans, err := ask(c.client, "tcp", hostPort(nodeLAN4, np), 0); err == nil {
+			return fmt.Errorf("NodePort still answers on %s (by %s)", nodeLAN4, ans.Pod)
+		}
+		return nil
+	})
+}
+
+// /healthz and the healthCheckNodePorts say when the rules are not current (a change waits
+// longer than --proxy-health-timeout for a successful sync), /healthz also when the Node is
+// going away (deleted, or tainted by the cluster autoscaler); health check ports listen on
+// the node's NodePort addresses only.
+func TestHealthFollowsSyncsAndTheNode(t *testing.T) {
+	env, fail := failingNft(t)
+	c := newClusterEnv(t, env, "--proxy-health-timeout", "2s")
+	c.node.Addr("lan", "192.0.2.2/24")
+	c.createNode(nodeLAN4, nodeLAN6)
+	a := c.addPod("pod-a", 1)
+	lb4, lb6 := c.lbIP(0)
+	svc := c.createService("web", loadBalancer(lb4, lb6), func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
+	c.setEndpoints("web", ready(a))
+	hc := svc.Spec.HealthCheckNodePort
+	expect := func(what, addr, path string, code int, body string) {
+		t.Helper()
+		from := c.client
+		if strings.HasPrefix(addr, "127.") {
+			from = c.node
+		}
+		c.eventually(what, func() error {
+			got, b, err := httpGet(from, addr, path)
+			if err == nil && (got != code || !strings.Contains(b, body)) {
+				err = fmt.Errorf("got %d %s", got, b)
+			}
+			return err
+		})
+	}
+	healthz := "127.0.0.1:10256"
+	expect("health check 200", hostPort(nodeLAN4, hc), "/", 200, `"serviceProxyHealthy":true`)
+	expect("healthz 200", healthz, "/healthz", 200, `"nodeEligible":true`)
+	if _, _, err := httpGet(c.client, hostPort("192.0.2.2", hc), "/"); err == nil {
+		t.Error("the health check port answers on 192.0.2.2, not a NodePort address")
+	}
+
+	// nft fails: once a change has waited 2s, everything says unhealthy.
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.createService("other")
+	expect("healthz 503 while syncs fail", healthz, "/healthz", 503, "lastUpdated")
+	expect("livez 503 while syncs fail", healthz, "/livez", 503, "lastUpdated")
+	expect("health check 503 while syncs fail", hostPort(nodeLAN4, hc), "/", 503, `"serviceProxyHealthy":false`)
+	if !strings.Contains(c.speaker.Output(), "injected failure") {
+		t.Error("the failing syncs were not logged")
+	}
+	if err := os.Remove(fail); err != nil {
+		t.Fatal(err)
+	}
+	expect("health check 200 again", hostPort(nodeLAN4, hc), "/", 200, `"serviceProxyHealthy":true`)
+	expect("healthz 200 again", healthz, "/healthz", 200, `"nodeEligible":true`)
+
+	// The cluster autoscaler is about to remove the node.
+	taint := corev1.Taint{Key: "ToBeDeletedByClusterAutoscaler", Value: "1700000000", Effect: corev1.TaintEffectNoSchedule}
+	c.updateNode(func(n *corev1.Node) { n.Spec.Taints = append(n.Spec.Taints, taint) })
+	expect("healthz 503 with the taint", healthz, "/healthz", 503, `"nodeEligible":false`)
+	expect("livez 200 with the taint", healthz, "/livez", 200, `"nodeEligible":false`)
+	c.updateNode(func(n *corev1.Node) { n.Spec.Taints = nil })
+	expect("healthz 200 without the taint", healthz, "/healthz", 200, `"nodeEligible":true`)
+
+	// The Node is being deleted (a finalizer holds it).
+	c.updateNode(func(n *corev1.Node) { n.Finalizers = []string{"fairlead.test/hold"} })
+	if err := client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect("healthz 503 while the Node is deleted", healthz, "/healthz", 503, `"nodeEligible":false`)
+}
+
+// trafficDistribution PreferSameNode: endpoints hinted for this node (hints.forNodes) are
+// used alone; when none is, the others serve rather than nothing.
+func TestPreferSameNodeHints(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.addPod("pod-a", 1), c.addPod("pod-b", 2)
+	svc := c.createService("web", func(s *corev1.Service) {
+		s.Spec.TrafficDistribution = ptr.To(corev1.ServiceTrafficDistributionPreferSameNode)
+	})
+	c.setEndpoints("web", ready(a), endpoint{pod: b, node: otherNode})
+	hint := func(forA string) {
+		t.Helper()
+		for _, name := range []string{"web-ipv4", "web-ipv6"} {
+			sl, err := client.DiscoveryV1().EndpointSlices(c.ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range sl.Endpoints {
+				node := otherNode
+				if i == 0 {
+					node = forA
+				}
+				// As the EndpointSlice controller writes them: the zone and the node.
+				sl.Endpoints[i].Hints = &discoveryv1.EndpointHints{
+					ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}, ForNodes: []discoveryv1.ForNode{{Name: node}}}
+			}
+			if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hint(nodeName)
+	v4, v6 := clusterIPs(svc)
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 20, "pod-a")
+	c.expectPods(c.client, "udp", hostPort(v6, 80), 20, "pod-a")
+	// No endpoint is hinted for this node any more: both serve.
+	hint("node-c")
+	c.expectPods(c.client, "tcp", hostPort(v4, 80), 30, "pod-a", "pod-b")
 }

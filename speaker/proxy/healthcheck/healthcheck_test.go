@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -33,30 +35,39 @@ func get(port uint16) (int, response, string, error) {
 	return resp.StatusCode, r, resp.Header.Get("X-Load-Balancing-Endpoint-Weight"), err
 }
 
+// Loopback only: the tests must not listen on the host's addresses.
+var loopback = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+
 func TestAnswersLikeKubeProxy(t *testing.T) {
-	s := New()
-	// Loopback only: the test must not listen on the host's addresses.
-	s.listen = func(network, addr string) (net.Listener, error) { return net.Listen(network, "127.0.0.1"+addr) }
+	var healthy atomic.Bool
+	healthy.Store(true)
+	s := New(healthy.Load)
 	defer s.Close()
 	nn := types.NamespacedName{Namespace: "ns", Name: "web"}
 	port := freePort(t)
 
-	if err := s.Sync(map[types.NamespacedName]Service{nn: {Port: port, LocalEndpoints: 2}}); err != nil {
+	if err := s.Sync(map[types.NamespacedName]Service{nn: {Port: port, LocalEndpoints: 2}}, loopback); err != nil {
 		t.Fatal(err)
 	}
 	code, r, weight, err := get(port)
 	if err != nil || code != 200 || r.LocalEndpoints != 2 || r.Service.Name != "web" || r.Service.Namespace != "ns" || !r.ServiceProxyHealthy || weight != "2" {
 		t.Errorf("with 2 local endpoints: %d %+v weight %q %v", code, r, weight, err)
 	}
+	// Endpoints, but rules that are not current: the node must not get traffic.
+	healthy.Store(false)
+	if code, r, _, err := get(port); err != nil || code != 503 || r.ServiceProxyHealthy || r.LocalEndpoints != 2 {
+		t.Errorf("with the proxy unhealthy: %d %+v %v", code, r, err)
+	}
+	healthy.Store(true)
 
-	if err := s.Sync(map[types.NamespacedName]Service{nn: {Port: port, LocalEndpoints: 0}}); err != nil {
+	if err := s.Sync(map[types.NamespacedName]Service{nn: {Port: port, LocalEndpoints: 0}}, loopback); err != nil {
 		t.Fatal(err)
 	}
 	if code, r, _, err := get(port); err != nil || code != 503 || r.LocalEndpoints != 0 {
 		t.Errorf("with no local endpoint: %d %+v %v", code, r, err)
 	}
 
-	if err := s.Sync(nil); err != nil {
+	if err := s.Sync(nil, loopback); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := get(port); err == nil {
@@ -65,8 +76,7 @@ func TestAnswersLikeKubeProxy(t *testing.T) {
 }
 
 func TestBusyPortDoesNotBlockOthers(t *testing.T) {
-	s := New()
-	s.listen = func(network, addr string) (net.Listener, error) { return net.Listen(network, "127.0.0.1"+addr) }
+	s := New(nil)
 	defer s.Close()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,7 +87,7 @@ func TestBusyPortDoesNotBlockOthers(t *testing.T) {
 	err = s.Sync(map[types.NamespacedName]Service{
 		{Namespace: "ns", Name: "a"}: {Port: bp, LocalEndpoints: 1},
 		{Namespace: "ns", Name: "b"}: {Port: free, LocalEndpoints: 1},
-	})
+	}, loopback)
 	if err == nil {
 		t.Error("busy port not reported")
 	}

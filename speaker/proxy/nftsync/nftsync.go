@@ -59,6 +59,12 @@ func (c Conflict) String() string {
 	return fmt.Sprintf("%s is already used by %s", c.Element, c.Owner)
 }
 
+// Config returns the configuration the Syncer renders its base objects with.
+func (s *Syncer) Config() rules.Config { return s.cfg }
+
+// SetConfig changes the configuration; the next Full sync applies it.
+func (s *Syncer) SetConfig(cfg rules.Config) { s.cfg = cfg }
+
 // Counts returns the number of rules and map elements currently programmed for Services.
 func (s *Syncer) Counts() (rules, elements int) {
 	return s.rules, s.elements + len(s.shared)

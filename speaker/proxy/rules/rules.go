@@ -24,15 +24,19 @@ const MasqueradeMark = 0x4000
 const (
 	ChainFilterPrerouting = "filter-prerouting"
 	ChainFilterOutput     = "filter-output"
-	ChainFirewallCheck    = "firewall-check"
-	ChainEndpointsCheck   = "endpoints-check"
-	ChainReject           = "reject-chain"
-	ChainNATPrerouting    = "nat-prerouting"
-	ChainNATOutput        = "nat-output"
-	ChainNATPostrouting   = "nat-postrouting"
-	ChainServices         = "services"
-	ChainMasquerading     = "masquerading"
-	ChainMarkMasq         = "mark-for-masquerade"
+	// After DNAT: what still heads for a ClusterIP found no Service port.
+	ChainFilterForward        = "filter-forward"
+	ChainFilterOutputPostDNAT = "filter-output-post-dnat"
+	ChainClusterIPsCheck      = "cluster-ips-check"
+	ChainFirewallCheck        = "firewall-check"
+	ChainEndpointsCheck       = "endpoints-check"
+	ChainReject               = "reject-chain"
+	ChainNATPrerouting        = "nat-prerouting"
+	ChainNATOutput            = "nat-output"
+	ChainNATPostrouting       = "nat-postrouting"
+	ChainServices             = "services"
+	ChainMasquerading         = "masquerading"
+	ChainMarkMasq             = "mark-for-masquerade"
 )
 
 // Map and set names, per family (suffix -4 or -6).
@@ -43,6 +47,8 @@ func MapNoEndpointNodePorts(f model.Family) string { return fmt.Sprintf("no-endp
 func MapFirewallIPs(f model.Family) string         { return fmt.Sprintf("firewall-ips-%d", f) }
 func SetNodePortCIDRs(f model.Family) string       { return fmt.Sprintf("nodeport-cidrs-%d", f) }
 func SetClusterCIDRs(f model.Family) string        { return fmt.Sprintf("cluster-cidrs-%d", f) }
+func SetClusterIPs(f model.Family) string          { return fmt.Sprintf("cluster-ips-%d", f) }
+func SetServiceCIDRs(f model.Family) string        { return fmt.Sprintf("service-cidrs-%d", f) }
 
 // The maps and sets of the shared path (see Render).
 func MapEndpoints(f model.Family) string         { return fmt.Sprintf("endpoints-%d", f) }
@@ -137,6 +143,41 @@ type Config struct {
 	// masqueraded, and pods reaching an externalTrafficPolicy Local Service's external
 	// address are sent to any endpoint. Empty: neither.
 	ClusterCIDRs []netip.Prefix
+	// ServiceCIDRs are the ranges ClusterIPs are allocated from: traffic to an address in
+	// them that no Service has is dropped rather than routed out of the node.
+	ServiceCIDRs []netip.Prefix
+	// MasqueradeAll masquerades all traffic to ClusterIPs (kube-proxy's --masquerade-all).
+	MasqueradeAll bool
+	// LocalInterface, when set, tells pods' traffic by its input interface (an nft
+	// pattern: "cbr0", "veth*") instead of by ClusterCIDRs.
+	LocalInterface string
+}
+
+// detectsLocal reports whether pods' traffic can be told from the rest in family f.
+func (c Config) detectsLocal(f model.Family) bool {
+	return c.LocalInterface != "" || len(c.prefixes(c.ClusterCIDRs, f)) > 0
+}
+
+// fromPods and notFromPods match traffic from (or not from) the pods of the cluster (of
+// this node, with LocalInterface).
+func (c Config) fromPods(f model.Family) string {
+	if c.LocalInterface != "" {
+		return fmt.Sprintf("iifname %q", c.LocalInterface)
+	}
+	return fmt.Sprintf("%s saddr @%s", ipKw(f), SetClusterCIDRs(f))
+}
+
+func (c Config) notFromPods(f model.Family) string {
+	if c.LocalInterface != "" {
+		return fmt.Sprintf("iifname != %q", c.LocalInterface)
+	}
+	return fmt.Sprintf("%s saddr != @%s", ipKw(f), SetClusterCIDRs(f))
+}
+
+// Equal reports whether two configurations render the same rules.
+func (c Config) Equal(o Config) bool {
+	return slices.Equal(c.NodePortCIDRs, o.NodePortCIDRs) && slices.Equal(c.ClusterCIDRs, o.ClusterCIDRs) &&
+		slices.Equal(c.ServiceCIDRs, o.ServiceCIDRs) && c.MasqueradeAll == o.MasqueradeAll && c.LocalInterface == o.LocalInterface
 }
 
 func (c Config) prefixes(list []netip.Prefix, f model.Family) []netip.Prefix {
@@ -177,8 +218,10 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 		hook(ChainNATPrerouting, knftables.NATType, knftables.PreroutingHook, "-100"),
 		hook(ChainNATOutput, knftables.NATType, knftables.OutputHook, "-100"),
 		hook(ChainNATPostrouting, knftables.NATType, knftables.PostroutingHook, "100"),
+		hook(ChainFilterForward, knftables.FilterType, knftables.ForwardHook, "0"),
+		hook(ChainFilterOutputPostDNAT, knftables.FilterType, knftables.OutputHook, "0"),
 	)
-	for _, n := range []string{ChainFirewallCheck, ChainEndpointsCheck, ChainReject, ChainServices, ChainMasquerading, ChainMarkMasq} {
+	for _, n := range []string{ChainFirewallCheck, ChainEndpointsCheck, ChainReject, ChainServices, ChainMasquerading, ChainMarkMasq, ChainClusterIPsCheck} {
 		objs = append(objs, &knftables.Chain{Name: n})
 	}
 	rule := func(chain string, parts ...string) {
@@ -192,7 +235,8 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 		for _, m := range []string{MapServiceNodePorts(f), MapNoEndpointNodePorts(f)} {
 			objs = append(objs, &knftables.Map{Name: m, Type: "inet_proto . inet_service : verdict"})
 		}
-		for _, s := range []string{SetNodePortCIDRs(f), SetClusterCIDRs(f)} {
+		objs = append(objs, &knftables.Set{Name: SetClusterIPs(f), Type: at})
+		for _, s := range []string{SetNodePortCIDRs(f), SetClusterCIDRs(f), SetServiceCIDRs(f)} {
 			objs = append(objs, &knftables.Set{Name: s, Type: at, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 		}
 		objs = append(objs,
@@ -231,6 +275,16 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 		rule(c, "ct state new jump", ChainFirewallCheck)
 		rule(c, "ct state new jump", ChainEndpointsCheck)
 	}
+	// After DNAT a packet still addressed to a ClusterIP matched none of its Service's ports:
+	// rejected, as a closed port would be. One addressed to a free address of the service
+	// ranges is dropped: routed on, it would leave the node for the default gateway.
+	for _, c := range []string{ChainFilterForward, ChainFilterOutputPostDNAT} {
+		rule(c, "ct state new jump", ChainClusterIPsCheck)
+	}
+	for _, f := range families {
+		rule(ChainClusterIPsCheck, ipKw(f), "daddr @"+SetClusterIPs(f), "goto", ChainReject)
+		rule(ChainClusterIPsCheck, ipKw(f), "daddr @"+SetServiceCIDRs(f), "drop")
+	}
 	// A TCP reset rather than ICMP for TCP: ICMPv6 errors are rate-limited per peer (one a
 	// second by default), which would turn a burst of rejections into timeouts.
 	rule(ChainReject, "meta l4proto tcp reject with tcp reset")
@@ -260,12 +314,12 @@ func Base(cfg Config) (objs []knftables.Object, baseRules []*knftables.Rule) {
 	// for external clients, and which are masqueraded. Services with chains of their own
 	// have no elements here and do the same in their chains.
 	external := func(f model.Family) string {
-		return fmt.Sprintf("fib saddr type != local %s saddr != @%s", ipKw(f), SetClusterCIDRs(f))
+		return "fib saddr type != local " + cfg.notFromPods(f)
 	}
 	for _, f := range families {
 		key := ipKw(f) + " daddr . meta l4proto . th dport"
 		rule(ChainServices, external(f), key, "vmap @"+MapExternalLocalIPs(f))
-		rule(ChainServices, key, "@"+SetMasqOutside(f), ipKw(f), "saddr != @"+SetClusterCIDRs(f), "jump", ChainMarkMasq)
+		rule(ChainServices, key, "@"+SetMasqOutside(f), cfg.notFromPods(f), "jump", ChainMarkMasq)
 		rule(ChainServices, key, "@"+SetMasqAlways(f), "jump", ChainMarkMasq)
 		rule(ChainServices, "fib saddr type local", key, "@"+SetMasqFromNode(f), "jump", ChainMarkMasq)
 		rule(ChainServices, key, "vmap @"+MapServiceIPs(f))
@@ -289,6 +343,9 @@ func BaseElements(cfg Config) []*knftables.Element {
 		}
 		for _, p := range cfg.prefixes(cfg.ClusterCIDRs, f) {
 			out = append(out, &knftables.Element{Set: SetClusterCIDRs(f), Key: []string{p.String()}})
+		}
+		for _, p := range cfg.prefixes(cfg.ServiceCIDRs, f) {
+			out = append(out, &knftables.Element{Set: SetServiceCIDRs(f), Key: []string{p.String()}})
 		}
 	}
 	return out
@@ -380,6 +437,16 @@ func protoName(sp *model.ServicePort) string { return strings.ToLower(string(sp.
 // never needs to read our chains to apply it. Session affinity, and endpoint counts above
 // MaxSpread, get chains of their own (renderChains), as do source ranges.
 func Render(sp *model.ServicePort, cfg Config) *Service {
+	out := render(sp, cfg)
+	// Whatever the ServicePort's rules, its ClusterIPs are known: other ports of theirs are
+	// rejected after DNAT. Several ports share an address, so the elements are shared.
+	for _, a := range sp.ClusterIPs {
+		out.Elements = append(out.Elements, Element{Map: SetClusterIPs(sp.Family), Key: []string{a.String()}, Shared: true})
+	}
+	return out
+}
+
+func render(sp *model.ServicePort, cfg Config) *Service {
 	if sp.AffinityTimeout > 0 || len(sp.ClusterEndpoints) > MaxSpread || len(sp.LocalEndpoints) > MaxSpread {
 		return renderChains(sp, cfg)
 	}
@@ -390,7 +457,6 @@ func Render(sp *model.ServicePort, cfg Config) *Service {
 	}
 	f, proto := sp.Family, protoName(sp)
 	port := fmt.Sprint(sp.Port)
-	hasClusterCIDRs := len(cfg.prefixes(cfg.ClusterCIDRs, f)) > 0
 	elem := func(group, m, value string, key ...string) {
 		out.Elements = append(out.Elements, Element{Map: m, Key: key, Value: value, Group: group})
 	}
@@ -422,7 +488,10 @@ func Render(sp *model.ServicePort, cfg Config) *Service {
 		key := []string{a.String(), proto, port}
 		group := Element{Map: MapServiceIPs(f), Key: key}.ID()
 		spread(group, spreadAddr, MapServiceIPs(f), key, internal)
-		if hasClusterCIDRs {
+		switch {
+		case cfg.MasqueradeAll:
+			elem(group, SetMasqAlways(f), "", key...)
+		case cfg.detectsLocal(f):
 			elem(group, SetMasqOutside(f), "", key...)
 		}
 	}
@@ -561,13 +630,14 @@ func renderChains(sp *model.ServicePort, cfg Config) *Service {
 	if needLocal {
 		spread(loc, sp.LocalEndpoints)
 	}
-	hasClusterCIDRs := len(cfg.prefixes(cfg.ClusterCIDRs, f)) > 0
-
 	// ClusterIP entry.
 	svc := chainName("svc", sp)
 	var svcRules []string
-	if hasClusterCIDRs {
-		svcRules = append(svcRules, fmt.Sprintf("%s saddr != @%s jump %s", ip, SetClusterCIDRs(f), ChainMarkMasq))
+	switch {
+	case cfg.MasqueradeAll:
+		svcRules = append(svcRules, "jump "+ChainMarkMasq)
+	case cfg.detectsLocal(f):
+		svcRules = append(svcRules, cfg.notFromPods(f)+" jump "+ChainMarkMasq)
 	}
 	if sp.InternalLocal {
 		svcRules = append(svcRules, "goto "+loc)
@@ -592,8 +662,8 @@ func renderChains(sp *model.ServicePort, cfg Config) *Service {
 				"fib saddr type local jump " + ChainMarkMasq,
 				"fib saddr type local goto " + clu,
 			}
-			if hasClusterCIDRs {
-				extRules = append(extRules, fmt.Sprintf("%s saddr @%s goto %s", ip, SetClusterCIDRs(f), clu))
+			if cfg.detectsLocal(f) {
+				extRules = append(extRules, cfg.fromPods(f)+" goto "+clu)
 			}
 			extRules = append(extRules, "goto "+loc)
 		}

@@ -51,6 +51,7 @@ func TestClusterIPSpreadsEvenly(t *testing.T) {
 		t.Errorf("a plain ClusterIP needs no chain of its own: %v", chains(r))
 	}
 	want := []string{
+		"cluster-ips-4 10.96.0.10 : ", // shared by the Service's ports: other ports are rejected
 		"endpoints-4 10.96.0.10 . tcp . 80 . 0 : 10.244.1.1 . 8080",
 		"endpoints-4 10.96.0.10 . tcp . 80 . 1 : 10.244.2.1 . 8080",
 		"endpoints-4 10.96.0.10 . tcp . 80 . 2 : 10.244.3.1 . 8080",
@@ -62,8 +63,8 @@ func TestClusterIPSpreadsEvenly(t *testing.T) {
 		t.Errorf("elements\n got %q\nwant %q", got, want)
 	}
 	for _, e := range r.Elements {
-		if e.Shared != strings.HasPrefix(e.Map, "hairpin") {
-			t.Errorf("only hairpin elements are shared: %+v", e)
+		if e.Shared != (strings.HasPrefix(e.Map, "hairpin") || strings.HasPrefix(e.Map, "cluster-ips")) {
+			t.Errorf("only hairpin and cluster-ips elements are shared: %+v", e)
 		}
 		if !e.Shared && e.GroupID() != "service-ips-4 10.96.0.10 . tcp . 80" {
 			t.Errorf("element %s is not grouped under its address: %q", e.ID(), e.GroupID())
@@ -96,7 +97,7 @@ func TestManyEndpointsGetChainsOfTheirOwn(t *testing.T) {
 	if got := c["ep4-ns/web/tcp/http__10.244.1.2/8080"]; !slices.Equal(got, []string{"ip saddr 10.244.1.2 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.1.2:8080"}) {
 		t.Errorf("endpoint chain %q", got)
 	}
-	if got := elements(r); !slices.Equal(got, []string{"service-ips-4 10.96.0.10 . tcp . 80 : goto svc4-ns/web/tcp/http"}) {
+	if got := elements(r); !slices.Equal(got, []string{"cluster-ips-4 10.96.0.10 : ", "service-ips-4 10.96.0.10 . tcp . 80 : goto svc4-ns/web/tcp/http"}) {
 		t.Errorf("elements %v", got)
 	}
 }
@@ -108,6 +109,7 @@ func TestNoEndpointsRejectsEverywhere(t *testing.T) {
 	sp.SourceRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	r := Render(sp, Config{})
 	want := []string{
+		"cluster-ips-4 10.96.0.10 : ",
 		"firewall-ips-4 198.51.100.1 . tcp . 80 : goto fw4-ns/web/tcp/http",
 		"no-endpoint-nodeports-4 tcp . 30080 : goto reject-chain",
 		"no-endpoint-services-4 10.96.0.10 . tcp . 80 : goto reject-chain",
