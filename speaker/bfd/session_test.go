@@ -189,11 +189,11 @@ func TestStateMachine(t *testing.T) {
 // max(our required min RX, their desired min TX).
 func TestNegotiation(t *testing.T) {
 	for _, c := range []struct {
-		name            string
-		our             Config
+		name             string
+		our              Config
 		theirTx, theirRx time.Duration
-		theirMult       uint8
-		tx, detect      time.Duration
+		theirMult        uint8
+		tx, detect       time.Duration
 	}{
 		{"equal", cfg300, 300 * time.Millisecond, 300 * time.Millisecond, 3, 300 * time.Millisecond, 900 * time.Millisecond},
 		{"their RX slower", cfg300, 300 * time.Millisecond, 500 * time.Millisecond, 3, 500 * time.Millisecond, 900 * time.Millisecond},
