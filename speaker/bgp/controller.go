@@ -158,7 +158,7 @@ func New(o Options) (*Controller, error) {
 		Name: "fairlead_bgp_session_transitions_total", Help: "Changes of the BGP session's state, by new state.",
 	}, []string{"peer", "state"})
 	if o.Metrics != nil {
-		for _, m := range []prometheus.Collector{c.up, c.prefixes, c.changes} {
+		for _, m := range []prometheus.Collector{c.up, c.prefixes, c.changes, bfdCollector{c.mgr}} {
 			if err := o.Metrics.Register(m); err != nil {
 				return nil, err
 			}
