@@ -104,6 +104,10 @@ type bfdLink struct {
 	up   bool
 	st   bfd.State
 	diag bfd.Diag
+	// peerAdmin: the router said AdminDown. RFC 5882 section 3.2: that is not a failure of
+	// the path and must not bring the client protocol down (FRR, for one, sends it when it
+	// re-creates a session, as bgpd does when the BGP session comes up).
+	peerAdmin bool
 }
 
 func bfdPeer(c SessionConfig, b BFDSettings) bfd.Peer {
@@ -185,10 +189,24 @@ func (m *Manager) bfdChanged(name string, l *bfdLink, st bfd.State, diag bfd.Dia
 		return // replaced or removed meanwhile
 	}
 	l.up, l.st, l.diag = st == bfd.Up, st, diag
+	// AdminDown from the peer excuses the Down it causes and the Init that follows; Up or
+	// any other Down (detection time expired, the peer saying Down) ends the excuse.
+	switch {
+	case st == bfd.Up:
+		l.peerAdmin = false
+	case l.sess != nil && l.sess.Info().RemoteState == bfd.AdminDown:
+		l.peerAdmin = true
+	case st == bfd.Down:
+		l.peerAdmin = false
+	}
+	peerAdmin := l.peerAdmin
 	m.mu.Unlock()
-	if st == bfd.Up {
+	switch {
+	case st == bfd.Up:
 		m.log.Info("BFD session up", "peer", name)
-	} else {
+	case peerAdmin:
+		m.log.Info("BFD peer signaled AdminDown: not taken as a failure", "peer", name, "state", st.String())
+	default:
 		m.log.Info("BFD session not up", "peer", name, "state", st.String(), "diagnostic", diag.String())
 	}
 	m.gateBFD(name)
@@ -207,7 +225,13 @@ func (m *Manager) gateBFD(name string) {
 	l := m.bfdLinks[name]
 	hold := l != nil && !l.up
 	var why string
-	if l != nil && !l.up {
+	if hold && l.peerAdmin && s != nil {
+		// A released session stays released; one still waiting keeps waiting.
+		s.mu.Lock()
+		hold = s.bfdHold
+		s.mu.Unlock()
+	}
+	if hold {
 		why = "waiting for BFD to come up (BFD " + l.st.String() + ")"
 		if l.diag != bfd.DiagNone {
 			why = "BFD down: " + l.diag.String()

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -44,7 +45,7 @@ func frrLinkCut(t testing.TB, withBFD bool, trials int) []time.Duration {
 	var frr *routers.FRR
 	if withBFD {
 		extra = func(n *node) string {
-			return fmt.Sprintf(" neighbor %s timers 3 9\n neighbor %s bfd profile lab\n", n.v4, n.v4)
+			return fmt.Sprintf(" neighbor %s timers 3 9\n", n.v4) + frrBFDNeighbors(n)
 		}
 		frr = routers.StartFRRWithBFD(t, l.router, frrConfig(routerASN, l.nodes, extra), frrBFDConf(300, 300, 3))
 		l.create(bfdProfile("fast", 300, 300, 3, false))
@@ -52,6 +53,10 @@ func frrLinkCut(t testing.TB, withBFD bool, trials int) []time.Duration {
 		frr = routers.StartFRR(t, l.router, frrConfig(routerASN, l.nodes, extra))
 	}
 	_ = frr
+	// A second port keeps the router's bridge up when node1's is cut: a bridge without a live
+	// port goes down, and its routes would merely be marked linkdown.
+	netns.Veth(t, l.router, "keep0", netns.New(t, "spare"), "eth0")
+	l.router.MustRun("ip", "link", "set", "keep0", "master", "br0")
 	spec := v1alpha1.BGPPeerSpec{PeerAddress: routerAddr4, PeerASN: routerASN, LocalASN: clusterASN,
 		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second}}
 	if withBFD {

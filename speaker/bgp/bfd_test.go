@@ -22,6 +22,7 @@ func frrBFDConf(rx, tx, mult int) string {
 	return fmt.Sprintf("bfd\n profile lab\n  receive-interval %d\n  transmit-interval %d\n  detect-multiplier %d\n !\n!\n", rx, tx, mult)
 }
 
+// frrBFDNeighbors turns BFD on for each node.
 func frrBFDNeighbors(n *node) string { return fmt.Sprintf(" neighbor %s bfd profile lab\n", n.v4) }
 
 // frrBFDPeer is FRR's view of one BFD session (`show bfd peers json`).
@@ -84,6 +85,12 @@ func TestFRRBFD(t *testing.T) {
 	frr := routers.StartFRRWithBFD(t, l.router, frrConfig(routerASN, l.nodes, frrBFDNeighbors), frrBFDConf(400, 250, 5))
 	l.pool()
 	l.create(bfdProfile("fast", 200, 300, 3, false))
+	// The API enforces MetalLB's ranges.
+	for _, bad := range []*v1alpha1.BFDProfile{bfdProfile("rx", 5, 300, 3, false), bfdProfile("mult", 300, 300, 1, false)} {
+		if err := l.c.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "spec.") {
+			t.Errorf("BFDProfile %s out of range was accepted (or rejected for another reason): %v", bad.Name, err)
+		}
+	}
 	l.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "frr"}, Spec: v1alpha1.BGPPeerSpec{
 		PeerAddress: routerAddr4, PeerASN: routerASN, LocalASN: clusterASN,
 		HoldTime: &metav1.Duration{Duration: 90 * time.Second}, BFDProfile: "fast",
