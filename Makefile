@@ -70,6 +70,7 @@ bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
 	go run ./test/bench/controller -services 1000,5000
 	go test -run '^$$' -bench FRR100 -benchtime 1x ./speaker/bgp/
+	go test -run '^$$' -bench FRRLinkCut -benchtime 1x -timeout 30m ./speaker/bgp/
 	go test -run '^$$' -bench Failover -benchtime 1x ./speaker/l2/e2e/
 	go test -run '^$$' -bench Sync10k -benchtime 1x ./speaker/proxy/nftsync/
 	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null

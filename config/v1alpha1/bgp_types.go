@@ -78,6 +78,13 @@ type BGPPeerSpec struct {
 	// +optional
 	// +listType=atomic
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+
+	// BFDProfile names a BFDProfile: the node runs a BFD session with the router (single hop,
+	// or multihop with ebgpMultihop), holds BGP down until it is Up, and resets BGP the moment
+	// it goes down.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	BFDProfile string `json:"bfdProfile,omitempty"`
 }
 
 // SecretKeyRef names one key of a Secret in the speaker's namespace.

@@ -82,6 +82,7 @@ type Controller struct {
 	peers     cache.SharedIndexInformer
 	advs      cache.SharedIndexInformer
 	pools     cache.SharedIndexInformer
+	bfdProfs  cache.SharedIndexInformer
 	secretInf cache.SharedIndexInformer
 
 	syncCh     chan struct{}
@@ -124,13 +125,14 @@ func New(o Options) (*Controller, error) {
 	c.peers = c.dyn.ForResource(gvrPeers).Informer()
 	c.advs = c.dyn.ForResource(gvrAdvs).Informer()
 	c.pools = c.dyn.ForResource(gvrPools).Informer()
+	c.bfdProfs = c.dyn.ForResource(gvrBFDProfiles).Informer()
 	c.secretInf = c.secrets.Core().V1().Secrets().Informer()
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { kick(c.syncCh) },
 		UpdateFunc: func(any, any) { kick(c.syncCh) },
 		DeleteFunc: func(any) { kick(c.syncCh) },
 	}
-	for _, inf := range []cache.SharedIndexInformer{c.services, c.slices, c.nodes, c.peers, c.advs, c.pools, c.secretInf} {
+	for _, inf := range []cache.SharedIndexInformer{c.services, c.slices, c.nodes, c.peers, c.advs, c.pools, c.bfdProfs, c.secretInf} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, err
 		}
@@ -156,7 +158,7 @@ func New(o Options) (*Controller, error) {
 		Name: "fairlead_bgp_session_transitions_total", Help: "Changes of the BGP session's state, by new state.",
 	}, []string{"peer", "state"})
 	if o.Metrics != nil {
-		for _, m := range []prometheus.Collector{c.up, c.prefixes, c.changes} {
+		for _, m := range []prometheus.Collector{c.up, c.prefixes, c.changes, bfdCollector{c.mgr}} {
 			if err := o.Metrics.Register(m); err != nil {
 				return nil, err
 			}
@@ -181,7 +183,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.dyn.Start(ctx.Done())
 	c.secrets.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), c.services.HasSynced, c.slices.HasSynced, c.nodes.HasSynced,
-		c.peers.HasSynced, c.advs.HasSynced, c.pools.HasSynced, c.secretInf.HasSynced) {
+		c.peers.HasSynced, c.advs.HasSynced, c.pools.HasSynced, c.bfdProfs.HasSynced, c.secretInf.HasSynced) {
 		return nil // stopped before the caches filled: nothing was announced yet
 	}
 	var wg sync.WaitGroup
@@ -285,6 +287,9 @@ func (c *Controller) snapshot() (Input, error) {
 		return in, err
 	}
 	if err := convertAll(c.pools, &in.Pools); err != nil {
+		return in, err
+	}
+	if err := convertAll(c.bfdProfs, &in.BFDProfiles); err != nil {
 		return in, err
 	}
 	local := localEndpointNodes(c.slices.GetStore().List())

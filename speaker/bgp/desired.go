@@ -81,6 +81,7 @@ func (p Path) equal(o Path) bool {
 type Session struct {
 	Peer    string
 	Config  SessionConfig
+	BFD     BFDSettings // bfd.go
 	Paths   map[netip.Prefix]Path
 	Invalid string
 	// Carries says which Service address each path advertises (an aggregate carries
@@ -128,6 +129,7 @@ type Input struct {
 	Peers          []*v1alpha1.BGPPeer
 	Advertisements []*v1alpha1.BGPAdvertisement
 	Pools          []*v1alpha1.IPPool
+	BFDProfiles    []*v1alpha1.BFDProfile
 	Services       []Service
 	// Password returns the value of a Secret key in the speaker's namespace.
 	Password func(ref v1alpha1.SecretKeyRef) (string, error)
@@ -156,6 +158,13 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		}
 		s := &Session{Peer: p.Name, Paths: map[netip.Prefix]Path{}, Carries: map[ServiceAddr]netip.Prefix{}}
 		s.Config, err = sessionConfig(p, in.Node, in.Password)
+		if err == nil {
+			var warn *Problem
+			s.BFD, warn, err = bfdSettings(p, in.BFDProfiles)
+			if warn != nil {
+				problems = append(problems, *warn)
+			}
+		}
 		if err == nil {
 			if other, taken := owner[s.Config.PeerAddress]; taken {
 				err = fmt.Errorf("peerAddress %s is already used by BGPPeer %q", s.Config.PeerAddress, other)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fairlead-lb/fairlead/speaker/bfd"
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
@@ -57,6 +58,10 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+
+	bfd      *bfd.Server         // opened with the first BFD session (bfd.go)
+	bfdLinks map[string]*bfdLink // by peer, under mu
+	gateMu   sync.Mutex          // serialises gateBFD
 }
 
 // NewManager returns a Manager; notify is called (from GoBGP's goroutines, so it must not
@@ -65,7 +70,7 @@ func NewManager(log logr.Logger, notify func()) *Manager {
 	if notify == nil {
 		notify = func() {}
 	}
-	return &Manager{log: log, notify: notify, sessions: map[string]*session{}}
+	return &Manager{log: log, notify: notify, sessions: map[string]*session{}, bfdLinks: map[string]*bfdLink{}}
 }
 
 type installed struct {
@@ -86,6 +91,7 @@ type session struct {
 	since    time.Time
 	failures int  // consecutive, since the last Established or reconfiguration
 	held     bool // disabled by backoff
+	bfdHold  bool // disabled until its BFD session is Up (bfd.go)
 	stopped  bool
 }
 
@@ -105,11 +111,16 @@ func (m *Manager) Apply(ctx context.Context, desired map[string]*Session) error 
 		if d.Invalid != "" {
 			continue
 		}
+		if err := m.syncBFD(name, d); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
+			continue
+		}
 		s, err := m.ensure(ctx, name, d.Config)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
 			continue
 		}
+		m.gateBFD(name)
 		if err := s.syncPaths(ctx, d.Paths); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
 		}
@@ -135,9 +146,12 @@ func (m *Manager) ensure(ctx context.Context, name string, c SessionConfig) (*se
 		s.mu.Lock()
 		s.cfg = c
 		s.failures, s.held = 0, false
+		s.bfdHold = m.bfdHolds(name)
+		p := apiPeer(c)
+		p.Conf.AdminDown = s.bfdHold
 		s.mu.Unlock()
 		s.setState("Idle", "", true)
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(c)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
 			return nil, fmt.Errorf("adding the session: %w", err)
 		}
 		m.notify()
@@ -158,7 +172,8 @@ func (m *Manager) ensure(ctx context.Context, name string, c SessionConfig) (*se
 }
 
 func (m *Manager) start(name string, c SessionConfig) (*session, error) {
-	s := &session{peer: name, cfg: c, paths: map[netip.Prefix]installed{}, state: "Idle", since: time.Now()}
+	s := &session{peer: name, cfg: c, paths: map[netip.Prefix]installed{}, state: "Idle", since: time.Now(),
+		bfdHold: m.bfdHolds(name)}
 	log := m.log.WithValues("peer", name)
 	s.srv = server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: log, s: s, notify: m.notify}))
 	// Serve runs until the process ends (GoBGP has no way to stop it); a stopped server leaves
@@ -189,7 +204,9 @@ func (m *Manager) start(name string, c SessionConfig) (*session, error) {
 		})
 	}
 	if err == nil {
-		err = s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(c)})
+		p := apiPeer(c)
+		p.Conf.AdminDown = s.bfdHold // BGP waits for BFD (bfd.go)
+		err = s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p})
 	}
 	if err != nil {
 		cancel()
@@ -203,6 +220,7 @@ func (m *Manager) start(name string, c SessionConfig) (*session, error) {
 // stop ends a session with a Cease NOTIFICATION, so that the router withdraws its paths at
 // once rather than after the hold time.
 func (m *Manager) stop(name string) {
+	m.stopBFD(name)
 	m.mu.Lock()
 	s := m.sessions[name]
 	delete(m.sessions, name)
@@ -309,7 +327,7 @@ func (s *session) failed(log logr.Logger) {
 		_ = s.srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: "retry backoff"})
 		time.AfterFunc(d, func() {
 			s.mu.Lock()
-			resume := !s.stopped
+			resume := !s.stopped && !s.bfdHold
 			s.held = false
 			s.mu.Unlock()
 			// Always re-enable: enabling an enabled peer (one re-added meanwhile) is harmless,

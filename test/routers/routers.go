@@ -31,7 +31,23 @@ type FRR struct {
 // empty one) and waits until vtysh answers.
 func StartFRR(t testing.TB, ns *netns.NS, bgpdConf string) *FRR {
 	t.Helper()
-	for _, bin := range []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh"} {
+	return startFRR(t, ns, bgpdConf, "")
+}
+
+// StartFRRWithBFD is StartFRR plus bfdd with bfddConf (BFD profiles; bgpd's `neighbor X bfd`
+// registers the sessions through zebra).
+func StartFRRWithBFD(t testing.TB, ns *netns.NS, bgpdConf, bfddConf string) *FRR {
+	t.Helper()
+	return startFRR(t, ns, bgpdConf, bfddConf)
+}
+
+func startFRR(t testing.TB, ns *netns.NS, bgpdConf, bfddConf string) *FRR {
+	t.Helper()
+	bins := []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh"}
+	if bfddConf != "" {
+		bins = append(bins, "/usr/lib/frr/bfdd")
+	}
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s not found: run `make packages` (FRR)", bin)
 		}
@@ -46,11 +62,20 @@ func StartFRR(t testing.TB, ns *netns.NS, bgpdConf string) *FRR {
 	f := &FRR{ns: ns, dir: dir, t: t}
 	write(t, filepath.Join(dir, "zebra.conf"), "hostname "+ns.Name+"\n")
 	write(t, filepath.Join(dir, "bgpd.conf"), bgpdConf)
+	if bfddConf != "" {
+		write(t, filepath.Join(dir, "bfdd.conf"), bfddConf)
+	}
 	chownFRR(t, dir)
 	common := []string{"-u", "frr", "-g", "frr", "--vty_socket", dir, "-z", filepath.Join(dir, "zserv.api"), "--log", "stdout"}
 	zebra := ns.Start("/usr/lib/frr/zebra", append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
 	stopOnCleanup(t, "zebra", zebra)
 	waitFor(t, "zebra's socket", func() bool { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err == nil })
+	if bfddConf != "" {
+		bfdd := ns.Start("/usr/lib/frr/bfdd", append([]string{"-f", filepath.Join(dir, "bfdd.conf"), "-i", filepath.Join(dir, "bfdd.pid"),
+			"--bfdctl", filepath.Join(dir, "bfdd.sock")}, common...)...)
+		stopOnCleanup(t, "bfdd", bfdd)
+		waitFor(t, "bfdd's vty", func() bool { _, err := os.Stat(filepath.Join(dir, "bfdd.vty")); return err == nil })
+	}
 	bgpd := ns.Start("/usr/lib/frr/bgpd", append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
 	stopOnCleanup(t, "bgpd", bgpd)
 	waitFor(t, "bgpd's vty", func() bool { _, err := f.Vtysh("show bgp summary json"); return err == nil })
