@@ -80,10 +80,13 @@ IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
 image:
 	docker build -t $(IMAGE) .
 
-## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
+## lab: the whole system in network namespaces on this box (root), its nodes kubelets with a
+## containerd each (NODES=agent: lab agents instead). `fairleadctl lab down` removes it.
+NODES ?= kubelet
 lab: packages control-plane
-	go build -o $(BIN)/ ./cmd/... ./test/echo
-	$(BIN)/fairleadctl lab up --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
+	@WANT="$(CONTROL_PLANE) kubelet kube-scheduler" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
+	$(BIN)/fairleadctl lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 
 clean:
 	rm -rf $(BIN)
