@@ -49,23 +49,27 @@ func TestReapsOrphans(t *testing.T) {
 	p := startPause(t)
 	pid := p.Process.Pid
 	// sh starts inside the namespace, backgrounds a sleep and exits: the sleep is orphaned to
-	// the namespace's init, pause.
-	out, err := exec.Command("nsenter", "--target", strconv.Itoa(pid), "--pid", "--", "sh", "-c", "sleep 0.5 & exit 0").CombinedOutput()
+	// the namespace's init, pause. It sleeps until the test kills it.
+	out, err := exec.Command("nsenter", "--target", strconv.Itoa(pid), "--pid", "--", "sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & exit 0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nsenter: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(children(pid)) == 0 {
+	var kids []string
+	for ; len(kids) == 0; kids = children(pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("the orphaned sleep never became pause's child")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	kid := children(pid)[0]
+	kid, _ := strconv.Atoi(kids[0])
+	if err := syscall.Kill(kid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	for len(children(pid)) > 0 {
 		if time.Now().After(deadline) {
-			st, _ := os.ReadFile("/proc/" + kid + "/stat")
-			t.Fatalf("pause has not reaped its exited child %s: %s", kid, st)
+			st, _ := os.ReadFile(filepath.Join("/proc", kids[0], "stat"))
+			t.Fatalf("pause has not reaped its exited child %d: %s", kid, st)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
