@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/images"
 )
 
 // Each kubelet node runs a containerd of its own (Debian's 1.6), started in the node's network
@@ -23,9 +25,6 @@ const (
 	runcBin       = "/usr/sbin/runc"
 	cniBinDir     = "/usr/lib/cni"
 )
-
-// PauseImage is the Pods' sandbox image; `lab up` imports it into every node's containerd.
-const PauseImage = "registry.k8s.io/pause:3.10.2"
 
 func (l *Lab) nodeDir(n Node) string        { return filepath.Join(l.State, "nodes", n.Name) }
 func (l *Lab) containerdRoot(n Node) string { return filepath.Join(l.nodeDir(n), "containerd", "root") }
@@ -86,7 +85,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         Root = %q
         SystemdCgroup = false
 `, l.containerdRoot(n), state, filepath.Join(state, "tmp"), l.containerdSocket(n),
-		filepath.Join(state, "opt"), PauseImage, cniBinDir, l.cniConfDir(n), runcBin, filepath.Join(state, "runc"))
+		filepath.Join(state, "opt"), images.PauseRef, cniBinDir, l.cniConfDir(n), runcBin, filepath.Join(state, "runc"))
 }
 
 // cniConflist is node n's Pod network: Debian's bridge plugin on the node's cbr0 (the

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/fairlead-lb/fairlead/test/images"
 )
 
 // DemoNamespace holds the demo application.
@@ -25,7 +27,7 @@ const DemoNamespace = "demo"
 
 // EchoImage is the demo's image: test/echo alone, imported into every kubelet node's
 // containerd (nothing is ever pulled).
-const EchoImage = "fairlead.dev/echo:lab"
+const EchoImage = images.EchoRef
 
 // Demo objects: a Deployment of three echo Pods and two LoadBalancer Services over it, one
 // from the layer 2 pool, one from the BGP pool.

@@ -120,6 +120,9 @@ func (l *Lab) recordHost() error {
 // restoreHost puts back what the lab's record says, unless another kubelet lab still runs on
 // the same changes (it restores them when it goes down). Without a record it does nothing.
 func (l *Lab) restoreHost() error {
+	if l.State == "" {
+		return nil
+	}
 	r, err := readHostRecord(l.hostRecordPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

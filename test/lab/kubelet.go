@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/fairlead-lb/fairlead/test/images"
 )
 
 // NodeMode says what plays the lab's nodes.
@@ -81,6 +82,7 @@ func (l *Lab) kubeletConfig(n Node) ([]byte, error) {
 		"cgroupDriver":             "cgroupfs",
 		"cgroupRoot":               l.cgroupRoot(n),
 		"podLogsDir":               filepath.Join(l.nodeDir(n), "pod-logs"),
+		"volumePluginDir":          filepath.Join(l.nodeDir(n), "volume-plugins"),
 		"containerRuntimeEndpoint": l.containerdAddress(n),
 		"address":                  "0.0.0.0",
 		"port":                     10250,
@@ -173,12 +175,18 @@ func (l *Lab) startKubeletNodes(ctx context.Context, cs kubernetes.Interface) er
 	if err := l.recordHost(); err != nil {
 		return fmt.Errorf("recording the host's settings: %w", err)
 	}
+	tarballs, err := l.imageTarballs(ctx)
+	if err != nil {
+		return err
+	}
 	for _, n := range l.Nodes() {
 		if err := l.startContainerd(ctx, n); err != nil {
 			return err
 		}
-		if err := l.importImages(ctx, n); err != nil {
-			return err
+		for _, t := range tarballs {
+			if err := images.Import(ctx, l.containerdSocket(n), t); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
 		}
 	}
 	for _, n := range l.Nodes() {
@@ -195,9 +203,16 @@ func (l *Lab) startKubeletNodes(ctx context.Context, cs kubernetes.Interface) er
 	return nil
 }
 
-// importImages puts the images the lab's Pods run into node n's containerd.
-func (l *Lab) importImages(ctx context.Context, n Node) error {
-	_ = ctx
-	_ = corev1.PullNever
-	return nil
+// imageTarballs builds (or takes from the cache) the images the lab's kubelet nodes run: the
+// sandbox (pause) and the demo's echo server.
+func (l *Lab) imageTarballs(ctx context.Context) ([]string, error) {
+	pause, err := images.Pause(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the pause image: %w", err)
+	}
+	echo, err := images.Echo(ctx, l.Bin)
+	if err != nil {
+		return nil, fmt.Errorf("the echo image: %w", err)
+	}
+	return []string{pause, echo}, nil
 }
