@@ -82,7 +82,7 @@ image:
 
 ## lab: the whole system in network namespaces on this box (root), its nodes kubelets with a
 ## containerd each (NODES=agent: lab agents instead). `fairleadctl lab down` removes it.
-NODES ?= kubelet
+NODES ?= agent
 lab: packages control-plane
 	@WANT="$(CONTROL_PLANE) kubelet kube-scheduler" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
