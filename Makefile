@@ -86,10 +86,14 @@ IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
 image:
 	docker build -t $(IMAGE) .
 
-## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
+## lab: the whole system in network namespaces on this box (root). NODES=kubelet makes its
+## nodes kubelets with a containerd each (not yet verified end to end; the default runs lab
+## agents). `fairleadctl lab down` removes it.
+NODES ?= agent
 lab: packages control-plane
-	go build -o $(BIN)/ ./cmd/... ./test/echo
-	$(BIN)/fairleadctl lab up --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
+	@WANT="$(CONTROL_PLANE) kubelet kube-scheduler" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
+	$(BIN)/fairleadctl lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 
 clean:
 	rm -rf $(BIN)

@@ -22,7 +22,7 @@ import (
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
-  fairleadctl lab up [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
+  fairleadctl lab up [--nodes kubelet|agent] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
   fairleadctl lab down [--state DIR] [--prefix P]
   fairleadctl lab status [--state DIR] [--prefix P]
 `
@@ -70,7 +70,8 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	fs.StringVar(&l.State, "state", lab.DefaultState, "State directory (certificates, logs, etcd data).")
 	fs.StringVar(&l.Prefix, "prefix", lab.DefaultPrefix, "Prefix of the lab's namespace names (another prefix, state and port: a second lab).")
 	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
-	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver and kube-controller-manager.")
+	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet.")
+	nodes := fs.String("nodes", string(lab.AgentNodes), "up: what plays the nodes: kubelet (kubelet + containerd each, kube-scheduler) or agent (the lab agent: Pods as processes, faster).")
 	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs.")
 	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
 	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")
@@ -81,6 +82,11 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	_ = fs.Parse(args)
 	switch verb {
 	case "up":
+		mode, err := lab.ParseNodeMode(*nodes)
+		if err != nil {
+			return err
+		}
+		l.NodeMode = mode
 		return l.Up(ctx)
 	case "down":
 		if err := l.Down(); err != nil {

@@ -72,8 +72,10 @@ func parent() int {
 	}
 	defer os.RemoveAll(tmp)
 	removeStaleLabs()
+	// Lab agents, not kubelets: the scenarios are about Fairlead, and agents come up in seconds
+	// (and are killed and restarted by the failover test).
 	l := &lab.Lab{Prefix: fmt.Sprintf(labPrefix, os.Getpid()), State: fmt.Sprintf(labState, os.Getpid()),
-		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds")}
+		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds"), NodeMode: lab.AgentNodes}
 	if l.K8sBin, err = k8sBin(root); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1

@@ -34,6 +34,9 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	if err := ca.issue("admin", "fairlead-lab-admin", []string{"system:masters"}); err != nil {
 		return err
 	}
+	if err := l.issueKubeletCerts(ca); err != nil {
+		return err
+	}
 	for _, k := range []struct{ name, server string }{
 		{"admin", "https://127.0.0.1:" + apiPort},        // inside fl-cp
 		{"node", "https://" + CPv4 + ":" + apiPort},      // from the nodes, over the LAN
@@ -63,21 +66,35 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--service-account-key-file", p("sa.pub"), "--service-account-signing-key-file", p("sa.key"),
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range", ServiceV4+","+ServiceV6,
-		"--authorization-mode", "RBAC", "--allow-privileged=true",
+		// Node: each kubelet reaches only its own Node and what its Pods use.
+		"--authorization-mode", "Node,RBAC", "--allow-privileged=true",
+		// exec, logs and port-forward go to the kubelets over the LAN, both ends checked.
+		"--kubelet-client-certificate", p(apiserverKubeletClient+".crt"), "--kubelet-client-key", p(apiserverKubeletClient+".key"),
+		"--kubelet-certificate-authority", p("ca.crt"), "--kubelet-preferred-address-types", "InternalIP",
 		"--enable-priority-and-fairness=false"); err != nil {
 		return err
 	}
 	if err := l.waitAPI(ctx, 2*time.Minute); err != nil {
 		return fmt.Errorf("kube-apiserver did not become ready (see %s): %w", filepath.Join(l.State, "logs", "kube-apiserver.log"), err)
 	}
-	return l.daemon(l.CP(), "kube-controller-manager", filepath.Join(l.K8sBin, "kube-controller-manager"),
+	if err := l.daemon(l.CP(), "kube-controller-manager", filepath.Join(l.K8sBin, "kube-controller-manager"),
 		"--kubeconfig", p("admin.kubeconfig"),
 		"--service-account-private-key-file", p("sa.key"), "--root-ca-file", p("ca.crt"),
 		"--cluster-name", "fairlead-lab", "--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--bind-address", "127.0.0.1", "--secure-port", "10257",
-		// Nodes bring their own pod CIDRs (the lab agent sets spec.podCIDR).
-		"--allocate-node-cidrs=false")
+		// Nodes get the pod CIDRs the lab's topology routes: the lab agent sets spec.podCIDRs,
+		// and `lab up` does it for kubelets.
+		"--allocate-node-cidrs=false"); err != nil {
+		return err
+	}
+	if !l.kubelets() {
+		return nil // node1's lab agent schedules
+	}
+	return l.daemon(l.CP(), "kube-scheduler", filepath.Join(l.K8sBin, "kube-scheduler"),
+		"--kubeconfig", p("admin.kubeconfig"), "--authentication-kubeconfig", p("admin.kubeconfig"),
+		"--authorization-kubeconfig", p("admin.kubeconfig"),
+		"--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "10259")
 }
 
 func (l *Lab) hostPortStr() string { return fmt.Sprint(l.HostPort) }

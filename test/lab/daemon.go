@@ -49,20 +49,25 @@ func (l *Lab) stopDaemons() {
 		if err != nil {
 			continue
 		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 && isOurs(pid) {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 && l.isOurs(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = os.Remove(f)
 	}
 }
 
-// isOurs guards against killing a recycled pid: the process must run one of the lab's binaries.
-func isOurs(pid int) bool {
+// isOurs guards against killing a recycled pid: the process must run one of the lab's binaries,
+// or (containerd) name a file in the lab's state directory on its command line.
+func (l *Lab) isOurs(pid int) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
 		return false
 	}
-	return strings.Contains(exe, "fairlead") || strings.Contains(exe, "k8s-") || strings.HasSuffix(exe, "/nsenter")
+	if strings.Contains(exe, "fairlead") || strings.Contains(exe, "k8s-") || strings.HasSuffix(exe, "/nsenter") {
+		return true
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && l.State != "" && strings.Contains(string(cmdline), filepath.Clean(l.State)+"/")
 }
 
 // killDaemon SIGKILLs the recorded daemon name, if it still runs.
@@ -73,7 +78,7 @@ func (l *Lab) killDaemon(name string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 || !isOurs(pid) {
+	if err != nil || pid <= 1 || !l.isOurs(pid) {
 		return fmt.Errorf("%s: no such process (pid file says %q)", name, b)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -81,7 +86,7 @@ func (l *Lab) killDaemon(name string) error {
 	}
 	// Wait until it is gone (a zombie until reaped by init: its exe link is gone then).
 	return waitUntil(10*time.Second, func() error {
-		if isOurs(pid) {
+		if l.isOurs(pid) {
 			return fmt.Errorf("%s (pid %d) still runs", name, pid)
 		}
 		return nil

@@ -18,10 +18,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/fairlead-lb/fairlead/test/images"
 )
 
 // DemoNamespace holds the demo application.
 const DemoNamespace = "demo"
+
+// EchoImage is the demo's image: test/echo alone, imported into every kubelet node's
+// containerd (nothing is ever pulled).
+const EchoImage = images.EchoRef
 
 // Demo objects: a Deployment of three echo Pods and two LoadBalancer Services over it, one
 // from the layer 2 pool, one from the BGP pool.
@@ -35,8 +41,11 @@ func demoObjects() (*appsv1.Deployment, []*corev1.Service) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "echo", Image: "fairlead.dev/echo",
-					Ports: []corev1.ContainerPort{{Name: "echo", ContainerPort: 8080}},
+					// Kubelet nodes run the echo image `lab up` imported (its host name is the
+					// Pod's name); lab agents run test/echo whatever the container says.
+					Name: "echo", Image: EchoImage, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"/echo", "-tcp", "8080"},
+					Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 8080}},
 					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 						TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("echo")}}, PeriodSeconds: 1},
 				}}},

@@ -33,6 +33,7 @@ type Lab struct {
 	K8sBin   string    // etcd, kube-apiserver, kube-controller-manager
 	HostPort int       // the relay's port on the host's 127.0.0.1
 	CRDs     string    // Fairlead's CRDs (charts/fairlead/crds)
+	NodeMode NodeMode  // what plays the nodes; "" is AgentNodes
 	Out      io.Writer `json:"-"`
 }
 
@@ -53,11 +54,22 @@ func (l *Lab) Up(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab creates network namespaces: run it as root")
 	}
-	for _, b := range []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
+	if l.NodeMode == "" {
+		l.NodeMode = AgentNodes
+	}
+	if _, err := ParseNodeMode(string(l.NodeMode)); err != nil {
+		return err
+	}
+	need := []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
-		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")} {
+		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")}
+	if l.kubelets() {
+		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"),
+			containerdBin, runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"))
+	}
+	for _, b := range need {
 		if _, err := os.Stat(b); err != nil {
-			return fmt.Errorf("missing %s (make lab builds it)", b)
+			return fmt.Errorf("missing %s (make lab builds or installs it)", b)
 		}
 	}
 	if err := l.Down(); err != nil {
@@ -76,7 +88,11 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := l.startRouter(); err != nil {
 		return err
 	}
-	l.say("• control plane in %s: etcd, kube-apiserver, kube-controller-manager", l.CP())
+	cpParts := "etcd, kube-apiserver, kube-controller-manager"
+	if l.kubelets() {
+		cpParts += ", kube-scheduler"
+	}
+	l.say("• control plane in %s: %s", l.CP(), cpParts)
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
@@ -102,10 +118,16 @@ func (l *Lab) Up(ctx context.Context) error {
 		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
 		return err
 	}
-	for _, n := range l.Nodes() {
-		l.say("• %s in %s: %s, pods on %s and %s", n.Name, n.NS, n.V4, n.PodV4, n.PodV6)
-		if err := l.StartAgent(n); err != nil {
+	if l.kubelets() {
+		if err := l.startKubeletNodes(ctx, cs); err != nil {
 			return err
+		}
+	} else {
+		for _, n := range l.Nodes() {
+			l.say("• %s in %s: %s, lab agent, pods on %s and %s", n.Name, n.NS, n.V4, n.PodV4, n.PodV6)
+			if err := l.StartAgent(n); err != nil {
+				return err
+			}
 		}
 	}
 	if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
@@ -215,14 +237,19 @@ func waitNodesReady(ctx context.Context, cs kubernetes.Interface, n int, timeout
 	}
 }
 
-// Down removes the lab: every process, namespace and file it made. It is safe on a half-built
-// or already removed lab.
+// Down removes the lab: every process, namespace, mount, cgroup and file it made, and puts
+// back the host settings its kubelets changed. It is safe on a half-built, crashed or already
+// removed lab, of either node mode.
 func (l *Lab) Down() error {
 	l.stopRouter()
 	l.stopDaemons()
 	errs := l.deleteNamespaces()
 	if left := l.Namespaces(); len(left) > 0 {
 		errs = append(errs, fmt.Errorf("namespaces left: %s", strings.Join(left, " ")))
+	}
+	errs = append(errs, l.sweepNodes()...)
+	if err := l.restoreHost(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(l.State); err != nil {
 		errs = append(errs, err)
@@ -238,12 +265,15 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
-	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
+	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
 	for _, n := range l.Nodes() {
-		daemons = append(daemons, "agent-"+n.Name, "speaker-"+n.Name)
+		daemons = append(daemons, "agent-"+n.Name, "containerd-"+n.Name, "kubelet-"+n.Name, "speaker-"+n.Name)
 	}
 	for _, d := range daemons {
-		fmt.Fprintf(w, "%-24s %s\n", d, alive(l.daemonAlive(d)))
+		// Each node mode runs its own set: what it never started is not listed.
+		if _, err := os.Stat(filepath.Join(l.State, "pids", d+".pid")); err == nil {
+			fmt.Fprintf(w, "%-24s %s\n", d, alive(l.daemonAlive(d)))
+		}
 	}
 	cfg, err := l.RESTConfig()
 	if err != nil {

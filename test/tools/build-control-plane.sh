@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control-plane binaries the tests and the lab run: kube-apiserver and
-# kube-controller-manager from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3.
+# Builds the Kubernetes binaries the tests and the lab run: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes,
+# etcd from go.etcd.io/etcd/server/v3 (WANT names those to build).
 # They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
 # required as a library, it needs a replace per staging repo) and cached under
 # $XDG_CACHE_HOME/fairlead/bin/<version>, so a second run only checks that they are there.
@@ -80,6 +81,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	_ "k8s.io/kubernetes/cmd/kubelet/app"
 	_ "k8s.io/kubectl/pkg/cmd"
 )'
   # tools.done records the imports a finished tidy resolved (an interrupted one leaves no mark).
