@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench image lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench image image-tar lab clean
 
 all: build
 
@@ -75,10 +75,16 @@ bench: control-plane
 	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	go test -run '^$$' -bench VsKubeProxy -benchtime 1x -timeout 2h ./test/bench/proxy/ -args -sizes 10,1000,10000,30000
 
-## image: the container image the chart deploys (needs a Docker engine; none runs on the dev box).
+## image: the container image the chart deploys: `docker build` where a Docker engine answers,
+## else image-tar. image-tar: the same image assembled in Go without Docker (test/images), written
+## as a docker-archive to bin/fairlead-image.tar (`ctr -n k8s.io images import` or `docker load`).
 IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
 image:
-	docker build -t $(IMAGE) .
+	@if docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; else \
+	  echo "no Docker engine answers: building $(BIN)/fairlead-image.tar in Go" >&2; $(MAKE) --no-print-directory image-tar; fi
+
+image-tar:
+	go run ./test/images/build -image fairlead -ref $(IMAGE) -bin $(BIN)/image -out $(BIN)/fairlead-image.tar
 
 ## lab: the whole system in network namespaces on this box (root). `fairleadctl lab down` removes it.
 lab: packages control-plane
