@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image image-tar lab clean
 
 all: build
 
@@ -81,10 +81,16 @@ bench: control-plane
 plots:
 	go run ./test/bench/plots -readme README.md -out test/bench/plots
 
-## image: the container image the chart deploys (needs a Docker engine; none runs on the dev box).
+## image: the container image the chart deploys: `docker build` where a Docker engine answers,
+## else image-tar. image-tar: the same image assembled in Go without Docker (test/images), written
+## as a docker-archive to bin/fairlead-image.tar (`ctr -n k8s.io images import` or `docker load`).
 IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
 image:
-	docker build -t $(IMAGE) .
+	@if docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; else \
+	  echo "no Docker engine answers: building $(BIN)/fairlead-image.tar in Go" >&2; $(MAKE) --no-print-directory image-tar; fi
+
+image-tar:
+	go run ./test/images/build -image fairlead -ref $(IMAGE) -bin $(BIN)/image -out $(BIN)/fairlead-image.tar
 
 ## lab: the whole system in network namespaces on this box (root). NODES=kubelet makes its
 ## nodes kubelets with a containerd each (not yet verified end to end; the default runs lab

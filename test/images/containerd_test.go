@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,23 +193,6 @@ func pidsMentioning(s string) []int {
 		}
 	}
 	return pids
-}
-
-// mountsUnder lists the mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var ms []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			ms = append(ms, f[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(ms)))
-	return ms
 }
 
 // removeCgroups removes the test's cgroup parent (and anything runc left in it) from every

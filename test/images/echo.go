@@ -2,7 +2,6 @@ package images
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,21 +9,30 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// EchoRef names the image of test/echo, the lab's demo server.
-const EchoRef = "fairlead.dev/echo:lab"
+// EchoRef names the image of the lab's demo server, test/echo: what the lab's demo Deployment
+// asks for ("fairlead.dev/echo", whose tag is latest). A variable so a lab can use another.
+var EchoRef = "fairlead.dev/echo:latest"
 
-// Echo builds (or takes from the cache) an image holding binDir/echo (test/echo, built
-// static: CGO_ENABLED=0) as /echo, its entrypoint, and returns the tarball's path. Its cache
-// key is the binary's content.
+// BuildEchoBinary builds test/echo, static, into binDir/echo (from inside the repository).
+func BuildEchoBinary(ctx context.Context, binDir string) error {
+	return buildStatic(ctx, binDir, "github.com/fairlead-lb/fairlead/test/echo")
+}
+
+// Echo builds (or takes from the cache) the image of test/echo from binDir/echo (see
+// BuildEchoBinary) and returns the tarball's path. It runs `/echo -tcp 8080`, answering with
+// its host name, which in a Pod is the Pod's name, as the demo Deployment expects.
 func Echo(ctx context.Context, binDir string) (string, error) {
 	bin := filepath.Join(binDir, "echo")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return "", fmt.Errorf("echo image: %w", err)
+	if err := checkStatic(bin); err != nil {
+		return "", err
 	}
-	key := keyOf([]byte("echo"), []byte(EchoRef), data)
-	return cached(ctx, "echo", key, func(ctx context.Context, w io.Writer) error {
-		work, err := os.MkdirTemp("", "fairlead-echo-")
+	sum, err := fileSHA256(bin)
+	if err != nil {
+		return "", err
+	}
+	ref := EchoRef
+	return cached(ctx, "echo", keyOf([]byte("echo"), []byte(ref), []byte(sum)), func(ctx context.Context, w io.Writer) error {
+		work, err := os.MkdirTemp("", "echo-image-")
 		if err != nil {
 			return err
 		}
@@ -33,14 +41,15 @@ func Echo(ctx context.Context, binDir string) (string, error) {
 		if err := l.copyFile("echo", 0o755, bin); err != nil {
 			return err
 		}
-		layerPath := filepath.Join(work, "layer.tar.gz")
-		if err := l.writeTo(layerPath); err != nil {
+		l.dir("tmp", 0o1777)
+		p := filepath.Join(work, "echo.tar.gz")
+		if err := l.writeTo(p); err != nil {
 			return err
 		}
 		return spec{
-			ref:    EchoRef,
-			layers: []layerSpec{{path: layerPath, createdBy: "fairlead test/images: /echo from test/echo"}},
-			config: v1.Config{Entrypoint: []string{"/echo"}},
+			ref:    ref,
+			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: /echo from test/echo"}},
+			config: v1.Config{Entrypoint: []string{"/echo"}, Cmd: []string{"-tcp", "8080"}},
 		}.write(w)
 	})
 }

@@ -148,6 +148,10 @@ func cached(ctx context.Context, name string, key []byte, build func(ctx context
 		return "", err
 	}
 	defer os.Remove(f.Name())
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return "", err
+	}
 	if err := build(ctx, f); err != nil {
 		f.Close()
 		return "", fmt.Errorf("build image %s: %w", name, err)

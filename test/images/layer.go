@@ -56,6 +56,12 @@ func (l *layer) dir(name string, mode int64) {
 	l.entries[name+"/"] = entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode}}
 }
 
+// dirOwned adds a directory owned by uid:gid.
+func (l *layer) dirOwned(name string, mode int64, uid, gid int) {
+	l.parents(name)
+	l.entries[name+"/"] = entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, Uid: uid, Gid: gid}}
+}
+
 func (l *layer) symlink(name, target string) {
 	l.parents(name)
 	l.entries[name] = entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}

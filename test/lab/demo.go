@@ -27,7 +27,7 @@ const DemoNamespace = "demo"
 
 // EchoImage is the demo's image: test/echo alone, imported into every kubelet node's
 // containerd (nothing is ever pulled).
-const EchoImage = images.EchoRef
+var EchoImage = images.EchoRef
 
 // Demo objects: a Deployment of three echo Pods and two LoadBalancer Services over it, one
 // from the layer 2 pool, one from the BGP pool.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests and the lab run: kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes,
-# etcd from go.etcd.io/etcd/server/v3 (WANT names those to build).
+# etcd from go.etcd.io/etcd/server/v3, and agnhost (k8s.io/kubernetes/test/images/agnhost, the
+# e2e suite's test server, for test/images); WANT names those to build.
 # They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
 # required as a library, it needs a replace per staging repo) and cached under
 # $XDG_CACHE_HOME/fairlead/bin/<version>, so a second run only checks that they are there.
@@ -73,18 +74,26 @@ build_k8s() { # args: binaries to build (cmd names)
   fi
   # Importing the app packages lets `go mod tidy` resolve everything the commands need. The file
   # is rewritten on every build so a cache made before a command was added is completed.
-  local tools='//go:build tools
+  # agnhost's main package cannot be imported: its imports are, read from its source.
+  local kdir
+  kdir=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local agnhost_imports
+  agnhost_imports=$(sed -n '/^import (/,/^)/p' "$kdir/test/images/agnhost/agnhost.go" |
+    grep -o '"[^"]*\.[^"]*"' | sort -u | sed 's/^/\t_ /')
+  [ -n "$agnhost_imports" ] || { echo "no imports found in $kdir/test/images/agnhost/agnhost.go" >&2; return 1; }
+  local tools="//go:build tools
 
 package tools
 
 import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
-	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
-	_ "k8s.io/kubernetes/cmd/kubelet/app"
-	_ "k8s.io/kubectl/pkg/cmd"
-)'
+	_ \"k8s.io/kubernetes/cmd/kube-apiserver/app\"
+	_ \"k8s.io/kubernetes/cmd/kube-controller-manager/app\"
+	_ \"k8s.io/kubernetes/cmd/kube-proxy/app\"
+	_ \"k8s.io/kubernetes/cmd/kube-scheduler/app\"
+	_ \"k8s.io/kubernetes/cmd/kubelet/app\"
+	_ \"k8s.io/kubectl/pkg/cmd\"
+$agnhost_imports
+)"
   # tools.done records the imports a finished tidy resolved (an interrupted one leaves no mark).
   if [ "$(cat "$dir/tools.done" 2>/dev/null)" != "$tools" ]; then
     printf '%s\n' "$tools" >"$dir/tools.go"
@@ -94,7 +103,9 @@ import (
   local major=${K8S_VERSION%%.*} minor=${K8S_VERSION#*.}; minor=${minor%%.*}
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   for b in "$@"; do
-    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$OUT/$b.tmp" "$OUT/$b")
+    local pkg=k8s.io/kubernetes/cmd/$b
+    [ "$b" = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" "$pkg" && mv "$OUT/$b.tmp" "$OUT/$b")
   done
 }
 

@@ -1,0 +1,81 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// exec runs cmd in task id and returns its output.
+func (c *containerd) exec(id, execID string, cmd ...string) (string, error) {
+	return c.ctrOutput(append([]string{"task", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "--exec-id", execID, id}, cmd...)...)
+}
+
+// taskPid is the host PID of task id's init process.
+func (c *containerd) taskPid(id string) string {
+	c.t.Helper()
+	ps, err := c.ctrOutput("task", "ps", id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(ps), "\n")
+	if len(lines) < 2 {
+		c.t.Fatalf("task %s has no process:\n%s", id, ps)
+	}
+	return strings.Fields(lines[1])[0]
+}
+
+func TestAgnhostServesInItsOwnNetns(t *testing.T) {
+	ctx := context.Background()
+	tarball, err := Agnhost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startContainerd(t)
+	c.importAndCheck(ctx, tarball, AgnhostRef)
+
+	// agnhost netexec in the container's own network namespace (ctr gives it one with only
+	// loopback): nothing it serves is reachable from the host's network.
+	const id = "agnhost-test"
+	args := append(c.runArgs(id), "-d", "--log-uri", "file://"+filepath.Join(c.dir, id+".log"), AgnhostRef, id, "/agnhost", "netexec", "--http-port", "8080")
+	if _, err := c.ctrOutput(args...); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.taskPid(id)
+	hostNS, _ := os.Readlink("/proc/self/ns/net")
+	if ns, err := os.Readlink(filepath.Join("/proc", pid, "ns/net")); err != nil || ns == hostNS {
+		t.Fatalf("agnhost's network namespace is %q (err %v), the test's is %q: want its own", ns, err, hostNS)
+	}
+
+	// The tools the e2e suite execs in agnhost Pods are there.
+	out, err := c.exec(id, "tools", "sh", "-c", "for t in sh bash curl nc wget ss ip dig nslookup; do command -v $t >/dev/null || echo missing $t; done")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("tools in the agnhost image: %v %s", err, out)
+	}
+
+	// netexec answers curl from inside the container, over its loopback.
+	var body string
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		body, err = c.exec(id, fmt.Sprintf("curl-%d", i), "curl", "-sS", "-m", "2", "http://127.0.0.1:8080/echo?msg=fairlead")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
+			t.Fatalf("curl to netexec inside the container: %v\nagnhost log:\n%s", err, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.TrimSpace(body) != "fairlead" {
+		t.Errorf("netexec /echo?msg=fairlead answered %q", body)
+	}
+	out, err = c.exec(id, "ss", "ss", "-ltn")
+	if err != nil || !strings.Contains(out, ":8080") {
+		t.Errorf("ss -ltn in the container: %v\n%s", err, out)
+	}
+}
