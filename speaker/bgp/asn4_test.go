@@ -151,7 +151,11 @@ protocol bgp n1 {
 		}
 		return wantSet(got, []string{n.v4})
 	})
-	if e, _ := l.sessionState("bird4", n.name); e.State != "Established" {
-		t.Errorf("status %+v, want Established", e)
-	}
+	// The speaker writes its status after the router sees the session: wait for it.
+	eventually(t, 20*time.Second, "the BGPPeer status to say Established", func() error {
+		if e, _ := l.sessionState("bird4", n.name); e.State != "Established" {
+			return fmt.Errorf("status %+v, want Established", e)
+		}
+		return nil
+	})
 }

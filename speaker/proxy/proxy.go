@@ -801,8 +801,14 @@ func (p *Proxier) reportConflicts(conflicts []nftsync.Conflict) {
 			continue
 		}
 		klog.InfoS("skipping a Service address already used by another Service", "service", nn, "conflict", msg)
+		// The Event is read by the Service's namespace: it must not name another tenant's
+		// Service (the log line, for the cluster's operators, does).
+		note := msg
+		if owner, ok := serviceOf(c.Owner); !ok || owner.Namespace != nn.Namespace {
+			note = c.Element + " is already used by a Service in another namespace"
+		}
 		if svc, err := p.services.Services(nn.Namespace).Get(nn.Name); err == nil {
-			p.recorder.Event(svc, corev1.EventTypeWarning, "ProxyAddressConflict", msg)
+			p.recorder.Event(svc, corev1.EventTypeWarning, "ProxyAddressConflict", note)
 		}
 	}
 	p.conflicts = seen
