@@ -86,7 +86,7 @@ plots:
 ## as a docker-archive to bin/fairlead-image.tar (`ctr -n k8s.io images import` or `docker load`).
 IMAGE ?= ghcr.io/fairlead-lb/fairlead:dev
 image:
-	@if docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; else \
+	@if docker info >/dev/null 2>&1; then docker build -f test/images/Dockerfile -t $(IMAGE) .; else \
 	  echo "no Docker engine answers: building $(BIN)/fairlead-image.tar in Go" >&2; $(MAKE) --no-print-directory image-tar; fi
 
 image-tar:

@@ -41,7 +41,7 @@ func BuildFairleadBinaries(ctx context.Context, binDir string) error {
 }
 
 // buildStatic builds this module's main packages into binDir without cgo, paths or symbols, as
-// the Dockerfile does.
+// test/images/Dockerfile does.
 func buildStatic(ctx context.Context, binDir string, pkgs ...string) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return err
