@@ -92,10 +92,11 @@ image:
 image-tar:
 	go run ./test/images/build -image fairlead -ref $(IMAGE) -bin $(BIN)/image -out $(BIN)/fairlead-image.tar
 
-## lab: the whole system in network namespaces on this box (root). NODES=kubelet makes its
-## nodes kubelets with a containerd each (not yet verified end to end; the default runs lab
-## agents). `fairleadctl lab down` removes it.
-NODES ?= agent
+## lab: the whole system in network namespaces on this box (root): three kubelet nodes with a
+## containerd each, Fairlead installed by its chart (Helm) from its image, no kube-proxy.
+## NODES=agent runs lab agents instead (Pods as processes, Fairlead as processes: faster, what
+## the e2e suite uses). `fairleadctl lab down` removes it.
+NODES ?= kubelet
 lab: packages control-plane
 	@WANT="$(CONTROL_PLANE) kubelet kube-scheduler" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo

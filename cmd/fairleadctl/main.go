@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/test/lab"
@@ -30,6 +31,9 @@ const usage = `usage:
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// controller-runtime's clients log through klog, like the rest of the command (otherwise
+	// its first client prints a warning with a stack).
+	ctrllog.SetLogger(klog.NewKlogr())
 	var err error
 	switch {
 	case len(os.Args) >= 2 && os.Args[1] == "status":
@@ -71,7 +75,7 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	fs.StringVar(&l.Prefix, "prefix", lab.DefaultPrefix, "Prefix of the lab's namespace names (another prefix, state and port: a second lab).")
 	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
 	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet.")
-	nodes := fs.String("nodes", string(lab.AgentNodes), "up: what plays the nodes: kubelet (kubelet + containerd each, kube-scheduler) or agent (the lab agent: Pods as processes, faster).")
+	nodes := fs.String("nodes", string(lab.KubeletNodes), "up: what plays the nodes: kubelet (kubelet + containerd each, kube-scheduler, Fairlead by its chart) or agent (the lab agent: Pods and Fairlead as processes, faster).")
 	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs.")
 	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
 	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")

@@ -71,6 +71,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   disable_hugetlb_controller = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  # Lowering an oom_score_adj takes CAP_SYS_RESOURCE, which some hosts (containers, some VMs)
+  # do not give even to root: runc then fails every sandbox (its pause container asks for
+  # -998). Restricted, no container asks for less than containerd has.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q

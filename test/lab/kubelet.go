@@ -204,7 +204,7 @@ func (l *Lab) startKubeletNodes(ctx context.Context, cs kubernetes.Interface) er
 }
 
 // imageTarballs builds (or takes from the cache) the images the lab's kubelet nodes run: the
-// sandbox (pause) and the demo's echo server.
+// sandbox (pause), the demo's echo server and Fairlead's, which the chart deploys.
 func (l *Lab) imageTarballs(ctx context.Context) ([]string, error) {
 	pause, err := images.Pause(ctx)
 	if err != nil {
@@ -214,5 +214,9 @@ func (l *Lab) imageTarballs(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the echo image: %w", err)
 	}
-	return []string{pause, echo}, nil
+	fairlead, err := images.Fairlead(ctx, l.Bin)
+	if err != nil {
+		return nil, fmt.Errorf("the fairlead image: %w", err)
+	}
+	return []string{pause, echo, fairlead}, nil
 }

@@ -110,28 +110,39 @@ func (l *Lab) Up(ctx context.Context) error {
 	// The CRDs go in before fairlead-controller starts: started first, its IPPool watch finds
 	// no kind and retries only every 10 s, leaving pools without status (READY "?" in
 	// `fairleadctl status`) meanwhile. envtest's installer waits until the CRDs are served.
-	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{l.CRDs}, ErrorIfPathMissing: true}); err != nil {
-		return fmt.Errorf("installing CRDs from %s: %w", l.CRDs, err)
-	}
-	l.say("• fairlead-controller in %s", l.CP())
-	if err := l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
-		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
-		return err
+	// With kubelet nodes Helm installs them, with the chart.
+	if !l.kubelets() {
+		if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{l.CRDs}, ErrorIfPathMissing: true}); err != nil {
+			return fmt.Errorf("installing CRDs from %s: %w", l.CRDs, err)
+		}
 	}
 	if l.kubelets() {
 		if err := l.startKubeletNodes(ctx, cs); err != nil {
 			return err
 		}
+		if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
+			return err
+		}
+		l.say("• helm install %s %s -n %s: fairlead-controller (Deployment) and fairlead-speaker (DaemonSet: bgp, l2, proxy) as Pods; no kube-proxy",
+			Release, l.chartDir(), SpeakerNamespace)
+		if err := l.installChart(ctx, cs, 3*time.Minute); err != nil {
+			return err
+		}
 	} else {
+		l.say("• fairlead-controller in %s", l.CP())
+		if err := l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
+			"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
+			return err
+		}
 		for _, n := range l.Nodes() {
 			l.say("• %s in %s: %s, lab agent, pods on %s and %s", n.Name, n.NS, n.V4, n.PodV4, n.PodV6)
 			if err := l.StartAgent(n); err != nil {
 				return err
 			}
 		}
-	}
-	if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
-		return err
+		if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
+			return err
+		}
 	}
 	if err := createPools(ctx, cfg); err != nil {
 		return err
@@ -139,8 +150,10 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := createAnnouncements(ctx, cfg); err != nil {
 		return err
 	}
-	if err := l.startSpeakers(ctx, cfg); err != nil {
-		return err
+	if !l.kubelets() {
+		if err := l.startSpeakers(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	l.say("• demo: Deployment demo/echo (3 Pods) behind LoadBalancer Services echo-l2 and echo-bgp")
 	if err := deployDemo(ctx, cs, 3*time.Minute); err != nil {

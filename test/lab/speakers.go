@@ -123,8 +123,11 @@ func (l *Lab) waitRouted(ctx context.Context, cs kubernetes.Interface, timeout t
 		return nil
 	})
 	if err != nil {
-		l.say("• %s: no route to %s via every node after %s: %v (logs: %s)", l.Router(), prefix, timeout, err,
-			filepath.Join(l.State, "logs", "speaker-node*.log"))
+		logs := filepath.Join(l.State, "logs", "speaker-node*.log")
+		if l.kubelets() {
+			logs = "kubectl logs -n " + SpeakerNamespace + " -l app.kubernetes.io/component=speaker"
+		}
+		l.say("• %s: no route to %s via every node after %s: %v (logs: %s)", l.Router(), prefix, timeout, err, logs)
 		return
 	}
 	var via []string

@@ -209,7 +209,15 @@ func (l *Lab) buildTopology() error {
 	if err := l.link(l.CP(), "eth0", "pcp", CPv4+"/24", "2001:db8:0:1::10/64"); err != nil {
 		return err
 	}
-	if err := script(l.CP(), "ip route add default via "+RouterV4); err != nil {
+	// The control plane reaches every Pod as a cluster's control-plane node does (the CNI's
+	// routes): the apiserver answers Pods that reach it through the `kubernetes` Service, which
+	// the proxy DNATs but does not masquerade (the Pod's address is in the cluster CIDR).
+	cpRoutes := []string{"ip route add default via " + RouterV4}
+	for _, n := range l.Nodes() {
+		cpRoutes = append(cpRoutes, fmt.Sprintf("ip route add %s via %s", n.PodV4, n.V4),
+			fmt.Sprintf("ip -6 route add %s via %s", n.PodV6, n.V6))
+	}
+	if err := script(l.CP(), cpRoutes...); err != nil {
 		return err
 	}
 	if err := l.link(l.Router(), "eth0", "prt", RouterV4+"/24", RouterV6+"/64"); err != nil {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests and the lab run: kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes,
-# etcd from go.etcd.io/etcd/server/v3, and agnhost (k8s.io/kubernetes/test/images/agnhost, the
-# e2e suite's test server, for test/images); WANT names those to build.
+# etcd from go.etcd.io/etcd/server/v3, agnhost (k8s.io/kubernetes/test/images/agnhost, the
+# e2e suite's test server, for test/images) and e2e.test (k8s.io/kubernetes/test/e2e, Kubernetes'
+# own end-to-end suite, for the conformance run); WANT names those to build.
 # They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
 # required as a library, it needs a replace per staging repo) and cached under
 # $XDG_CACHE_HOME/fairlead/bin/<version>, so a second run only checks that they are there.
@@ -81,6 +82,11 @@ build_k8s() { # args: binaries to build (cmd names)
   agnhost_imports=$(sed -n '/^import (/,/^)/p' "$kdir/test/images/agnhost/agnhost.go" |
     grep -o '"[^"]*\.[^"]*"' | sort -u | sed 's/^/\t_ /')
   [ -n "$agnhost_imports" ] || { echo "no imports found in $kdir/test/images/agnhost/agnhost.go" >&2; return 1; }
+  # The same for e2e.test: its test file's imports (the test sources) must be in go.sum too.
+  local e2e_imports
+  e2e_imports=$(sed -n '/^import (/,/^)/p' "$kdir/test/e2e/e2e_test.go" |
+    grep -o '"[^"]*\.[^"]*"' | sort -u | sed 's/^/\t_ /')
+  [ -n "$e2e_imports" ] || { echo "no imports found in $kdir/test/e2e/e2e_test.go" >&2; return 1; }
   local tools="//go:build tools
 
 package tools
@@ -93,6 +99,7 @@ import (
 	_ \"k8s.io/kubernetes/cmd/kubelet/app\"
 	_ \"k8s.io/kubectl/pkg/cmd\"
 $agnhost_imports
+$e2e_imports
 )"
   # tools.done records the imports a finished tidy resolved (an interrupted one leaves no mark).
   if [ "$(cat "$dir/tools.done" 2>/dev/null)" != "$tools" ]; then
@@ -105,6 +112,10 @@ $agnhost_imports
   for b in "$@"; do
     local pkg=k8s.io/kubernetes/cmd/$b
     [ "$b" = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost
+    if [ "$b" = e2e.test ]; then
+      (cd "$dir" && CGO_ENABLED=0 go test -c -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" k8s.io/kubernetes/test/e2e && mv "$OUT/$b.tmp" "$OUT/$b")
+      continue
+    fi
     (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" "$pkg" && mv "$OUT/$b.tmp" "$OUT/$b")
   done
 }
