@@ -35,11 +35,14 @@ packages:
 	@bash test/tools/install-packages.sh
 	@bash test/tools/install-moto.sh
 
-## control-plane: kube-apiserver and etcd for envtest, and kube-controller-manager and kubectl
-## for the lab that the e2e suite (test/e2e) runs, built from their Go modules once.
+## control-plane: kube-apiserver and etcd for envtest; kube-controller-manager and kubectl for
+## the labs the e2e suites run; kubelet, kube-scheduler, CoreDNS, agnhost and e2e.test for the
+## conformance suite's kubelet lab (test/conformance). Built from their Go modules once.
 CONTROL_PLANE := kube-apiserver etcd kube-controller-manager kubectl
+KUBELET_LAB := kubelet kube-scheduler coredns
+CONFORMANCE := agnhost e2e.test
 control-plane:
-	@WANT="$(CONTROL_PLANE)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	@WANT="$(CONTROL_PLANE) $(KUBELET_LAB) $(CONFORMANCE)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(TOOLS)
@@ -98,7 +101,7 @@ image-tar:
 ## the e2e suite uses). `fairleadctl lab down` removes it.
 NODES ?= kubelet
 lab: packages control-plane
-	@WANT="$(CONTROL_PLANE) kubelet kube-scheduler" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	@WANT="$(CONTROL_PLANE) $(KUBELET_LAB)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
 	$(BIN)/fairleadctl lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 

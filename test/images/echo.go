@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -26,30 +27,38 @@ func Echo(ctx context.Context, binDir string) (string, error) {
 	if err := checkStatic(bin); err != nil {
 		return "", err
 	}
+	return singleBinary(ctx, "echo", EchoRef, bin, []string{"/echo"}, []string{"-tcp", "8080"},
+		"fairlead test/images: /echo from test/echo")
+}
+
+// singleBinary builds (or takes from the cache) an image named ref holding one static program,
+// at /, and a writable /tmp, with entrypoint and cmd as given.
+func singleBinary(ctx context.Context, name, ref, bin string, entrypoint, cmd []string, createdBy string) (string, error) {
 	sum, err := fileSHA256(bin)
 	if err != nil {
 		return "", err
 	}
-	ref := EchoRef
-	return cached(ctx, "echo", keyOf([]byte("echo"), []byte(ref), []byte(sum)), func(ctx context.Context, w io.Writer) error {
-		work, err := os.MkdirTemp("", "echo-image-")
+	key := keyOf([]byte(name), []byte(ref), []byte(sum), []byte(strings.Join(entrypoint, " ")), []byte(strings.Join(cmd, " ")))
+	base := filepath.Base(bin)
+	return cached(ctx, name, key, func(ctx context.Context, w io.Writer) error {
+		work, err := os.MkdirTemp("", name+"-image-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(work)
 		l := newLayer()
-		if err := l.copyFile("echo", 0o755, bin); err != nil {
+		if err := l.copyFile(base, 0o755, bin); err != nil {
 			return err
 		}
 		l.dir("tmp", 0o1777)
-		p := filepath.Join(work, "echo.tar.gz")
+		p := filepath.Join(work, name+".tar.gz")
 		if err := l.writeTo(p); err != nil {
 			return err
 		}
 		return spec{
 			ref:    ref,
-			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: /echo from test/echo"}},
-			config: v1.Config{Entrypoint: []string{"/echo"}, Cmd: []string{"-tcp", "8080"}},
+			layers: []layerSpec{{path: p, createdBy: createdBy}},
+			config: v1.Config{Entrypoint: entrypoint, Cmd: cmd},
 		}.write(w)
 	})
 }

@@ -98,7 +98,8 @@ func (l *Lab) kubeletConfig(n Node) ([]byte, error) {
 		},
 		"authorization": map[string]any{"mode": "Webhook"},
 		"clusterDomain": "cluster.local",
-		// The lab's Pods have no DNS server; they must not get the host's either.
+		"clusterDNS":    []string{ClusterDNS},
+		// Pods with dnsPolicy Default must not get the host's resolvers: the lab has no way out.
 		"resolvConf": filepath.Join(l.nodeDir(n), "resolv.conf"),
 		// The state directory shares the host's disk: kubelet must not evict the lab's Pods
 		// because the host's disk is busy with other things.
@@ -204,7 +205,8 @@ func (l *Lab) startKubeletNodes(ctx context.Context, cs kubernetes.Interface) er
 }
 
 // imageTarballs builds (or takes from the cache) the images the lab's kubelet nodes run: the
-// sandbox (pause), the demo's echo server and Fairlead's, which the chart deploys.
+// sandbox (pause), the demo's echo server, Fairlead's, which the chart deploys, and the
+// cluster DNS (CoreDNS).
 func (l *Lab) imageTarballs(ctx context.Context) ([]string, error) {
 	pause, err := images.Pause(ctx)
 	if err != nil {
@@ -218,5 +220,9 @@ func (l *Lab) imageTarballs(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the fairlead image: %w", err)
 	}
-	return []string{pause, echo, fairlead}, nil
+	coredns, err := images.CoreDNS(ctx, filepath.Join(l.K8sBin, "coredns"))
+	if err != nil {
+		return nil, fmt.Errorf("the coredns image: %w", err)
+	}
+	return []string{pause, echo, fairlead, coredns}, nil
 }

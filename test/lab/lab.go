@@ -64,7 +64,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
 		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")}
 	if l.kubelets() {
-		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"),
+		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"), filepath.Join(l.K8sBin, "coredns"),
 			containerdBin, runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"))
 	}
 	for _, b := range need {
@@ -126,6 +126,10 @@ func (l *Lab) Up(ctx context.Context) error {
 		l.say("• helm install %s %s -n %s: fairlead-controller (Deployment) and fairlead-speaker (DaemonSet: bgp, l2, proxy) as Pods; no kube-proxy",
 			Release, l.chartDir(), SpeakerNamespace)
 		if err := l.installChart(ctx, cs, 3*time.Minute); err != nil {
+			return err
+		}
+		l.say("• cluster DNS: CoreDNS (Deployment kube-system/coredns) behind Service kube-dns, %s", ClusterDNS)
+		if err := deployDNS(ctx, cs, 2*time.Minute); err != nil {
 			return err
 		}
 	} else {

@@ -3,7 +3,8 @@
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes,
 # etcd from go.etcd.io/etcd/server/v3, agnhost (k8s.io/kubernetes/test/images/agnhost, the
 # e2e suite's test server, for test/images) and e2e.test (k8s.io/kubernetes/test/e2e, Kubernetes'
-# own end-to-end suite, for the conformance run); WANT names those to build.
+# own end-to-end suite, for the conformance run), and coredns (github.com/coredns/coredns, with
+# the plugins a cluster's DNS needs, for the lab's kubelet nodes); WANT names those to build.
 # They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
 # required as a library, it needs a replace per staging repo) and cached under
 # $XDG_CACHE_HOME/fairlead/bin/<version>, so a second run only checks that they are there.
@@ -50,6 +51,37 @@ GO
     go mod tidy >/dev/null &&
     CGO_ENABLED=0 go build -trimpath -o "$OUT/etcd.tmp" . &&
     mv "$OUT/etcd.tmp" "$OUT/etcd")
+}
+
+COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
+
+build_coredns() {
+  local dir=$CACHE/src/coredns-$COREDNS_VERSION
+  mkdir -p "$dir"
+  # coremain with only the plugins a cluster's Corefile uses: importing them registers them.
+  cat >"$dir/main.go" <<'GO'
+package main
+
+import (
+	_ "github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() { coremain.Run() }
+GO
+  (cd "$dir" &&
+    { [ -f go.mod ] || go mod init fairlead.local/coredns >/dev/null 2>&1; } &&
+    go get "github.com/coredns/coredns@v$COREDNS_VERSION" >/dev/null &&
+    go mod tidy >/dev/null &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$OUT/coredns.tmp" . &&
+    mv "$OUT/coredns.tmp" "$OUT/coredns")
 }
 
 build_k8s() { # args: binaries to build (cmd names)
@@ -124,6 +156,7 @@ k8s=()
 for b in "${missing[@]}"; do
   case $b in
     etcd) echo "building etcd v$ETCD_VERSION (once, cached in $OUT)" >&2; build_etcd ;;
+    coredns) echo "building coredns v$COREDNS_VERSION (once, cached in $OUT)" >&2; build_coredns ;;
     *) k8s+=("$b") ;;
   esac
 done
