@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image image-tar lab clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image image-tar lab conformance clean
 
 all: build
 
@@ -104,6 +104,14 @@ lab: packages control-plane
 	@WANT="$(CONTROL_PLANE) $(KUBELET_LAB)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
 	$(BIN)/fairleadctl lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
+
+## conformance: Kubernetes' Service and proxy e2e specs (wider than `make test`'s 15
+## conformance specs) on the kubelet lab, with Fairlead and then with kube-proxy; prints the
+## table the README quotes (and writes it to bin/conformance.md).
+conformance: packages control-plane
+	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/... ./test/echo
+	go run ./test/conformance/table -bin $(BIN) -k8s-bin $(K8S_BIN) -out $(BIN)/conformance.md
 
 clean:
 	rm -rf $(BIN)

@@ -23,7 +23,7 @@ import (
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
-  fairleadctl lab up [--nodes kubelet|agent] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
+  fairleadctl lab up [--nodes kubelet|agent] [--proxy fairlead|kube-proxy] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
   fairleadctl lab down [--state DIR] [--prefix P]
   fairleadctl lab status [--state DIR] [--prefix P]
 `
@@ -76,7 +76,8 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
 	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet.")
 	nodes := fs.String("nodes", string(lab.KubeletNodes), "up: what plays the nodes: kubelet (kubelet + containerd each, kube-scheduler, Fairlead by its chart) or agent (the lab agent: Pods and Fairlead as processes, faster).")
-	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs.")
+	proxy := fs.String("proxy", string(lab.FairleadProxy), "up, kubelet nodes: what proxies Services: fairlead (the speakers' proxy) or kube-proxy (kube-proxy on every node, for comparison).")
+	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs (the chart is the directory above).")
 	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
 	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")
 	kubeconfig := fs.String("kubeconfig", "", "agent: kubeconfig.")
@@ -91,6 +92,9 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 			return err
 		}
 		l.NodeMode = mode
+		if l.Proxy, err = lab.ParseProxyMode(*proxy); err != nil {
+			return err
+		}
 		return l.Up(ctx)
 	case "down":
 		if err := l.Down(); err != nil {

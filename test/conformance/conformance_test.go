@@ -1,32 +1,19 @@
-// Package conformance runs Kubernetes' own end-to-end tests for Services (e2e.test, built from
-// k8s.io/kubernetes/test/e2e) against a lab of real kubelets where Fairlead, installed by its
-// chart, is the only service proxy: no kube-proxy runs anywhere. The suite runs from the LAN
-// client's namespace, as an operator's machine would.
-//
-// The lab's namespaces are named flcf-<pid>-* and its state is in /run/fairlead-cf-<pid>
-// (lab.Suite).
 package conformance
 
 import (
 	"context"
-	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
-	"github.com/fairlead-lb/fairlead/test/images"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
 // The lab every test uses (set in the child process that runs the tests).
 var theLab *lab.Lab
 
-var suite = lab.Suite{
-	Name:     "cf",
-	NodeMode: lab.KubeletNodes,
-	Static:   true,
-	K8s:      "kube-apiserver etcd kube-controller-manager kubectl kubelet kube-scheduler coredns e2e.test agnhost",
-	Ready:    importTestImages,
-}
+var suite = lab.Suite{Name: "cf", NodeMode: lab.KubeletNodes, Static: true, K8s: K8s, Ready: ImportTestImages}
 
 func TestMain(m *testing.M) {
 	os.Exit(suite.Main(m, func(l *lab.Lab) error {
@@ -35,17 +22,33 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// importTestImages puts the images e2e.test's specs run (agnhost, under the name its manifest
-// gives) into every node's containerd: nothing is ever pulled.
-func importTestImages(ctx context.Context, l *lab.Lab) error {
-	agnhost, err := images.Agnhost(ctx)
+// TestServicesConformance runs the Services conformance specs; each is a subtest that fails
+// when its spec fails, with Ginkgo's failure message.
+func TestServicesConformance(t *testing.T) {
+	r, err := RunE2E(context.Background(), theLab, t.TempDir(), 30*time.Minute,
+		"--ginkgo.focus", ServicesFocus, "--ginkgo.label-filter", ServicesLabels)
 	if err != nil {
-		return fmt.Errorf("the agnhost image: %w", err)
+		t.Fatal(err)
 	}
-	for _, n := range l.Nodes() {
-		if err := images.Import(ctx, l.ContainerdSocket(n), agnhost); err != nil {
-			return fmt.Errorf("node %s: %w", n.Name, err)
+	t.Logf("e2e.test ran %s", r.Took.Round(time.Second))
+	if r.RunErr != nil {
+		t.Logf("e2e.test: %v; the end of its output:\n%s", r.RunErr, r.LogTail)
+	}
+	ran := 0
+	for _, c := range r.Cases {
+		if !c.Selected() {
+			continue
 		}
+		if c.Spec() != "" {
+			ran++
+		}
+		t.Run(strings.TrimPrefix(c.Name, "[It] "), func(t *testing.T) {
+			if c.Status != "passed" {
+				t.Errorf("%s: %s", c.Status, c.Why())
+			}
+		})
 	}
-	return nil
+	if ran != ServicesSpecs {
+		t.Errorf("%d specs ran; the selection has %d in v1.37.2", ran, ServicesSpecs)
+	}
 }

@@ -33,12 +33,12 @@ const Release = "fairlead"
 // imported under (never pulled), every speaker component, the proxy configured as kube-proxy
 // would be for the lab's networks, and the apiserver's own address for the speakers, which
 // must reach it before their proxy makes the `kubernetes` Service's ClusterIP work.
-func chartValues() map[string]any {
+func (l *Lab) chartValues() map[string]any {
 	repo, tag, _ := strings.Cut(images.FairleadRef, ":")
 	return map[string]any{
 		"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"},
 		"speaker": map[string]any{
-			"l2": true, "bgp": true, "proxy": true,
+			"l2": true, "bgp": true, "proxy": !l.kubeProxy(),
 			"clusterCIDR":       podCIDRs,
 			"nodePortAddresses": LANv4 + "," + LANv6,
 			"kubeAPIServer":     map[string]any{"host": CPv4, "port": apiPortNumber()},
@@ -71,7 +71,7 @@ func (l *Lab) installChart(ctx context.Context, cs kubernetes.Interface, timeout
 	in := action.NewInstall(cfg)
 	in.ReleaseName, in.Namespace, in.CreateNamespace = Release, SpeakerNamespace, true
 	in.WaitStrategy = kube.HookOnlyStrategy
-	if _, err := in.RunWithContext(ctx, ch, chartValues()); err != nil {
+	if _, err := in.RunWithContext(ctx, ch, l.chartValues()); err != nil {
 		return fmt.Errorf("helm install %s %s: %w", Release, l.chartDir(), err)
 	}
 	return waitUntil(timeout, func() error { return chartReady(ctx, cs) })

@@ -19,6 +19,26 @@ import (
 // daemon starts bin inside namespace ns ("" = the host's) as a detached session leader that
 // outlives fairleadctl, logging to <state>/logs/<name>.log and recording its pid.
 func (l *Lab) daemon(ns, name, bin string, args ...string) error {
+	return l.startDaemon(ns, name, false, bin, args...)
+}
+
+// babysatDaemon is daemon for a program that exits to be restarted, as systemd restarts it on
+// a real node: kubelet exits when its container manager fails to start, for one, and the
+// lab's kubelets race for the one device-plugin socket path kubelet hard-codes
+// (/var/lib/kubelet/device-plugins/kubelet.sock), which the loser gets on its next start.
+func (l *Lab) babysatDaemon(ns, name, bin string, args ...string) error {
+	return l.startDaemon(ns, name, true, bin, args...)
+}
+
+// babysitter reruns "$0" "$@" two seconds after each exit. Its process group holds the
+// program, so killing the group stops both.
+const babysitter = `while :; do "$0" "$@"; echo "babysitter: $0 exited ($?), restarting in 2s"; sleep 2; done`
+
+func (l *Lab) startDaemon(ns, name string, restart bool, bin string, args ...string) error {
+	if restart {
+		args = append([]string{"-c", babysitter, bin}, args...)
+		bin = "/bin/sh"
+	}
 	logf, err := os.OpenFile(filepath.Join(l.State, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -50,7 +70,7 @@ func (l *Lab) stopDaemons() {
 			continue
 		}
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 && l.isOurs(pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killGroup(pid)
 		}
 		_ = os.Remove(f)
 	}
@@ -81,7 +101,7 @@ func (l *Lab) killDaemon(name string) error {
 	if err != nil || pid <= 1 || !l.isOurs(pid) {
 		return fmt.Errorf("%s: no such process (pid file says %q)", name, b)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := killGroup(pid); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	// Wait until it is gone (a zombie until reaped by init: its exe link is gone then).
@@ -91,6 +111,15 @@ func (l *Lab) killDaemon(name string) error {
 		}
 		return nil
 	})
+}
+
+// killGroup SIGKILLs daemon pid and its process group (a daemon leads its own session, so the
+// group is the daemon and what it started without a session of its own: a babysitter's
+// program, nsenter's child).
+func killGroup(pid int) error {
+	err := syscall.Kill(pid, syscall.SIGKILL)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	return err
 }
 
 // daemonAlive reports whether the recorded daemon still runs.

@@ -26,8 +26,16 @@ var kubeletSysctls = []string{"vm.overcommit_memory", "vm.panic_on_oom", "kernel
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes"}
 
 // hostDirs are the directories outside the lab's state that its kubelets, containerds and CNI
-// plugins create when missing: container log links, the shims' sockets, the CNI result cache.
-var hostDirs = []string{"/var/log/containers", "/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni"}
+// plugins create when missing: container log links, the shims' sockets, the CNI result cache,
+// and the device-plugin directory kubelet hard-codes whatever its --root-dir.
+var hostDirs = []string{"/var/log/containers", "/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
+	devicePluginDir, "/var/lib/kubelet"}
+
+// devicePluginDir holds what each kubelet puts there, whichever started last: its
+// registration socket and its device checkpoint.
+const devicePluginDir = "/var/lib/kubelet/device-plugins"
+
+var devicePluginFiles = []string{"kubelet.sock", "kubelet_internal_checkpoint"}
 
 // hostLabsDir registers the state directories of the kubelet labs holding a host record.
 var hostLabsDir = "/run/fairlead-labs"
@@ -150,6 +158,11 @@ func (l *Lab) restoreHost() error {
 	// someone else's now, and stays.
 	for _, d := range hostDirs {
 		if slices.Contains(r.Missing, d) {
+			if d == devicePluginDir {
+				for _, f := range devicePluginFiles {
+					_ = os.Remove(filepath.Join(d, f))
+				}
+			}
 			_ = os.Remove(d)
 		}
 	}
@@ -161,15 +174,27 @@ func sysctlPath(name string) string {
 	return filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
 }
 
-// HostSysctls reads the sysctls kubelet changes, as the host has them now (for tests).
-func HostSysctls() (map[string]string, error) {
-	out := map[string]string{}
+// HostSnapshot is what a kubelet lab changes on the host, as it is at one moment (for tests:
+// Leftovers compares with it).
+type HostSnapshot struct {
+	Sysctls map[string]string // name (dotted) → value
+	Dirs    []string          // those of hostDirs that exist
+}
+
+// SnapshotHost reads the sysctls kubelet changes and which of the lab's host directories exist.
+func SnapshotHost() (*HostSnapshot, error) {
+	h := &HostSnapshot{Sysctls: map[string]string{}}
 	for _, name := range kubeletSysctls {
 		v, err := os.ReadFile(sysctlPath(name))
 		if err != nil {
 			return nil, err
 		}
-		out[name] = strings.TrimSpace(string(v))
+		h.Sysctls[name] = strings.TrimSpace(string(v))
 	}
-	return out, nil
+	for _, d := range hostDirs {
+		if _, err := os.Stat(d); err == nil {
+			h.Dirs = append(h.Dirs, d)
+		}
+	}
+	return h, nil
 }

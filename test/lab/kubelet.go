@@ -140,7 +140,7 @@ func (l *Lab) startKubelet(n Node) error {
 	if err := makeCgroupRoot(l.cgroupRoot(n)); err != nil {
 		return err
 	}
-	return l.daemon(n.NS, "kubelet-"+n.Name, filepath.Join(l.K8sBin, "kubelet"),
+	return l.babysatDaemon(n.NS, "kubelet-"+n.Name, filepath.Join(l.K8sBin, "kubelet"),
 		"--config", cfgPath,
 		"--kubeconfig", filepath.Join(l.State, "pki", kubeletClientCert(n)+".kubeconfig"),
 		"--root-dir", dir,

@@ -34,6 +34,7 @@ type Lab struct {
 	HostPort int       // the relay's port on the host's 127.0.0.1
 	CRDs     string    // Fairlead's CRDs (charts/fairlead/crds)
 	NodeMode NodeMode  // what plays the nodes; "" is AgentNodes
+	Proxy    ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
 	Out      io.Writer `json:"-"`
 }
 
@@ -60,12 +61,24 @@ func (l *Lab) Up(ctx context.Context) error {
 	if _, err := ParseNodeMode(string(l.NodeMode)); err != nil {
 		return err
 	}
+	if l.Proxy == "" {
+		l.Proxy = FairleadProxy
+	}
+	if _, err := ParseProxyMode(string(l.Proxy)); err != nil {
+		return err
+	}
+	if l.kubeProxy() && !l.kubelets() {
+		return fmt.Errorf("--proxy %s needs --nodes %s", KubeProxy, KubeletNodes)
+	}
 	need := []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
 		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")}
 	if l.kubelets() {
 		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"), filepath.Join(l.K8sBin, "coredns"),
 			containerdBin, runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"))
+	}
+	if l.kubeProxy() {
+		need = append(need, filepath.Join(l.K8sBin, "kube-proxy"))
 	}
 	for _, b := range need {
 		if _, err := os.Stat(b); err != nil {
@@ -123,8 +136,19 @@ func (l *Lab) Up(ctx context.Context) error {
 		if err := waitNodesReady(ctx, cs, Nodes, 2*time.Minute); err != nil {
 			return err
 		}
-		l.say("• helm install %s %s -n %s: fairlead-controller (Deployment) and fairlead-speaker (DaemonSet: bgp, l2, proxy) as Pods; no kube-proxy",
-			Release, l.chartDir(), SpeakerNamespace)
+		if l.kubeProxy() {
+			l.say("• kube-proxy (nftables) on every node")
+			for _, n := range l.Nodes() {
+				if err := l.startKubeProxy(n); err != nil {
+					return err
+				}
+			}
+			l.say("• helm install %s %s -n %s: fairlead-controller (Deployment) and fairlead-speaker (DaemonSet: bgp, l2) as Pods",
+				Release, l.chartDir(), SpeakerNamespace)
+		} else {
+			l.say("• helm install %s %s -n %s: fairlead-controller (Deployment) and fairlead-speaker (DaemonSet: bgp, l2, proxy) as Pods; no kube-proxy",
+				Release, l.chartDir(), SpeakerNamespace)
+		}
 		if err := l.installChart(ctx, cs, 3*time.Minute); err != nil {
 			return err
 		}
@@ -284,7 +308,7 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
 	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
 	for _, n := range l.Nodes() {
-		daemons = append(daemons, "agent-"+n.Name, "containerd-"+n.Name, "kubelet-"+n.Name, "speaker-"+n.Name)
+		daemons = append(daemons, "agent-"+n.Name, "containerd-"+n.Name, "kubelet-"+n.Name, "kube-proxy-"+n.Name, "speaker-"+n.Name)
 	}
 	for _, d := range daemons {
 		// Each node mode runs its own set: what it never started is not listed.

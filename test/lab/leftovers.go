@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
 // Leftovers lists what of the lab is still on the machine (after Down, nothing should be): its
 // namespaces, processes run from its state directory, mounts under it, its nodes' cgroup roots
-// and the state directory itself; and the kubelet sysctls that differ from before (given by
-// HostSysctls before Up; nil skips that check), unless another kubelet lab still runs.
-func (l *Lab) Leftovers(sysctlsBefore map[string]string) []string {
+// and the state directory itself; and, unless another kubelet lab still runs, the kubelet
+// sysctls that differ from before and the host directories that were not there before (before
+// is SnapshotHost's before Up; nil skips these checks).
+func (l *Lab) Leftovers(before *HostSnapshot) []string {
 	var out []string
 	for _, ns := range l.Namespaces() {
 		out = append(out, "network namespace "+ns)
@@ -39,11 +41,17 @@ func (l *Lab) Leftovers(sysctlsBefore map[string]string) []string {
 	if _, err := os.Stat(l.State); err == nil {
 		out = append(out, "state directory "+l.State)
 	}
-	if sysctlsBefore != nil && len(l.otherHostRecords()) == 0 {
-		current, _ := HostSysctls()
-		for name, now := range current {
-			if before, ok := sysctlsBefore[name]; ok && before != now {
-				out = append(out, fmt.Sprintf("sysctl %s = %s (was %s)", name, now, before))
+	if before != nil && len(l.otherHostRecords()) == 0 {
+		if now, err := SnapshotHost(); err == nil {
+			for name, v := range now.Sysctls {
+				if was, ok := before.Sysctls[name]; ok && was != v {
+					out = append(out, fmt.Sprintf("sysctl %s = %s (was %s)", name, v, was))
+				}
+			}
+			for _, d := range now.Dirs {
+				if !slices.Contains(before.Dirs, d) {
+					out = append(out, "host directory "+d)
+				}
 			}
 		}
 	}

@@ -115,14 +115,14 @@ func (s Suite) parent() (code int) {
 		}
 	}()
 	// `lab down` must leave nothing behind: checked after every suite, whatever its result.
-	sysctls, _ := HostSysctls()
+	host, _ := SnapshotHost()
 	defer func() {
 		t := time.Now()
 		if err := l.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: taking the lab down: %v\n", s.Name, err)
 			code = 1
 		}
-		if left := l.Leftovers(sysctls); len(left) > 0 {
+		if left := l.Leftovers(host); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "%s: the lab left behind:\n  %s\n", s.Name, strings.Join(left, "\n  "))
 			code = 1
 		}

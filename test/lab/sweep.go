@@ -225,11 +225,16 @@ func (l *Lab) removeShimSockets(n Node) {
 	}
 }
 
-// removeCNIResults removes the CNI library's cached results for node n's network (kept in
-// /var/lib/cni/results whatever the runtime's configuration).
+// removeCNIResults removes the CNI library's cached results for node n's Pod sandboxes (kept
+// in /var/lib/cni/results whatever the runtime's configuration): its network's,
+// <network>-<sandbox>-eth0, and containerd's loopback's, cni-loopback-<sandbox>-lo.
 func (l *Lab) removeCNIResults(n Node) {
-	files, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", l.cniNetwork(n)+"-*"))
+	prefix := l.cniNetwork(n) + "-"
+	files, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", prefix+"*"))
 	for _, f := range files {
+		if sandbox, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(f), prefix), "-"); ok {
+			_ = os.Remove(filepath.Join("/var/lib/cni/results", "cni-loopback-"+sandbox+"-lo"))
+		}
 		_ = os.Remove(f)
 	}
 }

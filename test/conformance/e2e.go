@@ -1,0 +1,146 @@
+// Package conformance runs Kubernetes' own end-to-end tests for Services (e2e.test, built from
+// k8s.io/kubernetes/test/e2e) against a lab of real kubelets where Fairlead, installed by its
+// chart, is the only service proxy: no kube-proxy runs anywhere. e2e.test runs from the LAN
+// client's namespace, as an operator's machine would.
+//
+// `go test` runs the Services conformance specs (the lab's namespaces are flcf-<pid>-*);
+// `make conformance` (./table) runs a wider selection on Fairlead and on kube-proxy and prints
+// both results side by side.
+package conformance
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fairlead-lb/fairlead/test/images"
+	"github.com/fairlead-lb/fairlead/test/lab"
+)
+
+// The Services conformance specs: 15 in v1.37.2.
+const (
+	ServicesFocus  = `\[sig-network\] Services`
+	ServicesLabels = "Conformance"
+	ServicesSpecs  = 15
+)
+
+// K8s are the Kubernetes binaries a conformance run needs (build-control-plane.sh's WANT).
+const K8s = "kube-apiserver etcd kube-controller-manager kubectl kubelet kube-scheduler coredns e2e.test agnhost"
+
+// Case is one spec's result, from Ginkgo's JUnit report.
+type Case struct {
+	Name    string  `xml:"name,attr"`
+	Status  string  `xml:"status,attr"` // passed, failed, skipped, ...
+	Time    float64 `xml:"time,attr"`
+	Failure *struct {
+		Message string `xml:"message,attr"`
+		Text    string `xml:",chardata"`
+	} `xml:"failure"`
+	Error *struct {
+		Message string `xml:"message,attr"`
+	} `xml:"error"`
+	Skipped *struct {
+		Message string `xml:"message,attr"`
+	} `xml:"skipped"`
+}
+
+// Selected says whether the spec was in the selection: Ginkgo reports the others as skipped
+// with the bare message "skipped" (a spec that skips itself says why).
+func (c Case) Selected() bool {
+	return c.Status != "skipped" || (c.Skipped != nil && c.Skipped.Message != "skipped")
+}
+
+// Spec is the spec's name without Ginkgo's node prefix; "" for setup nodes.
+func (c Case) Spec() string {
+	if n, ok := strings.CutPrefix(c.Name, "[It] "); ok {
+		return n
+	}
+	return ""
+}
+
+// Why is the failure's message, or "".
+func (c Case) Why() string {
+	switch {
+	case c.Failure != nil:
+		return strings.TrimSpace(c.Failure.Message)
+	case c.Error != nil:
+		return strings.TrimSpace(c.Error.Message)
+	case c.Skipped != nil:
+		return strings.TrimSpace(strings.TrimPrefix(c.Skipped.Message, "skipped - "))
+	}
+	return ""
+}
+
+// Report is what one run of e2e.test gave.
+type Report struct {
+	Cases   []Case
+	Took    time.Duration
+	Log     string // e2e.test's output
+	RunErr  error  // its exit status
+	LogTail string
+}
+
+// ImportTestImages puts the images e2e.test's specs run (agnhost, under the name its manifest
+// gives) into every node's containerd: nothing is ever pulled.
+func ImportTestImages(ctx context.Context, l *lab.Lab) error {
+	agnhost, err := images.Agnhost(ctx)
+	if err != nil {
+		return fmt.Errorf("the agnhost image: %w", err)
+	}
+	for _, n := range l.Nodes() {
+		if err := images.Import(ctx, l.ContainerdSocket(n), agnhost); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// RunE2E runs e2e.test from the lab's LAN client with the given selection arguments, writing
+// its output and report into dir.
+func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, args ...string) (*Report, error) {
+	report := filepath.Join(dir, "junit.xml")
+	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Minute)
+	defer cancel()
+	cmdArgs := append([]string{"netns", "exec", l.ClientL2(), filepath.Join(l.K8sBin, "e2e.test"),
+		"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir,
+		"--ginkgo.junit-report", report, "--ginkgo.no-color", "--ginkgo.timeout", timeout.String()}, args...)
+	cmd := exec.CommandContext(ctx, "ip", cmdArgs...)
+	r := &Report{Log: filepath.Join(dir, "e2e.log")}
+	logFile, err := os.Create(r.Log)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	start := time.Now()
+	r.RunErr = cmd.Run()
+	logFile.Close()
+	r.Took = time.Since(start)
+	r.LogTail = tail(r.Log, 60)
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return r, fmt.Errorf("e2e.test wrote no report (%v): %w\n%s", r.RunErr, err, r.LogTail)
+	}
+	var j struct {
+		Suites []struct {
+			Cases []Case `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &j); err != nil {
+		return r, fmt.Errorf("reading %s: %w", report, err)
+	}
+	for _, s := range j.Suites {
+		r.Cases = append(r.Cases, s.Cases...)
+	}
+	return r, nil
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
