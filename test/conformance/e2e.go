@@ -121,9 +121,19 @@ func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, 
 	logFile.Close()
 	r.Took = time.Since(start)
 	r.LogTail = tail(r.Log, 60)
-	b, err := os.ReadFile(report)
+	rr, err := ReadReport(report)
 	if err != nil {
-		return r, fmt.Errorf("e2e.test wrote no report (%v): %w\n%s", r.RunErr, err, r.LogTail)
+		return r, fmt.Errorf("%w (e2e.test: %v)\n%s", err, r.RunErr, r.LogTail)
+	}
+	r.Cases = rr.Cases
+	return r, nil
+}
+
+// ReadReport reads the cases of a Ginkgo JUnit report.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("e2e.test's report: %w", err)
 	}
 	var j struct {
 		Suites []struct {
@@ -131,8 +141,9 @@ func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, 
 		} `xml:"testsuite"`
 	}
 	if err := xml.Unmarshal(b, &j); err != nil {
-		return r, fmt.Errorf("reading %s: %w", report, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
+	r := &Report{}
 	for _, s := range j.Suites {
 		r.Cases = append(r.Cases, s.Cases...)
 	}

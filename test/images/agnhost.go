@@ -67,6 +67,7 @@ func buildAgnhost(w io.Writer, bin, root string) error {
 	// Upstream's image has these too: agnhost-2 is used by tests that need two commands, and
 	// /uploads by its test-webserver.
 	top.symlink("agnhost-2", "agnhost")
+	top.symlink("usr/bin/wget", "/bin/busybox")
 	top.dir("uploads", 0o777)
 	topPath := filepath.Join(work, "agnhost.tar.gz")
 	if err := top.writeTo(topPath); err != nil {

@@ -52,9 +52,13 @@ func TestAgnhostServesInItsOwnNetns(t *testing.T) {
 	}
 
 	// The tools the e2e suite execs in agnhost Pods are there.
-	out, err := c.exec(id, "tools", "sh", "-c", "for t in sh bash curl nc wget ss ip dig nslookup; do command -v $t >/dev/null || echo missing $t; done")
+	out, err := c.exec(id, "tools", "sh", "-c", "for t in sh bash curl nc wget ss ip dig nslookup socat; do command -v $t >/dev/null || echo missing $t; done")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("tools in the agnhost image: %v %s", err, out)
+	}
+	// wget is busybox's, as on upstream's Alpine: the specs' `wget -T 5` must not retry.
+	if out, _ := c.exec(id, "wget", "sh", "-c", "wget --help 2>&1 | head -1"); !strings.HasPrefix(out, "BusyBox") {
+		t.Errorf("wget in the agnhost image says %q, want busybox's", strings.TrimSpace(out))
 	}
 
 	// netexec answers curl from inside the container, over its loopback.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,8 +15,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/test/conformance"
 	"github.com/fairlead-lb/fairlead/test/lab"
@@ -30,15 +35,27 @@ const (
 )
 
 func main() {
-	proxies := flag.String("proxies", "fairlead,kube-proxy", "Proxies to run the selection with, in order.")
+	proxies := flag.String("proxies", "fairlead,kube-proxy", "Proxies to run the selection with, each on a lab of its own, at once.")
 	bin := flag.String("bin", "bin", "Directory with Fairlead's binaries, built static (CGO_ENABLED=0), and test/echo.")
 	k8sBin := flag.String("k8s-bin", "", "Directory with the Kubernetes binaries (make control-plane builds them).")
 	out := flag.String("out", "", "Also write the table to this file.")
 	only := flag.String("focus", focus, "The specs to run (Ginkgo focus).")
+	reports := flag.String("reports", "", "Print the table from JUnit reports of earlier runs instead (proxy=file,...).")
 	flag.Parse()
+	ctrllog.SetLogger(klog.NewKlogr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, strings.Split(*proxies, ","), *bin, *k8sBin, *only, *out); err != nil {
+	var results []result
+	var err error
+	if *reports != "" {
+		results, err = readReports(*reports)
+	} else {
+		results, err = runAll(ctx, strings.Split(*proxies, ","), *bin, *k8sBin, *only)
+	}
+	if err == nil {
+		err = write(results, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(1)
 	}
@@ -49,26 +66,92 @@ type result struct {
 	report *conformance.Report
 }
 
-func run(ctx context.Context, proxies []string, bin, k8sBin, focus, out string) error {
+// runAll runs the selection with every proxy at once, each on a kubelet lab of its own: the
+// specs mostly wait (for Pods, for timeouts), so two labs share two cores without either
+// being short of CPU, and the table takes the time of one run.
+func runAll(ctx context.Context, proxies []string, bin, k8sBin, focus string) ([]result, error) {
 	root := lab.RepoRoot()
 	if k8sBin == "" {
 		var err error
 		if k8sBin, err = lab.K8sBin(root, conformance.K8s+" kube-proxy"); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	var results []result
-	for _, p := range proxies {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]result, len(proxies))
+	errs := make([]error, len(proxies))
+	var wg sync.WaitGroup
+	for i, p := range proxies {
 		mode, err := lab.ParseProxyMode(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		r, err := runWith(ctx, mode, bin, k8sBin, focus)
-		if err != nil {
-			return fmt.Errorf("with %s: %w", mode, err)
-		}
-		results = append(results, result{mode, r})
+		l := &lab.Lab{Prefix: fmt.Sprintf("flct%d-", i), State: fmt.Sprintf("/run/fairlead-conformance-%d", i),
+			Bin: bin, K8sBin: k8sBin, CRDs: filepath.Join(root, "charts/fairlead/crds"),
+			NodeMode: lab.KubeletNodes, Proxy: mode, HostPort: 6451 + i}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := runWith(ctx, l, focus)
+			results[i], errs[i] = result{mode, r}, err
+			if err != nil {
+				errs[i] = fmt.Errorf("with %s: %w", mode, err)
+			}
+		}()
 	}
+	wg.Wait()
+	return results, errors.Join(errs...)
+}
+
+// runWith brings up lab l, runs the selection and takes the lab down.
+func runWith(ctx context.Context, l *lab.Lab, focus string) (*conformance.Report, error) {
+	defer func() {
+		if err := l.Down(); err != nil {
+			fmt.Fprintf(os.Stderr, "conformance: taking the %s lab down: %v\n", l.Proxy, err)
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "conformance: bringing up the kubelet lab %s* with %s\n", l.Prefix, l.Proxy)
+	var log strings.Builder
+	l.Out = &log
+	if err := l.Up(ctx); err != nil {
+		return nil, fmt.Errorf("lab up: %w\n%s", err, log.String())
+	}
+	if err := conformance.ImportTestImages(ctx, l); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "fairlead-conformance-"+string(l.Proxy)+"-")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "conformance: running e2e.test with %s (output and JUnit report in %s)\n", l.Proxy, dir)
+	return conformance.RunE2E(ctx, l, dir, 150*time.Minute, "--ginkgo.focus", focus, "--ginkgo.skip", skip)
+}
+
+// readReports reads proxy=file pairs of JUnit reports.
+func readReports(spec string) ([]result, error) {
+	var out []result
+	for _, kv := range strings.Split(spec, ",") {
+		p, file, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("-reports %q: want proxy=file", kv)
+		}
+		mode, err := lab.ParseProxyMode(p)
+		if err != nil {
+			return nil, err
+		}
+		r, err := conformance.ReadReport(file)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, result{mode, r})
+	}
+	return out, nil
+}
+
+func write(results []result, out string) error {
 	w := io.Writer(os.Stdout)
 	if out != "" {
 		f, err := os.Create(out)
@@ -80,41 +163,6 @@ func run(ctx context.Context, proxies []string, bin, k8sBin, focus, out string) 
 	}
 	printTable(w, results)
 	return nil
-}
-
-// runWith brings up the kubelet lab with the given proxy, runs the selection and takes the lab
-// down.
-func runWith(ctx context.Context, mode lab.ProxyMode, bin, k8sBin, focus string) (*conformance.Report, error) {
-	bin, err := filepath.Abs(bin)
-	if err != nil {
-		return nil, err
-	}
-	l := &lab.Lab{Prefix: "flct-", State: "/run/fairlead-conformance", Bin: bin, K8sBin: k8sBin,
-		CRDs: filepath.Join(lab.RepoRoot(), "charts/fairlead/crds"), NodeMode: lab.KubeletNodes, Proxy: mode, HostPort: 6449}
-	defer func() {
-		if err := l.Down(); err != nil {
-			fmt.Fprintln(os.Stderr, "conformance: taking the lab down:", err)
-		}
-	}()
-	fmt.Fprintf(os.Stderr, "conformance: bringing up the kubelet lab with %s\n", mode)
-	var log strings.Builder
-	l.Out = &log
-	if err := l.Up(ctx); err != nil {
-		return nil, fmt.Errorf("lab up: %w\n%s", err, log.String())
-	}
-	if err := conformance.ImportTestImages(ctx, l); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "fairlead-conformance-"+string(mode)+"-")
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "conformance: running e2e.test with %s (output in %s)\n", mode, dir)
-	r, err := conformance.RunE2E(ctx, l, dir, 90*time.Minute, "--ginkgo.focus", focus, "--ginkgo.skip", skip)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
 }
 
 // printTable prints a row per spec that ran with any proxy: its result with each, and why it
@@ -182,7 +230,11 @@ func printTable(w io.Writer, results []result) {
 				failed++
 			}
 		}
-		fmt.Fprintf(w, "%s: %d passed, %d failed, %d skipped in %s. ", r.proxy, passed, failed, skipped, r.report.Took.Round(time.Second))
+		fmt.Fprintf(w, "%s: %d passed, %d failed, %d skipped", r.proxy, passed, failed, skipped)
+		if r.report.Took > 0 {
+			fmt.Fprintf(w, " in %s", r.report.Took.Round(time.Second))
+		}
+		fmt.Fprint(w, ". ")
 	}
 	fmt.Fprintln(w)
 }
