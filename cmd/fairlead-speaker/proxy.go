@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/knftables"
 
@@ -67,6 +69,11 @@ var (
 		"Timeout of two-way UDP conntrack entries (0: leave it).")
 	proxyHealthzAddr = flag.String("healthz-bind-address", ":10256",
 		"Address of the proxy's /healthz endpoint ('0' disables it).")
+	// Tools and kube-proxy's own e2e tests ask a node's proxy what it is on kube-proxy's
+	// metrics port; the speaker's own metrics stay on --metrics-bind-address.
+	proxyStatusAddr = flag.String("proxy-metrics-bind-address", "127.0.0.1:10249",
+		"Address where the proxy answers as kube-proxy's --metrics-bind-address does: /proxyMode (nftables), "+
+			"/metrics (the speaker's), /healthz ('0' disables it).")
 )
 
 func parseCIDRs(flagName, s string) ([]netip.Prefix, error) {
@@ -140,16 +147,21 @@ func setupProxy(s *speaker) (_ func(context.Context) error, err error) {
 	return func(ctx context.Context) error {
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return p.Run(ctx) })
-		if *proxyHealthzAddr != "0" {
-			srv := &http.Server{Addr: *proxyHealthzAddr, Handler: healthzHandler(p), ReadHeaderTimeout: 10 * time.Second}
+		serve := func(what, addr string, h http.Handler) {
+			if addr == "0" {
+				return
+			}
+			srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			g.Go(func() error {
 				go func() { <-ctx.Done(); _ = srv.Close() }()
 				if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-					return fmt.Errorf("healthz: %w", err)
+					return fmt.Errorf("%s: %w", what, err)
 				}
 				return nil
 			})
 		}
+		serve("healthz", *proxyHealthzAddr, healthzHandler(p))
+		serve("proxy metrics", *proxyStatusAddr, statusHandler(s.metrics))
 		return g.Wait()
 	}, nil
 }
@@ -181,6 +193,20 @@ func healthzHandler(p *proxy.Proxier) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", h(true))
 	mux.HandleFunc("/livez", h(false))
+	return mux
+}
+
+// statusHandler answers as kube-proxy's metrics server: /proxyMode names the backend, which
+// is nftables; /healthz says the server is up.
+func statusHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = fmt.Fprint(w, "nftables")
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "ok") })
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
 

@@ -29,6 +29,7 @@ type kubeProxyConfig struct {
 	NodePortAddresses  []string `json:"nodePortAddresses"`
 	MasqueradeAll      *bool    `json:"masqueradeAll"`
 	HealthzBindAddress string   `json:"healthzBindAddress"`
+	MetricsBindAddress string   `json:"metricsBindAddress"`
 	DetectLocalMode    string   `json:"detectLocalMode"`
 	DetectLocal        struct {
 		BridgeInterface     string `json:"bridgeInterface"`
@@ -50,7 +51,7 @@ type kubeProxyConfig struct {
 
 // the top-level fields used above; any other is reported as ignored.
 var usedConfigFields = []string{"apiVersion", "kind", "mode", "clusterCIDR", "nodePortAddresses", "masqueradeAll",
-	"healthzBindAddress", "detectLocalMode", "detectLocal", "conntrack", "nftables"}
+	"healthzBindAddress", "metricsBindAddress", "detectLocalMode", "detectLocal", "conntrack", "nftables"}
 
 // applyProxyConfig reads --config into the flags not given on the command line.
 func applyProxyConfig() error {
@@ -114,6 +115,7 @@ func applyProxyConfig() error {
 		{"nodeport-addresses", strings.Join(c.NodePortAddresses, ",")},
 		{"masquerade-all", str(c.MasqueradeAll)},
 		{"healthz-bind-address", c.HealthzBindAddress},
+		{"proxy-metrics-bind-address", c.MetricsBindAddress},
 		{"detect-local-mode", c.DetectLocalMode},
 		{"pod-bridge-interface", c.DetectLocal.BridgeInterface},
 		{"pod-interface-name-prefix", c.DetectLocal.InterfaceNamePrefix},

@@ -1,12 +1,14 @@
 package chart
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -338,6 +340,24 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		if got, ok := served[series]; !ok || got != want {
 			t.Errorf("the speaker serves %s = %v (present: %v), want %v", series, got, ok, want)
 		}
+	}
+	// kube-proxy's metrics port (its default, 127.0.0.1:10249) answers as kube-proxy's does:
+	// tools and kube-proxy's e2e tests ask it which proxy mode runs.
+	conn := dial(t, node, "tcp", "127.0.0.1:10249")
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /proxyMode HTTP/1.0\r\nHost: proxy\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+		t.Errorf("GET /proxyMode on 127.0.0.1:10249: %v", err)
+	} else if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || string(body) != "nftables" {
+		t.Errorf("GET /proxyMode on 127.0.0.1:10249: %s %q, want 200 nftables", resp.Status, body)
+	}
+	conn.Close()
+	kubeProxyPort, err := scrapeMetrics(dial(t, node, "tcp", "127.0.0.1:10249"))
+	if err != nil {
+		t.Fatalf("scraping 127.0.0.1:10249: %v", err)
+	}
+	if !metricNamesOf(kubeProxyPort)["kubeproxy_sync_proxy_rules_last_timestamp_seconds"] {
+		t.Errorf("127.0.0.1:10249/metrics lacks kubeproxy_sync_proxy_rules_last_timestamp_seconds")
 	}
 	if at := served["fairlead_proxy_last_sync_timestamp_seconds"]; time.Since(time.Unix(int64(at), 0)) > 5*time.Minute {
 		t.Errorf("fairlead_proxy_last_sync_timestamp_seconds = %v, not a recent sync", at)
