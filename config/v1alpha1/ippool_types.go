@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -47,6 +48,18 @@ type IPPoolSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Priority *int32 `json:"priority,omitempty"`
+
+	// IPMode is how the pool's addresses reach the cluster, written into each Service's
+	// status.loadBalancer.ingress[].ipMode. VIP (the default): the speakers announce them and
+	// every node's proxy takes their traffic, also traffic from inside the cluster. Proxy: a
+	// load balancer in front of the cluster answers them and forwards to the nodes (to
+	// NodePorts, often with the PROXY protocol), so the speakers never announce them and node
+	// proxies (Fairlead's, kube-proxy) send in-cluster traffic for them out to that load
+	// balancer instead of short-cutting it (KEP-1860).
+	// +kubebuilder:validation:Enum=VIP;Proxy
+	// +kubebuilder:default=VIP
+	// +optional
+	IPMode corev1.LoadBalancerIPMode `json:"ipMode,omitempty"`
 }
 
 // AllocateTo restricts a pool to some Services. A Service may use the pool when its namespace
@@ -129,4 +142,12 @@ func init() {
 // AutoAssigns reports whether the pool serves Services that did not name it.
 func (p *IPPool) AutoAssigns() bool {
 	return p.Spec.AutoAssign == nil || *p.Spec.AutoAssign
+}
+
+// IPMode is the pool's ipMode, VIP when unset.
+func (p *IPPool) IPMode() corev1.LoadBalancerIPMode {
+	if p.Spec.IPMode == "" {
+		return corev1.LoadBalancerIPModeVIP
+	}
+	return p.Spec.IPMode
 }

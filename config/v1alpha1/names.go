@@ -1,6 +1,10 @@
 package v1alpha1
 
-import "strings"
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // The loadBalancerClass Fairlead answers to. Services of another class are never touched.
 const LoadBalancerClass = "fairlead.dev/lb"
@@ -20,6 +24,12 @@ const (
 	// addresses as that pool's, and a restarted controller keeps counting them there.
 	AnnotationAllocatedFromPool = "fairlead.dev/allocated-from-pool"
 )
+
+// Announced says whether the speakers announce an ingress address: every one but those whose
+// ipMode is Proxy, which a load balancer in front of the cluster answers.
+func Announced(ing corev1.LoadBalancerIngress) bool {
+	return ing.IPMode == nil || *ing.IPMode != corev1.LoadBalancerIPModeProxy
+}
 
 // AllocatedFromPool is the pool the annotation names for the i-th of n ingress addresses, "" if
 // none.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,6 +29,7 @@ type compiledPool struct {
 	nsSelectors  []labels.Selector
 	svcSelectors []labels.Selector
 	deleting     bool
+	ipMode       corev1.LoadBalancerIPMode // VIP or Proxy
 	// elastic is set for a pool of Elastic IPs: pool is nil then, and the addresses come from
 	// the cloud provider, not from the allocator.
 	elastic *v1alpha1.ElasticIPs
@@ -36,7 +38,7 @@ type compiledPool struct {
 // compileElastic validates a pool of Elastic IPs: only who may use it is checked here; the
 // addresses are the cloud's.
 func compileElastic(p *v1alpha1.IPPool) (*compiledPool, error) {
-	c := &compiledPool{name: p.Name, priority: 1 << 40, deleting: !p.DeletionTimestamp.IsZero(), elastic: p.ElasticIPs()}
+	c := &compiledPool{name: p.Name, priority: 1 << 40, deleting: !p.DeletionTimestamp.IsZero(), elastic: p.ElasticIPs(), ipMode: p.IPMode()}
 	if a := p.Spec.AllocateTo; a != nil {
 		var err error
 		c.namespaces = sets.New(a.Namespaces...)
@@ -62,6 +64,7 @@ func compile(p *v1alpha1.IPPool) (*compiledPool, error) {
 		autoAssign: p.AutoAssigns(),
 		priority:   1 << 40,
 		deleting:   !p.DeletionTimestamp.IsZero(),
+		ipMode:     p.IPMode(),
 	}
 	if p.Spec.Priority != nil {
 		c.priority = int64(*p.Spec.Priority)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers/pool"
 )
@@ -259,6 +261,25 @@ func (s *State) PoolsOf(ips []netip.Addr) []string {
 	out := make([]string, len(ips))
 	for i, a := range ips {
 		out[i] = s.originOf(a)
+	}
+	return out
+}
+
+// IPModesOf gives each address's ipMode: its pool's, VIP where the pool is unknown.
+func (s *State) IPModesOf(ips []netip.Addr) []corev1.LoadBalancerIPMode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]corev1.LoadBalancerIPMode, len(ips))
+	for i, a := range ips {
+		out[i] = corev1.LoadBalancerIPModeVIP
+		origin := s.originOf(a)
+		p := s.pools[origin]
+		if p == nil {
+			p = s.elastic[origin]
+		}
+		if p != nil && p.ipMode != "" {
+			out[i] = p.ipMode
+		}
 	}
 	return out
 }

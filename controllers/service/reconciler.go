@@ -186,9 +186,8 @@ func (r *Reconciler) write(ctx context.Context, svc *corev1.Service, out outcome
 	base := svc.DeepCopy()
 
 	svc.Status.LoadBalancer.Ingress = nil
-	vip := corev1.LoadBalancerIPModeVIP
-	for _, a := range ips {
-		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &vip})
+	for i, mode := range r.State.IPModesOf(ips) {
+		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ips[i].String(), IPMode: &mode})
 	}
 	cond := metav1.Condition{
 		Type:               v1alpha1.ConditionIPAllocated,

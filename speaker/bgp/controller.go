@@ -375,7 +375,7 @@ func serviceOf(svc *corev1.Service) (Service, bool) {
 	s.LocalOnly = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	n := len(svc.Status.LoadBalancer.Ingress)
 	for i, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
+		if a, err := netip.ParseAddr(ing.IP); err == nil && v1alpha1.Announced(ing) {
 			s.Addrs = append(s.Addrs, a.Unmap())
 			s.Pools = append(s.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, n))
 		}

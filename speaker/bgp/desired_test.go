@@ -2,12 +2,14 @@ package bgp
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -331,5 +333,26 @@ func TestDesiredAddressOutsideItsPool(t *testing.T) {
 	}
 	if got, want := prefixes(s), []string{"192.0.2.200/32", "203.0.113.5/32"}; !slices.Equal(got, want) {
 		t.Errorf("advertised %v, want %v", got, want)
+	}
+}
+
+// An address a load balancer in front of the cluster answers (ipMode Proxy) is never
+// advertised; the others keep the pools the annotation gives them by position.
+func TestServiceOfSkipsProxyModeAddresses(t *testing.T) {
+	proxyMode, vip := corev1.LoadBalancerIPModeProxy, corev1.LoadBalancerIPModeVIP
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web",
+			Annotations: map[string]string{v1alpha1.AnnotationAllocatedFromPool: "front,routed,routed6"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
+			{IP: "198.51.100.5", IPMode: &proxyMode}, {IP: "203.0.113.5", IPMode: &vip}, {IP: "2001:db8:fe::5"}}}},
+	}
+	got, ok := serviceOf(s)
+	if !ok || fmt.Sprint(got.Addrs) != "[203.0.113.5 2001:db8:fe::5]" || fmt.Sprint(got.Pools) != "[routed routed6]" {
+		t.Errorf("serviceOf = %+v, %v; want the VIP addresses only, with their pools", got, ok)
+	}
+	s.Status.LoadBalancer.Ingress = s.Status.LoadBalancer.Ingress[:1]
+	if got, ok := serviceOf(s); ok {
+		t.Errorf("serviceOf a Service with only a Proxy-mode address = %+v, want nothing to advertise", got)
 	}
 }

@@ -105,7 +105,7 @@ func Plan(in Input) []Assignment {
 		elected := false
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(ing.IP)
-			if err != nil || !ip.Unmap().Is4() {
+			if err != nil || !ip.Unmap().Is4() || !v1alpha1.Announced(ing) {
 				continue
 			}
 			ip = ip.Unmap()

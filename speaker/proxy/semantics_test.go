@@ -787,3 +787,33 @@ func TestPreferSameNodeHints(t *testing.T) {
 	hint("node-c")
 	c.expectPods(c.client, "tcp", hostPort(v4, 80), 30, "pod-a", "pod-b")
 }
+
+// An ingress address with ipMode Proxy belongs to a load balancer in front of the cluster
+// (KEP-1860): the proxy programs nothing for it, so traffic for it goes to that load balancer
+// instead of being short-cut to a Pod; the Service's VIP-mode address works as usual. Once
+// the address becomes a VIP, the proxy takes it.
+func TestProxyModeIngressIsLeftToTheLoadBalancer(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	lb4, lb6 := c.lbIP(0)
+	svc := c.createService("web", loadBalancer(lb4, lb6))
+	svc.Status.LoadBalancer.Ingress[0].IPMode = ptr.To(corev1.LoadBalancerIPModeProxy)
+	svc, err := client.CoreV1().Services(c.ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setEndpoints("web", ready(a))
+	c.expectPods(c.client, "tcp", hostPort(lb6, 80), 3, "pod-a")
+	if ans, err := ask(c.client, "tcp", hostPort(lb4, 80), 0); err == nil {
+		t.Errorf("the proxy short-cut Proxy-mode address %s to %s", lb4, ans.Pod)
+	}
+	if table := c.node.MustRun("nft", "list", "table", "inet", "fairlead"); strings.Contains(table, lb4) {
+		t.Errorf("the ruleset mentions Proxy-mode address %s:\n%s", lb4, table)
+	}
+
+	svc.Status.LoadBalancer.Ingress[0].IPMode = ptr.To(corev1.LoadBalancerIPModeVIP)
+	if _, err := client.CoreV1().Services(c.ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expectPods(c.client, "tcp", hostPort(lb4, 80), 3, "pod-a")
+}

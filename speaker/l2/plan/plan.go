@@ -95,7 +95,7 @@ func Compute(in Input) ([]Announcement, []Problem) {
 			continue
 		}
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ing.IP == "" {
+			if ing.IP == "" || !v1alpha1.Announced(ing) {
 				continue
 			}
 			a, err := netip.ParseAddr(ing.IP)

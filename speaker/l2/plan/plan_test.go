@@ -116,7 +116,12 @@ func TestWhichAddressesAreAnnounced(t *testing.T) {
 	otherClass.Spec.LoadBalancerClass = &other
 	ours := service("ours", false, "198.51.100.4")
 	ours.Spec.LoadBalancerClass = ptr.To(v1alpha1.LoadBalancerClass)
-	svcs = append(svcs, unclassed, otherClass, ours)
+	// A load balancer in front of the cluster answers an ipMode Proxy address: not announced.
+	fronted := service("fronted", false, "198.51.100.5")
+	fronted.Status.LoadBalancer.Ingress[0].IPMode = ptr.To(corev1.LoadBalancerIPModeProxy)
+	vip := service("vip", false, "198.51.100.6")
+	vip.Status.LoadBalancer.Ingress[0].IPMode = ptr.To(corev1.LoadBalancerIPModeVIP)
+	svcs = append(svcs, unclassed, otherClass, ours, fronted, vip)
 	pools := []*v1alpha1.IPPool{ippool("blue", nil, "198.51.100.0/24"), ippool("green", map[string]string{"l2": "yes"}, "203.0.113.0/24")}
 	for _, tc := range []struct {
 		name         string
@@ -125,8 +130,8 @@ func TestWhichAddressesAreAnnounced(t *testing.T) {
 		want         []string
 	}{
 		{"no advertisement", nil, true, nil},
-		{"every pool", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4", "203.0.113.1"}},
-		{"pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4"}},
+		{"every pool", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4", "198.51.100.6", "203.0.113.1"}},
+		{"pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, true, []string{"198.51.100.1", "198.51.100.2", "198.51.100.4", "198.51.100.6"}},
 		{"pool by selector", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"l2": "yes"}}}})}, true, []string{"203.0.113.1"}},
 		{"unclassed Services not ours", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, false, []string{"198.51.100.4"}},
 	} {
