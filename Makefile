@@ -109,7 +109,7 @@ lab: packages control-plane
 ## conformance specs) on the kubelet lab, with Fairlead and then with kube-proxy; prints the
 ## table the README quotes (and writes it to bin/conformance.md).
 conformance: packages control-plane
-	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
+	@WANT="kube-proxy ginkgo" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/... ./test/echo
 	go run ./test/conformance/table -bin $(BIN) -k8s-bin $(K8S_BIN) -out $(BIN)/conformance.md
 

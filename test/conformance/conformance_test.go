@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 // TestServicesConformance runs the Services conformance specs; each is a subtest that fails
 // when its spec fails, with Ginkgo's failure message.
 func TestServicesConformance(t *testing.T) {
-	r, err := RunE2E(context.Background(), theLab, t.TempDir(), 30*time.Minute,
-		"--ginkgo.focus", ServicesFocus, "--ginkgo.label-filter", ServicesLabels)
+	r, err := RunE2E(context.Background(), theLab, t.TempDir(), 30*time.Minute, 1,
+		Selection{Focus: ServicesFocus, Labels: ServicesLabels})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package conformance runs Kubernetes' own end-to-end tests for Services (e2e.test, built from
 // k8s.io/kubernetes/test/e2e) against a lab of real kubelets where Fairlead, installed by its
-// chart, is the only service proxy: no kube-proxy runs anywhere. e2e.test runs from the LAN
-// client's namespace, as an operator's machine would.
+// chart, is the only service proxy: no kube-proxy runs anywhere. e2e.test runs from the client
+// namespace behind the router, outside the nodes' subnet, as an operator's machine would.
 //
 // `go test` runs the Services conformance specs (the lab's namespaces are flcf-<pid>-*);
 // `make conformance` (./table) runs a wider selection on Fairlead and on kube-proxy and prints
@@ -100,16 +100,41 @@ func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	return nil
 }
 
-// RunE2E runs e2e.test from the lab's LAN client with the given selection arguments, writing
-// its output and report into dir.
-func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, args ...string) (*Report, error) {
+// Selection says which specs a run takes (Ginkgo's focus, skip and label filter).
+type Selection struct {
+	Focus, Skip, Labels string
+}
+
+// RunE2E runs e2e.test from the lab's client behind the router with the given selection, writing its output
+// and report into dir. With procs > 1 the ginkgo CLI runs it in that many processes, as
+// upstream's hack/ginkgo-e2e.sh does (Serial specs must be left out then).
+func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, procs int, sel Selection) (*Report, error) {
 	report := filepath.Join(dir, "junit.xml")
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Minute)
 	defer cancel()
-	cmdArgs := append([]string{"netns", "exec", l.ClientL2(), filepath.Join(l.K8sBin, "e2e.test"),
-		"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir,
-		"--ginkgo.junit-report", report, "--ginkgo.no-color", "--ginkgo.timeout", timeout.String()}, args...)
-	cmd := exec.CommandContext(ctx, "ip", cmdArgs...)
+	e2eArgs := []string{"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir}
+	ginkgoArgs := []string{"junit-report=" + report, "no-color", "timeout=" + timeout.String()}
+	for _, f := range [][2]string{{"focus", sel.Focus}, {"skip", sel.Skip}, {"label-filter", sel.Labels}} {
+		if f[1] != "" {
+			ginkgoArgs = append(ginkgoArgs, f[0]+"="+f[1])
+		}
+	}
+	// From behind the router, outside the nodes' subnet: the externalTrafficPolicy Local specs
+	// tell a preserved client address from a node's by the nodes' /16.
+	args := []string{"netns", "exec", l.ClientBGP()}
+	if procs > 1 {
+		args = append(args, filepath.Join(l.K8sBin, "ginkgo"), "run", fmt.Sprintf("--procs=%d", procs), "--output-dir="+dir)
+		for _, a := range ginkgoArgs {
+			args = append(args, "--"+a)
+		}
+		args = append(append(args, filepath.Join(l.K8sBin, "e2e.test"), "--"), e2eArgs...)
+	} else {
+		args = append(append(args, filepath.Join(l.K8sBin, "e2e.test")), e2eArgs...)
+		for _, a := range ginkgoArgs {
+			args = append(args, "--ginkgo."+a)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
 	r := &Report{Log: filepath.Join(dir, "e2e.log")}
 	logFile, err := os.Create(r.Log)
 	if err != nil {

@@ -45,6 +45,11 @@ func Agnhost(ctx context.Context) (string, error) {
 	})
 }
 
+// agnhostWget makes GNU wget try once, as busybox's wget (upstream's, on Alpine) does: the
+// specs' `wget -T 5` must give up after 5 s, where GNU wget retries 20 times, and every "not
+// reachable" check would take minutes. (Debian 12's busybox wget crashes on -T.)
+const agnhostWget = "#!/bin/sh\nexec /usr/bin/wget --tries=1 \"$@\"\n"
+
 func buildAgnhost(w io.Writer, bin, root string) error {
 	work, err := os.MkdirTemp("", "agnhost-image-")
 	if err != nil {
@@ -67,7 +72,7 @@ func buildAgnhost(w io.Writer, bin, root string) error {
 	// Upstream's image has these too: agnhost-2 is used by tests that need two commands, and
 	// /uploads by its test-webserver.
 	top.symlink("agnhost-2", "agnhost")
-	top.symlink("usr/bin/wget", "/bin/busybox")
+	top.file("usr/local/bin/wget", 0o755, []byte(agnhostWget))
 	top.dir("uploads", 0o777)
 	topPath := filepath.Join(work, "agnhost.tar.gz")
 	if err := top.writeTo(topPath); err != nil {

@@ -16,10 +16,9 @@ import (
 // agnhostPackages are what the e2e suite execs in agnhost Pods besides agnhost itself (sh comes
 // with minbase): curl, nc and wget against Services, ss and ip for sockets and addresses, dig
 // and nslookup for DNS; ca-certificates for TLS.
-// Upstream's agnhost is Alpine with bind-tools, curl, netcat-openbsd, iproute2, socat and bash;
-// its wget is busybox's, which the specs rely on: `wget -T 5` gives up after 5 s, where GNU
-// wget retries 20 times, so every "not reachable" check would take two minutes.
-var agnhostPackages = []string{"ca-certificates", "curl", "netcat-openbsd", "busybox", "iproute2", "bind9-dnsutils", "socat"}
+// Upstream's agnhost is Alpine with bind-tools, curl, netcat-openbsd, iproute2, socat and bash,
+// and busybox's wget (see agnhostWget).
+var agnhostPackages = []string{"ca-certificates", "curl", "netcat-openbsd", "wget", "iproute2", "bind9-dnsutils", "socat"}
 
 // minbase returns a Debian root file system made by `debootstrap --variant=minbase` of this
 // machine's release from its configured mirror, with extra packages, and a key naming what it

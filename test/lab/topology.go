@@ -223,6 +223,11 @@ func (l *Lab) buildTopology() error {
 	if err := l.link(l.Router(), "eth0", "prt", RouterV4+"/24", RouterV6+"/64"); err != nil {
 		return err
 	}
+	// The router, the LAN's gateway, has the L2 pools on-link too (it resolves them by ARP and
+	// NDP, as a gateway does for a LAN's layer 2 addresses), so clients behind it reach them.
+	if err := script(l.Router(), "ip route add "+PoolL2v4+" dev eth0", "ip -6 route add "+PoolL2v6+" dev eth0"); err != nil {
+		return err
+	}
 	if err := l.link(l.ClientL2(), "eth0", "pcl", ClientV4+"/24", ClientV6+"/64"); err != nil {
 		return err
 	}

@@ -3,7 +3,7 @@
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes,
 # etcd from go.etcd.io/etcd/server/v3, agnhost (k8s.io/kubernetes/test/images/agnhost, the
 # e2e suite's test server, for test/images) and e2e.test (k8s.io/kubernetes/test/e2e, Kubernetes'
-# own end-to-end suite, for the conformance run), and coredns (github.com/coredns/coredns, with
+# own end-to-end suite, for the conformance run, with the ginkgo CLI that runs it in parallel), and coredns (github.com/coredns/coredns, with
 # the plugins a cluster's DNS needs, for the lab's kubelet nodes); WANT names those to build.
 # They are built in throwaway modules outside the repo (k8s.io/kubernetes is not meant to be
 # required as a library, it needs a replace per staging repo) and cached under
@@ -144,6 +144,8 @@ $e2e_imports
   for b in "$@"; do
     local pkg=k8s.io/kubernetes/cmd/$b
     [ "$b" = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost
+    # The ginkgo CLI runs e2e.test in parallel processes; built from the version e2e.test uses.
+    [ "$b" = ginkgo ] && pkg=github.com/onsi/ginkgo/v2/ginkgo
     if [ "$b" = e2e.test ]; then
       (cd "$dir" && CGO_ENABLED=0 go test -c -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" k8s.io/kubernetes/test/e2e && mv "$OUT/$b.tmp" "$OUT/$b")
       continue

@@ -40,6 +40,7 @@ func main() {
 	k8sBin := flag.String("k8s-bin", "", "Directory with the Kubernetes binaries (make control-plane builds them).")
 	out := flag.String("out", "", "Also write the table to this file.")
 	only := flag.String("focus", focus, "The specs to run (Ginkgo focus).")
+	procs := flag.Int("procs", 3, "e2e.test processes per proxy (the ginkgo CLI's --procs).")
 	reports := flag.String("reports", "", "Print the table from JUnit reports of earlier runs instead (proxy=file,...).")
 	flag.Parse()
 	ctrllog.SetLogger(klog.NewKlogr())
@@ -50,7 +51,7 @@ func main() {
 	if *reports != "" {
 		results, err = readReports(*reports)
 	} else {
-		results, err = runAll(ctx, strings.Split(*proxies, ","), *bin, *k8sBin, *only)
+		results, err = runAll(ctx, strings.Split(*proxies, ","), *bin, *k8sBin, *procs, *only)
 	}
 	if err == nil {
 		err = write(results, *out)
@@ -69,11 +70,11 @@ type result struct {
 // runAll runs the selection with every proxy at once, each on a kubelet lab of its own: the
 // specs mostly wait (for Pods, for timeouts), so two labs share two cores without either
 // being short of CPU, and the table takes the time of one run.
-func runAll(ctx context.Context, proxies []string, bin, k8sBin, focus string) ([]result, error) {
+func runAll(ctx context.Context, proxies []string, bin, k8sBin string, procs int, focus string) ([]result, error) {
 	root := lab.RepoRoot()
 	if k8sBin == "" {
 		var err error
-		if k8sBin, err = lab.K8sBin(root, conformance.K8s+" kube-proxy"); err != nil {
+		if k8sBin, err = lab.K8sBin(root, conformance.K8s+" kube-proxy ginkgo"); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +96,7 @@ func runAll(ctx context.Context, proxies []string, bin, k8sBin, focus string) ([
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := runWith(ctx, l, focus)
+			r, err := runWith(ctx, l, procs, focus)
 			results[i], errs[i] = result{mode, r}, err
 			if err != nil {
 				errs[i] = fmt.Errorf("with %s: %w", mode, err)
@@ -107,7 +108,7 @@ func runAll(ctx context.Context, proxies []string, bin, k8sBin, focus string) ([
 }
 
 // runWith brings up lab l, runs the selection and takes the lab down.
-func runWith(ctx context.Context, l *lab.Lab, focus string) (*conformance.Report, error) {
+func runWith(ctx context.Context, l *lab.Lab, procs int, focus string) (*conformance.Report, error) {
 	defer func() {
 		if err := l.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "conformance: taking the %s lab down: %v\n", l.Proxy, err)
@@ -127,7 +128,7 @@ func runWith(ctx context.Context, l *lab.Lab, focus string) (*conformance.Report
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "conformance: running e2e.test with %s (output and JUnit report in %s)\n", l.Proxy, dir)
-	return conformance.RunE2E(ctx, l, dir, 150*time.Minute, "--ginkgo.focus", focus, "--ginkgo.skip", skip)
+	return conformance.RunE2E(ctx, l, dir, 150*time.Minute, procs, conformance.Selection{Focus: focus, Skip: skip})
 }
 
 // readReports reads proxy=file pairs of JUnit reports.
