@@ -85,16 +85,22 @@ type Report struct {
 	LogTail string
 }
 
-// ImportTestImages puts the images e2e.test's specs run (agnhost, under the name its manifest
-// gives) into every node's containerd: nothing is ever pulled.
+// ImportTestImages puts the images e2e.test's specs run (agnhost and busybox, under the names
+// its manifest gives) into every node's containerd: nothing is ever pulled.
 func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	agnhost, err := images.Agnhost(ctx)
 	if err != nil {
 		return fmt.Errorf("the agnhost image: %w", err)
 	}
+	busybox, err := images.BusyBox(ctx)
+	if err != nil {
+		return fmt.Errorf("the busybox image: %w", err)
+	}
 	for _, n := range l.Nodes() {
-		if err := images.Import(ctx, l.ContainerdSocket(n), agnhost); err != nil {
-			return fmt.Errorf("node %s: %w", n.Name, err)
+		for _, t := range []string{agnhost, busybox} {
+			if err := images.Import(ctx, l.ContainerdSocket(n), t); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
 		}
 	}
 	return nil

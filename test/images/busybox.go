@@ -1,0 +1,66 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// BusyBoxRef is the image kubernetes v1.37.2's e2e manifest names for busybox; specs run it
+// as init containers and short-lived clients.
+const BusyBoxRef = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
+
+// BusyBox builds (or takes from the cache) the busybox image and returns the tarball's path:
+// Debian's busybox-static (static, so it needs nothing else) at /bin/busybox with a link per
+// applet in /bin, as upstream's image has them. Its default command is sh.
+func BusyBox(ctx context.Context) (string, error) {
+	root, debKey, err := debianRoot(ctx, "busybox-static")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin", "busybox")
+	out, err := exec.CommandContext(ctx, bin, "--list").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --list: %w", bin, err)
+	}
+	applets := strings.Fields(string(out))
+	if len(applets) < 100 {
+		return "", fmt.Errorf("%s lists only %d applets", bin, len(applets))
+	}
+	key := keyOf([]byte("busybox"), []byte(BusyBoxRef), debKey)
+	return cached(ctx, "busybox", key, func(ctx context.Context, w io.Writer) error {
+		work, err := os.MkdirTemp("", "busybox-image-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		l := newLayer()
+		if err := l.copyFile("bin/busybox", 0o755, bin); err != nil {
+			return err
+		}
+		for _, a := range applets {
+			if a != "busybox" {
+				l.symlink("bin/"+a, "busybox")
+			}
+		}
+		l.dir("tmp", 0o1777)
+		l.dir("etc", 0o755)
+		l.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
+		l.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+		p := filepath.Join(work, "busybox.tar.gz")
+		if err := l.writeTo(p); err != nil {
+			return err
+		}
+		return spec{
+			ref:    BusyBoxRef,
+			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: /bin/busybox from Debian's busybox-static, a link per applet"}},
+			config: v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		}.write(w)
+	})
+}

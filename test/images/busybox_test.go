@@ -1,0 +1,26 @@
+package images
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// The busybox image runs what the e2e specs give it: a shell, sleep, echo, and the applets by
+// their own names.
+func TestBusyBoxImageRuns(t *testing.T) {
+	ctx := context.Background()
+	tarball, err := BusyBox(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startContainerd(t)
+	c.importAndCheck(ctx, tarball, BusyBoxRef)
+	out, err := c.run("busybox-sh", BusyBoxRef, "/bin/sh", "-c", "echo Pausing start. && sleep 1 && ls /bin/nc /bin/wget >/dev/null && id -u")
+	if err != nil || strings.TrimSpace(out) != "Pausing start.\n0" {
+		t.Errorf("sh in the busybox image: %v, output %q", err, out)
+	}
+	if again, err := BusyBox(ctx); err != nil || again != tarball {
+		t.Errorf("a second call gave %q, %v; want the cached %q", again, err, tarball)
+	}
+}
