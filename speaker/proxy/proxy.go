@@ -929,7 +929,7 @@ func (p *Proxier) syncHealth(changed map[types.NamespacedName]map[string]*model.
 			}
 			w := p.health[nn]
 			w.Port = sp.HealthCheckNodePort
-			w.LocalEndpoints = max(w.LocalEndpoints, len(sp.LocalEndpoints))
+			w.LocalEndpoints = max(w.LocalEndpoints, sp.LocalReady)
 			p.health[nn] = w
 		}
 	}

@@ -817,3 +817,32 @@ func TestProxyModeIngressIsLeftToTheLoadBalancer(t *testing.T) {
 	}
 	c.expectPods(c.client, "tcp", hostPort(lb4, 80), 3, "pod-a")
 }
+
+// With only terminating endpoints on the node, its healthCheckNodePort says 503 (no local
+// endpoint is ready: the load balancer in front drains the node, as with kube-proxy) while the
+// node still sends what reaches it to the serving terminating endpoint.
+func TestHealthCheckCountsOnlyReadyLocalEndpoints(t *testing.T) {
+	c := newCluster(t)
+	c.createNode(nodeLAN4, nodeLAN6)
+	a := c.addPod("pod-a", 1)
+	lb4, lb6 := c.lbIP(0)
+	svc := c.createService("web", loadBalancer(lb4, lb6), func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
+	hc := hostPort(nodeLAN4, svc.Spec.HealthCheckNodePort)
+	check := func(what string, code int, body string) {
+		t.Helper()
+		c.eventually(what, func() error {
+			got, b, err := httpGet(c.client, hc, "/")
+			if err == nil && (got != code || !strings.Contains(b, body)) {
+				err = fmt.Errorf("got %d %s", got, b)
+			}
+			return err
+		})
+	}
+	c.setEndpoints("web", ready(a))
+	check("health check 200 with a ready endpoint", 200, `"localEndpoints":1`)
+	c.setEndpoints("web", endpoint{pod: a, node: nodeName, notReady: true, serving: true, terminating: true})
+	check("health check 503 with only a terminating endpoint", 503, `"localEndpoints":0`)
+	c.expectPods(c.client, "tcp", hostPort(lb4, 80), 3, "pod-a")
+}

@@ -80,6 +80,10 @@ type ServicePort struct {
 	// (each computed with its own ready → serving-and-terminating fallback).
 	ClusterEndpoints []Endpoint
 	LocalEndpoints   []Endpoint
+	// LocalReady counts the ready endpoints on this node: what healthCheckNodePort reports, as
+	// kube-proxy does. Terminating ones still take traffic when no endpoint is ready, but the
+	// load balancer in front must drain the node meanwhile.
+	LocalReady int
 }
 
 // Key names the ServicePort uniquely and readably: "ns/name/tcp/portname" plus the family.
@@ -231,6 +235,11 @@ func Build(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node Node) ([]
 			all := collectEndpoints(svc, eps, p.Name, proto, f, node, bad)
 			sp.ClusterEndpoints = pick(all, func(e candidate) bool { return true }, topo, node)
 			sp.LocalEndpoints = pick(all, func(e candidate) bool { return e.Local }, false, node)
+			for _, c := range all {
+				if c.Local && c.ready {
+					sp.LocalReady++
+				}
+			}
 			out = append(out, sp)
 		}
 	}
