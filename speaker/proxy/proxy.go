@@ -852,24 +852,26 @@ func (p *Proxier) clearConntrack(ctx context.Context, old, changed map[types.Nam
 				continue
 			}
 			now := ports[key]
-			keep := map[netip.Addr]bool{}
+			// An endpoint is its address and port: when a Service's targetPort changes, the
+			// flows DNATed to the old port are stale although the Pod is the same.
+			keep := map[netip.AddrPort]bool{}
 			if now != nil {
 				for _, e := range append(append([]model.Endpoint{}, now.ClusterEndpoints...), now.LocalEndpoints...) {
-					keep[e.Addr] = true
+					keep[netip.AddrPortFrom(e.Addr, e.Port)] = true
 				}
 			}
-			gone := map[netip.Addr]bool{}
+			gone := map[netip.AddrPort]bool{}
 			for _, e := range append(append([]model.Endpoint{}, was.ClusterEndpoints...), was.LocalEndpoints...) {
-				if !keep[e.Addr] {
-					gone[e.Addr] = true
+				if ep := netip.AddrPortFrom(e.Addr, e.Port); !keep[ep] {
+					gone[ep] = true
 				}
 			}
 			for ep := range gone {
 				for _, vip := range serviceAddrs(was) {
-					del(nn, conntrack.Flow{Dst: vip, DstPort: was.Port, Endpoint: ep})
+					del(nn, conntrack.Flow{Dst: vip, DstPort: was.Port, Endpoint: ep.Addr(), EndpointPort: ep.Port()})
 				}
 				if was.NodePort != 0 {
-					del(nn, conntrack.Flow{DstPort: was.NodePort, Endpoint: ep})
+					del(nn, conntrack.Flow{DstPort: was.NodePort, Endpoint: ep.Addr(), EndpointPort: ep.Port()})
 				}
 			}
 		}

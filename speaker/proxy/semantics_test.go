@@ -846,3 +846,46 @@ func TestHealthCheckCountsOnlyReadyLocalEndpoints(t *testing.T) {
 	check("health check 503 with only a terminating endpoint", 503, `"localEndpoints":0`)
 	c.expectPods(c.client, "tcp", hostPort(lb4, 80), 3, "pod-a")
 }
+
+// A UDP flow follows a targetPort change: the Pod stays, its port changes, and the tracked
+// entry that DNATs the flow to the old port is deleted (e2e's "cleanup conntrack entries when
+// UDP service target port changes").
+func TestUDPFlowFollowsATargetPortChange(t *testing.T) {
+	c := newCluster(t)
+	a := c.addPod("pod-a", 1)
+	second := a.ns.Start(echoBin, "-name", "pod-a-9090", "-udp", "9090")
+	c.eventually("second echo server starts", func() error {
+		if !strings.Contains(second.Output(), "ready") {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	svc := c.createService("web")
+	v4, _ := clusterIPs(svc)
+	c.setEndpoints("web", ready(a))
+	const port = 40200
+	answeredBy := func(what, want string) {
+		t.Helper()
+		c.eventually(what, func() error {
+			ans, err := ask(c.client, "udp", hostPort(v4, 80), port)
+			if err == nil && ans.Pod != want {
+				err = fmt.Errorf("answered by %s", ans.Pod)
+			}
+			return err
+		})
+	}
+	answeredBy("flow pinned to port "+fmt.Sprint(echoPort), "pod-a")
+	sl, err := client.DiscoveryV1().EndpointSlices(c.ns).Get(ctx, "web-ipv4", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range sl.Ports {
+		if *p.Protocol == corev1.ProtocolUDP {
+			sl.Ports[i].Port = ptr.To[int32](9090)
+		}
+	}
+	if _, err := client.DiscoveryV1().EndpointSlices(c.ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	answeredBy("flow moves to port 9090", "pod-a-9090")
+}

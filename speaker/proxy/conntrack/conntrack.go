@@ -13,11 +13,13 @@ import (
 )
 
 // Flow selects entries to delete: UDP flows whose original destination is Dst (any address
-// when invalid) and DstPort, DNATed to Endpoint (any when invalid).
+// when invalid) and DstPort, DNATed to Endpoint (any when invalid) and, when EndpointPort is
+// set, to that port (a Service whose targetPort changes keeps its endpoints' addresses).
 type Flow struct {
-	Dst      netip.Addr
-	DstPort  uint16
-	Endpoint netip.Addr
+	Dst          netip.Addr
+	DstPort      uint16
+	Endpoint     netip.Addr
+	EndpointPort uint16
 }
 
 func (f Flow) args() []string {
@@ -35,6 +37,9 @@ func (f Flow) args() []string {
 	args = append(args, "--orig-port-dst", fmt.Sprint(f.DstPort))
 	if f.Endpoint.IsValid() {
 		args = append(args, "--dst-nat", f.Endpoint.String())
+	}
+	if f.EndpointPort != 0 {
+		args = append(args, "--reply-port-src", fmt.Sprint(f.EndpointPort))
 	}
 	return args
 }
