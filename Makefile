@@ -40,7 +40,7 @@ packages:
 ## conformance suite's kubelet lab (test/conformance). Built from their Go modules once.
 CONTROL_PLANE := kube-apiserver etcd kube-controller-manager kubectl
 KUBELET_LAB := kubelet kube-scheduler coredns
-CONFORMANCE := agnhost e2e.test
+CONFORMANCE := agnhost e2e.test regression-issue-74839
 control-plane:
 	@WANT="$(CONTROL_PLANE) $(KUBELET_LAB) $(CONFORMANCE)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 

@@ -30,7 +30,7 @@ const (
 )
 
 // K8s are the Kubernetes binaries a conformance run needs (build-control-plane.sh's WANT).
-const K8s = "kube-apiserver etcd kube-controller-manager kubectl kubelet kube-scheduler coredns e2e.test agnhost"
+const K8s = "kube-apiserver etcd kube-controller-manager kubectl kubelet kube-scheduler coredns e2e.test agnhost regression-issue-74839"
 
 // Case is one spec's result, from Ginkgo's JUnit report.
 type Case struct {
@@ -85,8 +85,8 @@ type Report struct {
 	LogTail string
 }
 
-// ImportTestImages puts the images e2e.test's specs run (agnhost and busybox, under the names
-// its manifest gives) into every node's containerd: nothing is ever pulled.
+// ImportTestImages puts the images e2e.test's specs run (agnhost, busybox and the conntrack
+// regression server, under the names its manifest gives) into every node's containerd: nothing is ever pulled.
 func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	agnhost, err := images.Agnhost(ctx)
 	if err != nil {
@@ -96,8 +96,12 @@ func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	if err != nil {
 		return fmt.Errorf("the busybox image: %w", err)
 	}
+	boom, err := images.Regression74839(ctx)
+	if err != nil {
+		return fmt.Errorf("the regression-issue-74839 image: %w", err)
+	}
 	for _, n := range l.Nodes() {
-		for _, t := range []string{agnhost, busybox} {
+		for _, t := range []string{agnhost, busybox, boom} {
 			if err := images.Import(ctx, l.ContainerdSocket(n), t); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}

@@ -27,7 +27,7 @@ const K8sVersion = "1.37.2"
 // a Debian minbase root with the tools the suite execs (agnhostPackages). Like the upstream
 // image its entrypoint is /agnhost and its default arguments `pause`. Needs root (debootstrap).
 func Agnhost(ctx context.Context) (string, error) {
-	bin, err := agnhostBinary(ctx)
+	bin, err := k8sTestBinary(ctx, "agnhost")
 	if err != nil {
 		return "", err
 	}
@@ -92,12 +92,13 @@ func buildAgnhost(w io.Writer, bin, root string) error {
 	}.write(w)
 }
 
-// agnhostBinary returns the agnhost binary, building it with test/tools/build-control-plane.sh
-// when it is not there yet.
-func agnhostBinary(ctx context.Context) (string, error) {
+// k8sTestBinary returns one of the e2e suite's test programs built from k8s.io/kubernetes
+// (agnhost, regression-issue-74839), building it with test/tools/build-control-plane.sh when it
+// is not there yet.
+func k8sTestBinary(ctx context.Context, name string) (string, error) {
 	dir := os.Getenv("FAIRLEAD_K8S_BIN")
 	if dir != "" {
-		if p := filepath.Join(dir, "agnhost"); isFile(p) {
+		if p := filepath.Join(dir, name); isFile(p) {
 			return p, nil
 		}
 	}
@@ -110,15 +111,15 @@ func agnhostBinary(ctx context.Context) (string, error) {
 		args = append(args, dir)
 	}
 	cmd := exec.CommandContext(ctx, "bash", args...)
-	cmd.Env = append(os.Environ(), "WANT=agnhost", "K8S_VERSION="+K8sVersion)
+	cmd.Env = append(os.Environ(), "WANT="+name, "K8S_VERSION="+K8sVersion)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("building agnhost v%s with %s: %w", K8sVersion, args[0], err)
+		return "", fmt.Errorf("building %s v%s with %s: %w", name, K8sVersion, args[0], err)
 	}
-	p := filepath.Join(strings.TrimSpace(string(out)), "agnhost")
+	p := filepath.Join(strings.TrimSpace(string(out)), name)
 	if !isFile(p) {
-		return "", fmt.Errorf("build-control-plane.sh reported %s, which has no agnhost", strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("build-control-plane.sh reported %s, which has no %s", strings.TrimSpace(string(out)), name)
 	}
 	return p, nil
 }

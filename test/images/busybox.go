@@ -64,3 +64,18 @@ func BusyBox(ctx context.Context) (string, error) {
 		}.write(w)
 	})
 }
+
+// Regression74839Ref is the image the e2e manifest names for the server of the "invalid
+// conntrack state" spec (kubernetes issue 74839), which injects out-of-window TCP segments.
+const Regression74839Ref = "registry.k8s.io/e2e-test-images/regression-issue-74839:1.5"
+
+// Regression74839 builds (or takes from the cache) that image: its program built from
+// k8s.io/kubernetes/test/images/regression-issue-74839 at K8sVersion, alone, as upstream's.
+func Regression74839(ctx context.Context) (string, error) {
+	bin, err := k8sTestBinary(ctx, "regression-issue-74839")
+	if err != nil {
+		return "", err
+	}
+	return singleBinary(ctx, "regression-issue-74839", Regression74839Ref, bin, []string{"/regression-issue-74839"}, nil,
+		"fairlead test/images: regression-issue-74839 from k8s.io/kubernetes@v"+K8sVersion)
+}

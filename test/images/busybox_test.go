@@ -24,3 +24,18 @@ func TestBusyBoxImageRuns(t *testing.T) {
 		t.Errorf("a second call gave %q, %v; want the cached %q", again, err, tarball)
 	}
 }
+
+// The conntrack regression server's image runs its program, which wants its Pod's address.
+func TestRegression74839ImageRuns(t *testing.T) {
+	ctx := context.Background()
+	tarball, err := Regression74839(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startContainerd(t)
+	c.importAndCheck(ctx, tarball, Regression74839Ref)
+	out, err := c.run("boom", Regression74839Ref)
+	if err == nil || !strings.Contains(out, "No valid IP found") {
+		t.Errorf("regression-issue-74839 without POD_IP: %v, output %q; want it to refuse for want of an address", err, out)
+	}
+}

@@ -146,6 +146,8 @@ $e2e_imports
     [ "$b" = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost
     # The ginkgo CLI runs e2e.test in parallel processes; built from the version e2e.test uses.
     [ "$b" = ginkgo ] && pkg=github.com/onsi/ginkgo/v2/ginkgo
+    # The "invalid conntrack state" spec's server (the e2e manifest's regression-issue-74839).
+    [ "$b" = regression-issue-74839 ] && pkg=k8s.io/kubernetes/test/images/regression-issue-74839
     if [ "$b" = e2e.test ]; then
       (cd "$dir" && CGO_ENABLED=0 go test -c -trimpath -ldflags "$ld" -o "$OUT/$b.tmp" k8s.io/kubernetes/test/e2e && mv "$OUT/$b.tmp" "$OUT/$b")
       continue
