@@ -131,7 +131,8 @@ func runWith(ctx context.Context, l *lab.Lab, procs int, focus string) (*conform
 	return conformance.RunE2E(ctx, l, dir, 150*time.Minute, procs, conformance.Selection{Focus: focus, Skip: skip})
 }
 
-// readReports reads proxy=file pairs of JUnit reports.
+// readReports reads proxy=file pairs of JUnit reports. A proxy named again adds the later
+// report's specs to its earlier ones, replacing those that ran in both (a re-run of a few).
 func readReports(spec string) ([]result, error) {
 	var out []result
 	for _, kv := range strings.Split(spec, ",") {
@@ -147,7 +148,21 @@ func readReports(spec string) ([]result, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, result{mode, r})
+		i := slices.IndexFunc(out, func(x result) bool { return x.proxy == mode })
+		if i < 0 {
+			out = append(out, result{mode, r})
+			continue
+		}
+		for _, c := range r.Cases {
+			if !c.Selected() {
+				continue
+			}
+			if j := slices.IndexFunc(out[i].report.Cases, func(x conformance.Case) bool { return x.Name == c.Name }); j >= 0 {
+				out[i].report.Cases[j] = c
+			} else {
+				out[i].report.Cases = append(out[i].report.Cases, c)
+			}
+		}
 	}
 	return out, nil
 }
