@@ -85,8 +85,8 @@ type Report struct {
 	LogTail string
 }
 
-// ImportTestImages puts the images e2e.test's specs run (agnhost, busybox and the conntrack
-// regression server, under the names its manifest gives) into every node's containerd: nothing is ever pulled.
+// ImportTestImages puts the images e2e.test's specs run (agnhost, busybox, the conntrack
+// regression server and distroless-iptables, under the names its manifest gives) into every node's containerd: nothing is ever pulled.
 func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	agnhost, err := images.Agnhost(ctx)
 	if err != nil {
@@ -100,8 +100,12 @@ func ImportTestImages(ctx context.Context, l *lab.Lab) error {
 	if err != nil {
 		return fmt.Errorf("the regression-issue-74839 image: %w", err)
 	}
+	iptables, err := images.DistrolessIptables(ctx)
+	if err != nil {
+		return fmt.Errorf("the distroless-iptables image: %w", err)
+	}
 	for _, n := range l.Nodes() {
-		for _, t := range []string{agnhost, busybox, boom} {
+		for _, t := range []string{agnhost, busybox, boom, iptables} {
 			if err := images.Import(ctx, l.ContainerdSocket(n), t); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}

@@ -79,3 +79,53 @@ func Regression74839(ctx context.Context) (string, error) {
 	return singleBinary(ctx, "regression-issue-74839", Regression74839Ref, bin, []string{"/regression-issue-74839"}, nil,
 		"fairlead test/images: regression-issue-74839 from k8s.io/kubernetes@v"+K8sVersion)
 }
+
+// DistrolessIptablesRef is the image the e2e manifest names for privileged host-network
+// helpers that read the node's conntrack table and iptables.
+const DistrolessIptablesRef = "registry.k8s.io/build-image/distroless-iptables:v0.9.9"
+
+// distrolessIptablesPackages: upstream's image has iptables and conntrack on a distroless
+// base; the specs exec them, and sh, which, sleep, cat and grep, through `sh -c`.
+var distrolessIptablesPackages = []string{"iptables", "conntrack", "dash", "coreutils", "grep", "debianutils"}
+
+// DistrolessIptables builds (or takes from the cache) that image from Debian's packages and
+// the closure of their Depends, extracted without maintainer scripts.
+func DistrolessIptables(ctx context.Context) (string, error) {
+	root, debKey, err := debianRoot(ctx, distrolessIptablesPackages...)
+	if err != nil {
+		return "", err
+	}
+	// What maintainer scripts would make (none runs here): dash's /bin/sh, and the
+	// alternatives for which and iptables (nft, Debian's default).
+	links := [][2]string{{"bin/sh", "dash"}, {"usr/bin/which", "which.debianutils"}}
+	for _, t := range []string{"iptables", "ip6tables"} {
+		for _, s := range []string{"", "-save", "-restore"} {
+			links = append(links, [2]string{"usr/sbin/" + t + s, t + "-nft" + s})
+		}
+	}
+	key := keyOf([]byte("distroless-iptables"), []byte(DistrolessIptablesRef), debKey, []byte(fmt.Sprint(links)))
+	return cached(ctx, "distroless-iptables", key, func(ctx context.Context, w io.Writer) error {
+		work, err := os.MkdirTemp("", "distroless-iptables-image-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		l := newLayer()
+		if err := l.tree(root, treeOptions{skip: skipDocs}); err != nil {
+			return err
+		}
+		for _, ln := range links {
+			l.symlink(ln[0], ln[1])
+		}
+		l.dir("tmp", 0o1777)
+		p := filepath.Join(work, "distroless-iptables.tar.gz")
+		if err := l.writeTo(p); err != nil {
+			return err
+		}
+		return spec{
+			ref:    DistrolessIptablesRef,
+			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: Debian " + strings.Join(distrolessIptablesPackages, " ") + " and their Depends"}},
+			config: v1.Config{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		}.write(w)
+	})
+}

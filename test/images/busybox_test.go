@@ -39,3 +39,19 @@ func TestRegression74839ImageRuns(t *testing.T) {
 		t.Errorf("regression-issue-74839 without POD_IP: %v, output %q; want it to refuse for want of an address", err, out)
 	}
 }
+
+// The distroless-iptables image runs the specs' shell commands and the tools they read the
+// node's tables with.
+func TestDistrolessIptablesImageRuns(t *testing.T) {
+	ctx := context.Background()
+	tarball, err := DistrolessIptables(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startContainerd(t)
+	c.importAndCheck(ctx, tarball, DistrolessIptablesRef)
+	out, err := c.run("distroless-iptables", DistrolessIptablesRef, "sh", "-c", "which conntrack iptables >/dev/null && sleep 0.1 && echo ok | grep -c ok")
+	if err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("sh -c in the distroless-iptables image: %v, output %q", err, out)
+	}
+}
