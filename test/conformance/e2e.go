@@ -127,7 +127,13 @@ func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, 
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Minute)
 	defer cancel()
 	e2eArgs := []string{"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir}
-	ginkgoArgs := []string{"junit-report=" + report, "no-color", "timeout=" + timeout.String()}
+	// The ginkgo CLI puts its report under --output-dir (an absolute path included): name it
+	// relative there; e2e.test alone takes the path as given.
+	junit := report
+	if procs > 1 {
+		junit = filepath.Base(report)
+	}
+	ginkgoArgs := []string{"junit-report=" + junit, "no-color", "timeout=" + timeout.String()}
 	for _, f := range [][2]string{{"focus", sel.Focus}, {"skip", sel.Skip}, {"label-filter", sel.Labels}} {
 		if f[1] != "" {
 			ginkgoArgs = append(ginkgoArgs, f[0]+"="+f[1])
