@@ -126,7 +126,10 @@ func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, 
 	report := filepath.Join(dir, "junit.xml")
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Minute)
 	defer cancel()
-	e2eArgs := []string{"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir}
+	// --num-nodes: without it the provider "local" says -1, and the specs that need two or
+	// more nodes skip themselves.
+	e2eArgs := []string{"--kubeconfig", l.LANKubeconfig(), "--provider", "local", "--report-dir", dir,
+		"--num-nodes", fmt.Sprint(len(l.Nodes()))}
 	// The ginkgo CLI puts its report under --output-dir (an absolute path included): name it
 	// relative there; e2e.test alone takes the path as given.
 	junit := report
