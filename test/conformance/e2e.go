@@ -85,27 +85,23 @@ type Report struct {
 	LogTail string
 }
 
-// ImportTestImages puts the images e2e.test's specs run (agnhost, busybox, the conntrack
-// regression server and distroless-iptables, under the names its manifest gives) into every node's containerd: nothing is ever pulled.
+// ImportTestImages puts the images e2e.test's specs run, under the names its manifest gives,
+// into every node's containerd: nothing is ever pulled.
 func ImportTestImages(ctx context.Context, l *lab.Lab) error {
-	agnhost, err := images.Agnhost(ctx)
-	if err != nil {
-		return fmt.Errorf("the agnhost image: %w", err)
-	}
-	busybox, err := images.BusyBox(ctx)
-	if err != nil {
-		return fmt.Errorf("the busybox image: %w", err)
-	}
-	boom, err := images.Regression74839(ctx)
-	if err != nil {
-		return fmt.Errorf("the regression-issue-74839 image: %w", err)
-	}
-	iptables, err := images.DistrolessIptables(ctx)
-	if err != nil {
-		return fmt.Errorf("the distroless-iptables image: %w", err)
+	var tarballs []string
+	for _, img := range []struct {
+		name  string
+		build func(context.Context) (string, error)
+	}{{"agnhost", images.Agnhost}, {"busybox", images.BusyBox}, {"regression-issue-74839", images.Regression74839},
+		{"distroless-iptables", images.DistrolessIptables}} {
+		t, err := img.build(ctx)
+		if err != nil {
+			return fmt.Errorf("the %s image: %w", img.name, err)
+		}
+		tarballs = append(tarballs, t)
 	}
 	for _, n := range l.Nodes() {
-		for _, t := range []string{agnhost, busybox, boom, iptables} {
+		for _, t := range tarballs {
 			if err := images.Import(ctx, l.ContainerdSocket(n), t); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}
@@ -119,8 +115,8 @@ type Selection struct {
 	Focus, Skip, Labels string
 }
 
-// RunE2E runs e2e.test from the lab's client behind the router with the given selection, writing its output
-// and report into dir. With procs > 1 the ginkgo CLI runs it in that many processes, as
+// RunE2E runs e2e.test from the lab's client behind the router with the given selection,
+// writing its output and report into dir. With procs > 1 the ginkgo CLI runs it in that many processes, as
 // upstream's hack/ginkgo-e2e.sh does (Serial specs must be left out then).
 func RunE2E(ctx context.Context, l *lab.Lab, dir string, timeout time.Duration, procs int, sel Selection) (*Report, error) {
 	report := filepath.Join(dir, "junit.xml")

@@ -87,7 +87,7 @@ func buildAgnhost(w io.Writer, bin, root string) error {
 		config: v1.Config{
 			Entrypoint: []string{"/agnhost"},
 			Cmd:        []string{"pause"},
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Env:        []string{defaultPath},
 		},
 	}.write(w)
 }

@@ -3,8 +3,6 @@ package images
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -34,35 +32,22 @@ func BusyBox(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%s lists only %d applets", bin, len(applets))
 	}
 	key := keyOf([]byte("busybox"), []byte(BusyBoxRef), debKey)
-	return cached(ctx, "busybox", key, func(ctx context.Context, w io.Writer) error {
-		work, err := os.MkdirTemp("", "busybox-image-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(work)
-		l := newLayer()
-		if err := l.copyFile("bin/busybox", 0o755, bin); err != nil {
-			return err
-		}
-		for _, a := range applets {
-			if a != "busybox" {
-				l.symlink("bin/"+a, "busybox")
+	return oneLayer(ctx, "busybox", BusyBoxRef, key, "fairlead test/images: /bin/busybox from Debian's busybox-static, a link per applet",
+		v1.Config{Cmd: []string{"sh"}, Env: []string{defaultPath}}, func(l *layer) error {
+			if err := l.copyFile("bin/busybox", 0o755, bin); err != nil {
+				return err
 			}
-		}
-		l.dir("tmp", 0o1777)
-		l.dir("etc", 0o755)
-		l.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
-		l.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
-		p := filepath.Join(work, "busybox.tar.gz")
-		if err := l.writeTo(p); err != nil {
-			return err
-		}
-		return spec{
-			ref:    BusyBoxRef,
-			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: /bin/busybox from Debian's busybox-static, a link per applet"}},
-			config: v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
-		}.write(w)
-	})
+			for _, a := range applets {
+				if a != "busybox" {
+					l.symlink("bin/"+a, "busybox")
+				}
+			}
+			l.dir("tmp", 0o1777)
+			l.dir("etc", 0o755)
+			l.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
+			l.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+			return nil
+		})
 }
 
 // Regression74839Ref is the image the e2e manifest names for the server of the "invalid
@@ -104,28 +89,16 @@ func DistrolessIptables(ctx context.Context) (string, error) {
 		}
 	}
 	key := keyOf([]byte("distroless-iptables"), []byte(DistrolessIptablesRef), debKey, []byte(fmt.Sprint(links)))
-	return cached(ctx, "distroless-iptables", key, func(ctx context.Context, w io.Writer) error {
-		work, err := os.MkdirTemp("", "distroless-iptables-image-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(work)
-		l := newLayer()
-		if err := l.tree(root, treeOptions{skip: skipDocs}); err != nil {
-			return err
-		}
-		for _, ln := range links {
-			l.symlink(ln[0], ln[1])
-		}
-		l.dir("tmp", 0o1777)
-		p := filepath.Join(work, "distroless-iptables.tar.gz")
-		if err := l.writeTo(p); err != nil {
-			return err
-		}
-		return spec{
-			ref:    DistrolessIptablesRef,
-			layers: []layerSpec{{path: p, createdBy: "fairlead test/images: Debian " + strings.Join(distrolessIptablesPackages, " ") + " and their Depends"}},
-			config: v1.Config{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
-		}.write(w)
-	})
+	return oneLayer(ctx, "distroless-iptables", DistrolessIptablesRef, key,
+		"fairlead test/images: Debian "+strings.Join(distrolessIptablesPackages, " ")+" and their Depends",
+		v1.Config{Env: []string{defaultPath}}, func(l *layer) error {
+			if err := l.tree(root, treeOptions{skip: skipDocs}); err != nil {
+				return err
+			}
+			for _, ln := range links {
+				l.symlink(ln[0], ln[1])
+			}
+			l.dir("tmp", 0o1777)
+			return nil
+		})
 }

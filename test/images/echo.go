@@ -31,6 +31,9 @@ func Echo(ctx context.Context, binDir string) (string, error) {
 		"fairlead test/images: /echo from test/echo")
 }
 
+// defaultPath is the PATH the images with a shell set, Debian's.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // singleBinary builds (or takes from the cache) an image named ref holding one static program,
 // at /, and a writable /tmp, with entrypoint and cmd as given.
 func singleBinary(ctx context.Context, name, ref, bin string, entrypoint, cmd []string, createdBy string) (string, error) {
@@ -40,6 +43,17 @@ func singleBinary(ctx context.Context, name, ref, bin string, entrypoint, cmd []
 	}
 	key := keyOf([]byte(name), []byte(ref), []byte(sum), []byte(strings.Join(entrypoint, " ")), []byte(strings.Join(cmd, " ")))
 	base := filepath.Base(bin)
+	return oneLayer(ctx, name, ref, key, createdBy, v1.Config{Entrypoint: entrypoint, Cmd: cmd}, func(l *layer) error {
+		if err := l.copyFile(base, 0o755, bin); err != nil {
+			return err
+		}
+		l.dir("tmp", 0o1777)
+		return nil
+	})
+}
+
+// oneLayer builds (or takes from the cache, by key) image ref of the one layer fill writes.
+func oneLayer(ctx context.Context, name, ref string, key []byte, createdBy string, config v1.Config, fill func(*layer) error) (string, error) {
 	return cached(ctx, name, key, func(ctx context.Context, w io.Writer) error {
 		work, err := os.MkdirTemp("", name+"-image-")
 		if err != nil {
@@ -47,18 +61,13 @@ func singleBinary(ctx context.Context, name, ref, bin string, entrypoint, cmd []
 		}
 		defer os.RemoveAll(work)
 		l := newLayer()
-		if err := l.copyFile(base, 0o755, bin); err != nil {
+		if err := fill(l); err != nil {
 			return err
 		}
-		l.dir("tmp", 0o1777)
 		p := filepath.Join(work, name+".tar.gz")
 		if err := l.writeTo(p); err != nil {
 			return err
 		}
-		return spec{
-			ref:    ref,
-			layers: []layerSpec{{path: p, createdBy: createdBy}},
-			config: v1.Config{Entrypoint: entrypoint, Cmd: cmd},
-		}.write(w)
+		return spec{ref: ref, layers: []layerSpec{{path: p, createdBy: createdBy}}, config: config}.write(w)
 	})
 }

@@ -151,7 +151,7 @@ func buildFairlead(ctx context.Context, w io.Writer, ref, binDir, debRoot string
 		config: v1.Config{
 			Entrypoint: []string{"/fairlead-controller"},
 			User:       fmt.Sprintf("%d:%d", NonRootUID, NonRootUID),
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Env:        []string{defaultPath},
 		},
 	}.write(w)
 }
