@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strings"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
@@ -14,11 +15,24 @@ import (
 var bgpSecretNamespace = flag.String("bgp-secret-namespace", envOr("POD_NAMESPACE", "fairlead-system"),
 	"Namespace of the Secrets that BGPPeers' passwordSecret name (default $POD_NAMESPACE, else fairlead-system).")
 
+var bgpExtraSecretNamespaces = flag.String("bgp-extra-secret-namespaces", "",
+	"Comma-separated further namespaces a passwordSecret may name (the chart grants read access there: speaker.bgp.secretNamespaces).")
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // setupBGP wires speaker/bgp: sessions from BGPPeers, paths from BGPAdvertisements.
@@ -28,13 +42,14 @@ func setupBGP(s *speaker) (func(context.Context) error, error) {
 		return nil, err
 	}
 	c, err := bgp.New(bgp.Options{
-		Node:            s.node,
-		Client:          s.client,
-		Dynamic:         dyn,
-		Informers:       s.informer,
-		SecretNamespace: *bgpSecretNamespace,
-		Metrics:         s.metrics,
-		Log:             klog.Background().WithName("bgp"),
+		Node:                  s.node,
+		Client:                s.client,
+		Dynamic:               dyn,
+		Informers:             s.informer,
+		SecretNamespace:       *bgpSecretNamespace,
+		ExtraSecretNamespaces: splitList(*bgpExtraSecretNamespaces),
+		Metrics:               s.metrics,
+		Log:                   klog.Background().WithName("bgp"),
 	})
 	if err != nil {
 		return nil, err

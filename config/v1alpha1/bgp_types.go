@@ -7,6 +7,7 @@ import (
 // BGPPeerSpec describes one BGP session every selected node opens to a router.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be shorter than holdTime"
+// +kubebuilder:validation:XValidation:rule="has(self.peerASN) != has(self.dynamicASN)",message="exactly one of peerASN and dynamicASN must be set"
 type BGPPeerSpec struct {
 	// PeerAddress is the router's address, IPv4 or IPv6. The session carries IPv4 and IPv6
 	// prefixes whatever its own family (MP-BGP).
@@ -19,10 +20,19 @@ type BGPPeerSpec struct {
 	// 6996's private 4-byte ASNs 4200000000-4294967294.
 
 	// PeerASN is the router's autonomous system number, 4-byte ASNs included (RFC 6793).
+	// Exactly one of peerASN and dynamicASN is set.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4294967295
 	// +kubebuilder:validation:Format=int64
-	PeerASN uint32 `json:"peerASN"`
+	// +optional
+	PeerASN uint32 `json:"peerASN,omitempty"`
+
+	// DynamicASN accepts whatever ASN the router announces in its OPEN, as long as the session
+	// is of this kind: "internal" (the router's ASN equals localASN) or "external" (it
+	// differs). A router of the wrong kind is refused and the session's lastError says so.
+	// +kubebuilder:validation:Enum=internal;external
+	// +optional
+	DynamicASN string `json:"dynamicASN,omitempty"`
 
 	// LocalASN is the nodes' autonomous system number (4-byte ASNs included): equal to
 	// PeerASN makes the session iBGP, different makes it eBGP.
@@ -30,6 +40,14 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:Maximum=4294967295
 	// +kubebuilder:validation:Format=int64
 	LocalASN uint32 `json:"localASN"`
+
+	// RouterID is the BGP identifier the nodes announce (default: the node's IPv4 address, or
+	// a value derived from its name on IPv6-only nodes). Only sensible with a nodeSelector
+	// naming one node, or with routers that accept one identifier from several neighbors.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4 && !ip(self).isUnspecified()",message="must be a non-zero IPv4 address"
+	// +optional
+	RouterID string `json:"routerID,omitempty"`
 
 	// Port is the router's TCP port.
 	// +kubebuilder:default=179
@@ -49,6 +67,26 @@ type BGPPeerSpec struct {
 	// +optional
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 
+	// ConnectTime is how long the node waits between attempts to connect to the router (BGP's
+	// ConnectRetry timer; default 5s, 1s to 65535s).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('65535s')",message="must be 1s to 65535s"
+	// +optional
+	ConnectTime *metav1.Duration `json:"connectTime,omitempty"`
+
+	// VRF names a VRF device on the node: the session's socket is bound to it, so the router is
+	// reached through the VRF's routing table (Linux SO_BINDTODEVICE). Empty: the default
+	// table. A node without the device reports the session Invalid.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^/: \\t\\n]+$') && self != '.' && self != '..'",message="must be a network interface name"
+	// +optional
+	VRF string `json:"vrf,omitempty"`
+
+	// DisableMP keeps the address families apart (no multiprotocol BGP across them): an IPv4
+	// session carries only IPv4 prefixes and an IPv6 session only IPv6 ones, so a dual-stack
+	// router needs one BGPPeer per family. Default: one session carries both.
+	// +optional
+	DisableMP bool `json:"disableMP,omitempty"`
+
 	// EBGPMultihop is the TTL of the session's packets, for eBGP peers more than one hop away
 	// (unset: 1, the peer must be directly connected).
 	// +kubebuilder:validation:Minimum=2
@@ -64,8 +102,9 @@ type BGPPeerSpec struct {
 	// +optional
 	SourceAddress string `json:"sourceAddress,omitempty"`
 
-	// PasswordSecret names a Secret in the speaker's namespace holding the TCP MD5 password
-	// (RFC 2385) of the session.
+	// PasswordSecret names a Secret holding the TCP MD5 password (RFC 2385) of the session, in
+	// the speaker's namespace unless it names another one that the chart lets the speakers read
+	// (speaker.bgp.secretNamespaces).
 	// +optional
 	PasswordSecret *SecretKeyRef `json:"passwordSecret,omitempty"`
 
@@ -87,11 +126,17 @@ type BGPPeerSpec struct {
 	BFDProfile string `json:"bfdProfile,omitempty"`
 }
 
-// SecretKeyRef names one key of a Secret in the speaker's namespace.
+// SecretKeyRef names one key of a Secret.
 type SecretKeyRef struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+	// Namespace of the Secret; empty: the speaker's own namespace. Any other must be granted to
+	// the speakers explicitly (chart value speaker.bgp.secretNamespaces), else the session is
+	// Invalid.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 	// Key within the Secret's data.
 	// +kubebuilder:default=password
 	// +optional
@@ -108,12 +153,33 @@ type GracefulRestart struct {
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
 }
 
-// BGPPeerStatus is written by the speakers, one entry per node that runs the session.
+// BGPPeerStatus: the speakers write one entry each in nodes (their own field manager); the
+// controller writes the conditions and the summary fields from them.
 type BGPPeerStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=node
 	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
+
+	// Conditions: Accepted (the spec is valid and its references resolve) and Established
+	// (every node that runs the session has it Established).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Sessions is "established/total" over the nodes that run the session, e.g. "2/3".
+	// +optional
+	Sessions string `json:"sessions,omitempty"`
+
+	// PrefixesSent is the sum of the nodes' prefixesSent.
+	// +optional
+	PrefixesSent int32 `json:"prefixesSent,omitempty"`
+
+	// EstablishedSince is when the last of the nodes' sessions came up, while all are up: its
+	// age is the peer's uptime.
+	// +optional
+	EstablishedSince *metav1.Time `json:"establishedSince,omitempty"`
 }
 
 // BGPSessionStatus is one node's view of its session with the peer.
@@ -140,6 +206,11 @@ type BGPSessionStatus struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
+// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.sessions`
+// +kubebuilder:printcolumn:name="Established",type=string,JSONPath=`.status.conditions[?(@.type=="Established")].status`
+// +kubebuilder:printcolumn:name="Prefixes",type=integer,JSONPath=`.status.prefixesSent`,priority=1
+// +kubebuilder:printcolumn:name="Uptime",type=date,JSONPath=`.status.establishedSince`,priority=1
+// +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -163,10 +234,17 @@ type BGPPeerList struct {
 // advertisements select it for one peer, their communities are merged and the highest
 // local preference wins.
 type BGPAdvertisementSpec struct {
-	// IPPools names the pools whose addresses are advertised; empty means every pool.
+	// IPPools names the pools whose addresses are advertised. With neither ipPools nor
+	// ipPoolSelectors every pool is.
 	// +optional
 	// +listType=set
 	IPPools []string `json:"ipPools,omitempty"`
+
+	// IPPoolSelectors select pools by their labels, in addition to those named in ipPools.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	IPPoolSelectors []metav1.LabelSelector `json:"ipPoolSelectors,omitempty"`
 
 	// AggregationLength is the prefix length advertised for IPv4 addresses (default 32):
 	// 24 advertises the /24 holding the address instead of the address itself.
@@ -189,13 +267,14 @@ type BGPAdvertisementSpec struct {
 	// +optional
 	LocalPref *uint32 `json:"localPref,omitempty"`
 
-	// Communities are standard communities, "65000:100", or well-known names (no-export,
-	// no-advertise, no-export-subconfed, no-peer).
+	// Communities are standard communities, "65000:100", well-known names (no-export,
+	// no-advertise, no-export-subconfed, no-peer), large communities written
+	// "large:65000:1:2", or the name of an alias defined by a Community object.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MaxLength=32
-	// +kubebuilder:validation:items:XValidation:rule="self in ['no-export', 'no-advertise', 'no-export-subconfed', 'no-peer'] || (self.matches('^[0-9]+:[0-9]+$') && int(self.split(':')[0]) <= 65535 && int(self.split(':')[1]) <= 65535)",message="must be ASN:VALUE with two 16-bit numbers, or a well-known community name"
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-zA-Z][-a-zA-Z0-9_.]*$') || (self.matches('^[0-9]+:[0-9]+$') && int(self.split(':')[0]) <= 65535 && int(self.split(':')[1]) <= 65535) || (self.matches('^large:[0-9]+:[0-9]+:[0-9]+$') && int(self.split(':')[1]) <= 4294967295 && int(self.split(':')[2]) <= 4294967295 && int(self.split(':')[3]) <= 4294967295)",message="must be ASN:VALUE with two 16-bit numbers, large:GLOBAL:LOCAL1:LOCAL2 with 32-bit numbers, a well-known community name or a Community alias"
 	Communities []string `json:"communities,omitempty"`
 
 	// LargeCommunities are RFC 8092 large communities, "65000:1:2".
@@ -244,3 +323,9 @@ type BGPAdvertisementList struct {
 func init() {
 	SchemeBuilder.Register(&BGPPeer{}, &BGPPeerList{}, &BGPAdvertisement{}, &BGPAdvertisementList{})
 }
+
+// BGPPeer dynamicASN values.
+const (
+	DynamicASNInternal = "internal"
+	DynamicASNExternal = "external"
+)

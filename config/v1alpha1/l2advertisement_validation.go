@@ -55,7 +55,7 @@ func (a *L2Advertisement) Compile() (*CompiledL2Advertisement, error) {
 		}
 	}
 	for _, i := range a.Spec.Interfaces {
-		if err := interfaceName(i); err != nil {
+		if err := InterfaceName(i); err != nil {
 			errs = append(errs, fmt.Errorf("interfaces: %w", err))
 		}
 	}
@@ -77,8 +77,8 @@ func selectors(field string, in []metav1.LabelSelector) ([]labels.Selector, erro
 	return out, nil
 }
 
-// interfaceName applies the kernel's rules for a network interface name (dev_valid_name).
-func interfaceName(s string) error {
+// InterfaceName applies the kernel's rules for a network interface name (dev_valid_name).
+func InterfaceName(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty interface name")

@@ -1,10 +1,12 @@
 package bgp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -46,11 +48,14 @@ type Options struct {
 	// Informers is the speaker's shared factory (Services, EndpointSlices, Nodes are shared
 	// with the other components).
 	Informers informers.SharedInformerFactory
-	// SecretNamespace is where passwordSecrets live (the speaker's own namespace): only that
-	// namespace's Secrets are watched.
+	// SecretNamespace is where passwordSecrets live by default (the speaker's own namespace).
 	SecretNamespace string
-	Metrics         prometheus.Registerer
-	Log             logr.Logger
+	// ExtraSecretNamespaces are other namespaces a passwordSecret may name: granted by the
+	// chart explicitly (speaker.bgp.secretNamespaces). Only these namespaces' Secrets are
+	// watched; a reference to any other makes its BGPPeer Invalid.
+	ExtraSecretNamespaces []string
+	Metrics               prometheus.Registerer
+	Log                   logr.Logger
 }
 
 // What the BGP part of the speaker reads, and what it writes besides Events: each node's
@@ -72,7 +77,7 @@ type Controller struct {
 	log     logr.Logger
 	mgr     *Manager
 	dyn     dynamicinformer.DynamicSharedInformerFactory
-	secrets informers.SharedInformerFactory
+	secrets []informers.SharedInformerFactory
 	rec     record.EventRecorder
 	bcast   record.EventBroadcaster
 
@@ -83,7 +88,8 @@ type Controller struct {
 	advs      cache.SharedIndexInformer
 	pools     cache.SharedIndexInformer
 	bfdProfs  cache.SharedIndexInformer
-	secretInf cache.SharedIndexInformer
+	comms     cache.SharedIndexInformer
+	secretInf map[string]cache.SharedIndexInformer // by namespace
 
 	syncCh     chan struct{}
 	statusCh   chan struct{}
@@ -117,7 +123,15 @@ func New(o Options) (*Controller, error) {
 	}
 	c.mgr = NewManager(o.Log, func() { kick(c.statusCh); kick(c.announceCh) })
 	c.dyn = dynamicinformer.NewDynamicSharedInformerFactory(o.Dynamic, 0)
-	c.secrets = informers.NewSharedInformerFactoryWithOptions(o.Client, 0, informers.WithNamespace(o.SecretNamespace))
+	c.secretInf = map[string]cache.SharedIndexInformer{}
+	for _, ns := range append([]string{o.SecretNamespace}, o.ExtraSecretNamespaces...) {
+		if _, dup := c.secretInf[ns]; dup || ns == "" {
+			continue
+		}
+		f := informers.NewSharedInformerFactoryWithOptions(o.Client, 0, informers.WithNamespace(ns))
+		c.secrets = append(c.secrets, f)
+		c.secretInf[ns] = f.Core().V1().Secrets().Informer()
+	}
 
 	c.services = o.Informers.Core().V1().Services().Informer()
 	c.slices = o.Informers.Discovery().V1().EndpointSlices().Informer()
@@ -126,13 +140,13 @@ func New(o Options) (*Controller, error) {
 	c.advs = c.dyn.ForResource(gvrAdvs).Informer()
 	c.pools = c.dyn.ForResource(gvrPools).Informer()
 	c.bfdProfs = c.dyn.ForResource(gvrBFDProfiles).Informer()
-	c.secretInf = c.secrets.Core().V1().Secrets().Informer()
+	c.comms = c.dyn.ForResource(gvrCommunities).Informer()
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { kick(c.syncCh) },
 		UpdateFunc: func(any, any) { kick(c.syncCh) },
 		DeleteFunc: func(any) { kick(c.syncCh) },
 	}
-	for _, inf := range []cache.SharedIndexInformer{c.services, c.slices, c.nodes, c.peers, c.advs, c.pools, c.bfdProfs, c.secretInf} {
+	for _, inf := range append([]cache.SharedIndexInformer{c.services, c.slices, c.nodes, c.peers, c.advs, c.pools, c.bfdProfs, c.comms}, slices.Collect(maps.Values(c.secretInf))...) {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, err
 		}
@@ -181,9 +195,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.o.Client.CoreV1().Events("")})
 	defer c.bcast.Shutdown()
 	c.dyn.Start(ctx.Done())
-	c.secrets.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), c.services.HasSynced, c.slices.HasSynced, c.nodes.HasSynced,
-		c.peers.HasSynced, c.advs.HasSynced, c.pools.HasSynced, c.bfdProfs.HasSynced, c.secretInf.HasSynced) {
+	synced := []cache.InformerSynced{c.services.HasSynced, c.slices.HasSynced, c.nodes.HasSynced,
+		c.peers.HasSynced, c.advs.HasSynced, c.pools.HasSynced, c.bfdProfs.HasSynced, c.comms.HasSynced}
+	for _, f := range c.secrets {
+		f.Start(ctx.Done())
+	}
+	for _, inf := range c.secretInf {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // stopped before the caches filled: nothing was announced yet
 	}
 	var wg sync.WaitGroup
@@ -264,7 +284,7 @@ func (c *Controller) report(p Problem) {
 }
 
 func (c *Controller) snapshot() (Input, error) {
-	in := Input{Password: c.password}
+	in := Input{Password: c.password, HasDevice: hasDevice}
 	obj, ok, err := c.nodes.GetStore().GetByKey(c.o.Node)
 	if err != nil {
 		return in, err
@@ -290,6 +310,9 @@ func (c *Controller) snapshot() (Input, error) {
 		return in, err
 	}
 	if err := convertAll(c.bfdProfs, &in.BFDProfiles); err != nil {
+		return in, err
+	}
+	if err := convertAll(c.comms, &in.Communities); err != nil {
 		return in, err
 	}
 	local := localEndpointNodes(c.slices.GetStore().List())
@@ -323,18 +346,29 @@ func convertAll[T any](inf cache.SharedIndexInformer, out *[]*T) error {
 }
 
 func (c *Controller) password(ref v1alpha1.SecretKeyRef) (string, error) {
-	obj, ok, err := c.secretInf.GetStore().GetByKey(c.o.SecretNamespace + "/" + ref.Name)
+	ns := cmp.Or(ref.Namespace, c.o.SecretNamespace)
+	inf, ok := c.secretInf[ns]
+	if !ok {
+		return "", fmt.Errorf("Secret %s/%s: the speakers may not read Secrets in namespace %s (grant it with the chart value speaker.bgp.secretNamespaces)", ns, ref.Name, ns)
+	}
+	obj, ok, err := inf.GetStore().GetByKey(ns + "/" + ref.Name)
 	if err != nil {
 		return "", err
 	}
 	if !ok {
-		return "", fmt.Errorf("Secret %s/%s not found", c.o.SecretNamespace, ref.Name)
+		return "", fmt.Errorf("Secret %s/%s not found", ns, ref.Name)
 	}
 	v, ok := obj.(*corev1.Secret).Data[keyOf(ref)]
 	if !ok {
-		return "", fmt.Errorf("Secret %s/%s has no key %q", c.o.SecretNamespace, ref.Name, keyOf(ref))
+		return "", fmt.Errorf("Secret %s/%s has no key %q", ns, ref.Name, keyOf(ref))
 	}
 	return string(v), nil
+}
+
+// hasDevice reports whether this node (the speaker's network namespace) has the device.
+func hasDevice(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
 }
 
 func nodeOf(n *corev1.Node) Node {

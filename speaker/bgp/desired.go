@@ -32,13 +32,18 @@ const (
 	defaultHoldTime    = 90 * time.Second
 	defaultRestartTime = 120 * time.Second
 	defaultPort        = 179
+	// defaultConnectTime is GoBGP's ConnectRetry timer unless a BGPPeer sets connectTime: a
+	// failed connection is retried after 1 to 2 times this (jittered).
+	defaultConnectTime = 5 * time.Second
 )
 
 // SessionConfig is everything that defines one GoBGP session. Two equal configs are the same
 // session: any difference restarts it.
 type SessionConfig struct {
-	PeerAddress   netip.Addr
-	PeerASN       uint32
+	PeerAddress netip.Addr
+	PeerASN     uint32 // 0 with DynamicASN
+	// DynamicASN is "internal" or "external": any ASN of that kind is accepted from the router.
+	DynamicASN    string
 	LocalASN      uint32
 	Port          uint16
 	HoldTime      time.Duration
@@ -49,10 +54,24 @@ type SessionConfig struct {
 	RouterID      netip.Addr
 	// GracefulRestart is the restart time announced to the peer; 0 disables graceful restart.
 	GracefulRestart time.Duration
+	ConnectRetry    time.Duration
+	VRF             string // device the socket is bound to; "" none
+	// DisableMP: the session carries its own address family only.
+	DisableMP bool
 }
 
 // IBGP reports whether the session is internal (same AS on both sides).
-func (c SessionConfig) IBGP() bool { return c.PeerASN == c.LocalASN }
+func (c SessionConfig) IBGP() bool {
+	if c.DynamicASN != "" {
+		return c.DynamicASN == v1alpha1.DynamicASNInternal
+	}
+	return c.PeerASN == c.LocalASN
+}
+
+// Carries reports whether the session may carry prefixes of addr's family.
+func (c SessionConfig) Carries(addr netip.Addr) bool {
+	return !c.DisableMP || addr.Is4() == c.PeerAddress.Is4()
+}
 
 // LargeCommunity is an RFC 8092 community.
 type LargeCommunity struct{ Global, Local1, Local2 uint32 }
@@ -118,7 +137,7 @@ type Service struct {
 // Problem is bad input found while building: reported as an Event on the object and logged,
 // never fatal to the rest.
 type Problem struct {
-	Kind, Name string // BGPPeer or BGPAdvertisement
+	Kind, Name string // BGPPeer, BGPAdvertisement or Community
 	Reason     string
 	Message    string
 }
@@ -130,9 +149,13 @@ type Input struct {
 	Advertisements []*v1alpha1.BGPAdvertisement
 	Pools          []*v1alpha1.IPPool
 	BFDProfiles    []*v1alpha1.BFDProfile
+	Communities    []*v1alpha1.Community
 	Services       []Service
-	// Password returns the value of a Secret key in the speaker's namespace.
+	// Password returns the value of a Secret key (ref.Namespace "" is the speaker's).
 	Password func(ref v1alpha1.SecretKeyRef) (string, error)
+	// HasDevice reports whether the node has a network device of that name (for vrf); nil
+	// means every device exists.
+	HasDevice func(name string) bool
 }
 
 // Desired computes the sessions this node runs and the paths each carries.
@@ -158,6 +181,9 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		}
 		s := &Session{Peer: p.Name, Paths: map[netip.Prefix]Path{}, Carries: map[ServiceAddr]netip.Prefix{}}
 		s.Config, err = sessionConfig(p, in.Node, in.Password)
+		if err == nil && s.Config.VRF != "" && in.HasDevice != nil && !in.HasDevice(s.Config.VRF) {
+			err = fmt.Errorf("vrf %q: no such device on node %s", s.Config.VRF, in.Node.Name)
+		}
 		if err == nil {
 			var warn *Problem
 			s.BFD, warn, err = bfdSettings(p, in.BFDProfiles)
@@ -180,6 +206,8 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 	}
 
 	pools := parsePools(in.Pools)
+	aliases, aliasProblems := compileAliases(in.Communities)
+	problems = append(problems, aliasProblems...)
 	advs := slices.Clone(in.Advertisements)
 	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return cmp.Compare(a.Name, b.Name) })
 	type compiled struct {
@@ -189,13 +217,19 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		len4   int
 		len6   int
 		filter election.Filter
+		pools  []labels.Selector
 	}
 	var cs []compiled
 	for _, a := range advs {
 		c := compiled{adv: a, len4: 32, len6: 128}
 		var err error
-		if c.comms, err = parseCommunities(a.Spec.Communities); err == nil {
-			c.large, err = parseLargeCommunities(a.Spec.LargeCommunities)
+		if c.comms, c.large, err = aliases.parse(a.Spec.Communities); err == nil {
+			var large []LargeCommunity
+			large, err = parseLargeCommunities(a.Spec.LargeCommunities)
+			c.large = mergeSorted(c.large, large, compareLarge)
+		}
+		if err == nil {
+			c.pools, err = poolSelectors(a.Spec.IPPoolSelectors)
 		}
 		if err == nil {
 			var sel bool
@@ -226,7 +260,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 				continue
 			}
 			for _, c := range cs {
-				if len(c.adv.Spec.IPPools) > 0 && !slices.Contains(c.adv.Spec.IPPools, poolName) {
+				if !selectsPool(c.adv.Spec.IPPools, c.pools, poolName, pools.labels[poolName]) {
 					continue
 				}
 				if election.Check(in.Node.Node, svc.Service, c.filter) != election.Eligible {
@@ -238,7 +272,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 				}
 				prefix := netip.PrefixFrom(addr, bits).Masked()
 				for _, s := range sessions {
-					if s.Invalid != "" || (len(c.adv.Spec.Peers) > 0 && !slices.Contains(c.adv.Spec.Peers, s.Peer)) {
+					if s.Invalid != "" || (len(c.adv.Spec.Peers) > 0 && !slices.Contains(c.adv.Spec.Peers, s.Peer)) || !s.Config.Carries(addr) {
 						continue
 					}
 					nh, ok := nextHop(s.Config, addr, in.Node)
@@ -280,7 +314,8 @@ func nextHop(c SessionConfig, addr netip.Addr, n Node) (netip.Addr, bool) {
 
 func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKeyRef) (string, error)) (SessionConfig, error) {
 	s := p.Spec
-	c := SessionConfig{PeerASN: s.PeerASN, LocalASN: s.LocalASN, Port: defaultPort, HoldTime: defaultHoldTime}
+	c := SessionConfig{PeerASN: s.PeerASN, DynamicASN: s.DynamicASN, LocalASN: s.LocalASN, Port: defaultPort,
+		HoldTime: defaultHoldTime, ConnectRetry: defaultConnectTime, VRF: s.VRF, DisableMP: s.DisableMP}
 	var err error
 	if c.PeerAddress, err = netip.ParseAddr(s.PeerAddress); err != nil {
 		return c, fmt.Errorf("peerAddress %q: %v", s.PeerAddress, err)
@@ -294,8 +329,24 @@ func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKey
 			return c, fmt.Errorf("sourceAddress %s and peerAddress %s are of different families", s.SourceAddress, s.PeerAddress)
 		}
 	}
-	if s.PeerASN == 0 || s.LocalASN == 0 {
-		return c, fmt.Errorf("peerASN and localASN must be set")
+	switch {
+	case s.LocalASN == 0:
+		return c, fmt.Errorf("localASN must be set")
+	case (s.PeerASN == 0) == (s.DynamicASN == ""):
+		return c, fmt.Errorf("exactly one of peerASN and dynamicASN must be set")
+	case s.DynamicASN != "" && s.DynamicASN != v1alpha1.DynamicASNInternal && s.DynamicASN != v1alpha1.DynamicASNExternal:
+		return c, fmt.Errorf("dynamicASN %q: must be internal or external", s.DynamicASN)
+	}
+	if s.ConnectTime != nil {
+		c.ConnectRetry = s.ConnectTime.Duration
+		if c.ConnectRetry < time.Second || c.ConnectRetry > 65535*time.Second || c.ConnectRetry%time.Second != 0 {
+			return c, fmt.Errorf("connectTime %s: must be whole seconds, 1s to 65535s", c.ConnectRetry)
+		}
+	}
+	if s.VRF != "" {
+		if err := v1alpha1.InterfaceName(s.VRF); err != nil {
+			return c, fmt.Errorf("vrf: %w", err)
+		}
 	}
 	if s.Port != 0 {
 		if s.Port < 0 || s.Port > 65535 {
@@ -332,6 +383,13 @@ func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKey
 		}
 	}
 	c.RouterID = routerID(n)
+	if s.RouterID != "" {
+		id, err := netip.ParseAddr(s.RouterID)
+		if err != nil || !id.Is4() || id.IsUnspecified() {
+			return c, fmt.Errorf("routerID %q: must be a non-zero IPv4 address", s.RouterID)
+		}
+		c.RouterID = id
+	}
 	if ref := s.PasswordSecret; ref != nil {
 		if password == nil {
 			return c, fmt.Errorf("passwordSecret %q: no Secret access", ref.Name)
@@ -446,16 +504,18 @@ func mergeSorted[T comparable](a, b []T, c func(T, T) int) []T {
 type poolSet struct {
 	names  []string
 	ranges map[string][]pool.Range
+	labels map[string]labels.Set
 }
 
 func parsePools(ps []*v1alpha1.IPPool) poolSet {
-	s := poolSet{ranges: map[string][]pool.Range{}}
+	s := poolSet{ranges: map[string][]pool.Range{}, labels: map[string]labels.Set{}}
 	for _, p := range ps {
 		rs, err := pool.ParseRanges(p.Spec.Addresses)
 		if err != nil {
 			continue
 		}
 		s.ranges[p.Name] = rs
+		s.labels[p.Name] = p.Labels
 	}
 	s.names = slices.Sorted(maps.Keys(s.ranges))
 	return s

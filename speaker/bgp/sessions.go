@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/bfd"
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
@@ -17,11 +18,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
-
-// connectRetry is GoBGP's ConnectRetry timer: a failed connection is retried after 1 to 2
-// times this (jittered), and a session that ended in an error waits GoBGP's idle hold time
-// (5s) first. It also bounds how long one TCP connect may take.
-const connectRetry = 5 * time.Second
 
 // Backoff on top of GoBGP's fixed retry: after failuresBeforeBackoff consecutive failures a
 // session is administratively disabled for backoffBase, doubling per further failure up to
@@ -193,6 +189,12 @@ func (m *Manager) start(name string, c SessionConfig) (*session, error) {
 				return
 			}
 			st := stateName(pe.Peer.State.SessionState)
+			if st == StateEstablished && c.DynamicASN != "" {
+				if msg := wrongKind(c, pe.Peer.State.PeerAsn); msg != "" {
+					s.refuse(log, msg)
+					st = "Idle"
+				}
+			}
 			if s.setState(st, "", st == StateEstablished) {
 				if st == StateEstablished {
 					log.Info("BGP session established")
@@ -237,16 +239,64 @@ func (m *Manager) stop(name string) {
 	m.notify()
 }
 
-// Shutdown stops every session in parallel: on SIGTERM the routers must hear about it now.
+// Shutdown ends the sessions on SIGTERM, in parallel. Sessions without graceful restart end
+// with a Cease, so the routers withdraw the node's paths now. Sessions with graceful restart
+// are left to close with the process: their TCP connections end without a NOTIFICATION,
+// which the router takes as a restart (RFC 4724) and keeps forwarding on the stale paths
+// until the new speaker refreshes them (a rolling update) or the restart time runs out. A
+// Cease would end graceful restart, even with RFC 8538, as GoBGP sends a Hard Reset.
 func (m *Manager) Shutdown() {
 	m.mu.Lock()
-	names := slices.Collect(maps.Keys(m.sessions))
+	var names []string
+	for n, s := range m.sessions {
+		if s.cfg.GracefulRestart > 0 {
+			m.log.Info("leaving the BGP session to close with the process: the router keeps its paths (graceful restart)", "peer", n, "restartTime", s.cfg.GracefulRestart)
+			continue
+		}
+		names = append(names, n)
+	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, n := range names {
 		wg.Go(func() { m.stop(n) })
 	}
 	wg.Wait()
+}
+
+// wrongKind checks the ASN a router sent against the peer's dynamicASN.
+func wrongKind(c SessionConfig, asn uint32) string {
+	internal := asn == c.LocalASN
+	switch {
+	case c.DynamicASN == v1alpha1.DynamicASNInternal && !internal:
+		return fmt.Sprintf("dynamicASN internal, but the router's ASN %d differs from localASN %d", asn, c.LocalASN)
+	case c.DynamicASN == v1alpha1.DynamicASNExternal && internal:
+		return fmt.Sprintf("dynamicASN external, but the router's ASN %d equals localASN", asn)
+	}
+	return ""
+}
+
+// refuse ends an established session that must not stay up and keeps it down for backoffMax
+// (a change to the BGPPeer retries at once). Called from GoBGP's goroutines, so the API calls
+// run on a goroutine of their own.
+func (s *session) refuse(log logr.Logger, msg string) {
+	s.mu.Lock()
+	s.lastErr, s.held = msg, true
+	addr := s.cfg.PeerAddress.String()
+	s.mu.Unlock()
+	log.Info("BGP session refused", "reason", msg)
+	go func() {
+		ctx := context.Background()
+		_ = s.srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: msg})
+		time.AfterFunc(backoffMax, func() {
+			s.mu.Lock()
+			resume := !s.stopped && !s.bfdHold
+			s.held = false
+			s.mu.Unlock()
+			if resume {
+				_ = s.srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr})
+			}
+		})
+	}()
 }
 
 // Status returns the state of every running session.
@@ -400,12 +450,14 @@ func apiPeer(c SessionConfig) *api.Peer {
 	p := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: c.PeerAddress.String(),
-			PeerAsn:         c.PeerASN,
+			PeerAsn:         c.PeerASN, // 0 with dynamicASN: GoBGP takes the ASN the router sends
 			LocalAsn:        c.LocalASN,
 			AuthPassword:    c.Password,
 		},
+		// ConnectRetry also bounds how long one TCP connect may take; a session that ended in an
+		// error waits GoBGP's idle hold time (5s) before it.
 		Timers: &api.Timers{Config: &api.TimersConfig{
-			ConnectRetry:      uint64(connectRetry / time.Second),
+			ConnectRetry:      uint64(c.ConnectRetry / time.Second),
 			HoldTime:          uint64(c.HoldTime / time.Second),
 			KeepaliveInterval: uint64(c.Keepalive / time.Second),
 		}},
@@ -414,14 +466,27 @@ func apiPeer(c SessionConfig) *api.Peer {
 	if c.SourceAddress.IsValid() {
 		p.Transport.LocalAddress = c.SourceAddress.String()
 	}
+	// SO_BINDTODEVICE on a VRF device: the connection is routed by the VRF's table.
+	p.Transport.BindInterface = c.VRF
 	if c.Multihop > 0 {
 		p.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(c.Multihop)}
 	}
 	gr := c.GracefulRestart > 0
 	if gr {
-		p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(c.GracefulRestart / time.Second)}
+		// NotificationEnabled is RFC 8538's N bit: a NOTIFICATION other than a Hard Reset (a hold
+		// timer expiry, say) keeps the routes as stale too. GoBGP turns its own Cease for a
+		// deleted peer into a Hard Reset, so removing a BGPPeer still withdraws at once.
+		p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(c.GracefulRestart / time.Second),
+			NotificationEnabled: true}
 	}
-	for _, f := range []*api.Family{familyV4, familyV6} {
+	families := []*api.Family{familyV4, familyV6}
+	switch {
+	case c.DisableMP && c.PeerAddress.Is4():
+		families = []*api.Family{familyV4}
+	case c.DisableMP:
+		families = []*api.Family{familyV6}
+	}
+	for _, f := range families {
 		a := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}}
 		if gr {
 			a.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}

@@ -36,9 +36,10 @@ import (
 )
 
 // Values of the speaker test: every speaker component on, an address pool announced by layer 2
-// and by BGP to a router that wants an MD5 password kept in a Secret of the release's namespace.
+// and by BGP to a router that wants an MD5 password kept in a Secret of another namespace, which
+// the values grant the speakers.
 const speakerValues = `
-speaker: {l2: true, bgp: true, proxy: true, clusterCIDR: 10.244.0.0/16}
+speaker: {l2: true, bgp: true, proxy: true, clusterCIDR: 10.244.0.0/16, bgpSecretNamespaces: [bgp-secrets]}
 ipPools:
   - name: lan
     spec: {addresses: ["198.51.100.0/28"], avoidBuggyIPs: true}
@@ -47,7 +48,7 @@ l2Advertisements:
     spec: {ipPools: [lan], interfaces: [eth0]}
 bgpPeers:
   - name: router
-    spec: {peerAddress: 192.0.2.1, peerASN: 64500, localASN: 64512, passwordSecret: {name: bgp-router}}
+    spec: {peerAddress: 192.0.2.1, peerASN: 64500, localASN: 64512, passwordSecret: {name: bgp-router, namespace: bgp-secrets}}
 bgpAdvertisements:
   - name: lan
     spec: {ipPools: [lan]}
@@ -65,8 +66,8 @@ const (
 // on a LAN bridge shared with a client and an FRR router, and the controller as its own
 // ServiceAccount, with the DaemonSet's capabilities only. With that the speaker answers ARP for the address the
 // controller allocated, proxies a client's TCP connection to the endpoint through its nftables
-// table, establishes an MD5-protected BGP session with the password read from the release's
-// namespace, advertises the address, and writes ServiceAnnouncement, BGPPeer status and
+// table, establishes an MD5-protected BGP session with the password read from a namespace the
+// values grant it (not the release's), advertises the address, and writes ServiceAnnouncement, BGPPeer status and
 // Events. Then, as the same ServiceAccount, the test shows what the speaker cannot do.
 func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	// Each test has its own apiserver; most of their time is spent waiting (leases, sessions).
@@ -79,8 +80,10 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx := context.Background()
 	c := env.Client
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		t.Fatal(err)
+	for _, ns := range []string{namespace, "bgp-secrets"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var vals map[string]any
 	if err := yaml.Unmarshal([]byte(speakerValues), &vals); err != nil {
@@ -101,7 +104,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 		}
 	}
-	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "bgp-router"},
+	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "bgp-secrets", Name: "bgp-router"},
 		StringData: map[string]string{"password": "s3cret-md5"}})
 	// An advertisement the controller must report (with the chart's RBAC) as not Accepted,
 	// while the speaker goes on announcing what the valid one covers. (That the speaker skips
