@@ -213,10 +213,10 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	}
 }
 
-// iBGP with aggregation, LOCAL_PREF and graceful restart: two Services in one /24 give one
-// /24 path with the configured local preference (and a /64 for IPv6); the aggregate stays
-// while any Service in it does. Graceful restart does not keep the routes when the speaker is
-// stopped on purpose: SIGTERM's Cease still withdraws them at once.
+// iBGP with aggregation and LOCAL_PREF: two Services in one /24 give one /24 path with the
+// configured local preference (and a /64 for IPv6); the aggregate stays while any Service in
+// it does; SIGTERM's Cease withdraws it at once (graceful restart, which keeps it, is
+// TestFRRGracefulRestart's).
 func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 	l := newLab(t, 1)
 	n := l.nodes[0]
@@ -224,7 +224,6 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 	l.pool()
 	l.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "rr"}, Spec: v1alpha1.BGPPeerSpec{
 		PeerAddress: routerAddr4, PeerASN: clusterASN, LocalASN: clusterASN,
-		GracefulRestart: &v1alpha1.GracefulRestart{Enabled: true},
 	}})
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "agg"}, Spec: v1alpha1.BGPAdvertisementSpec{
 		IPPools: []string{"public"}, AggregationLength: ptr.To[int32](24), AggregationLengthV6: ptr.To[int32](64),
@@ -285,7 +284,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 	}
 
 	n.speaker.Signal(syscall.SIGTERM)
-	eventually(t, 15*time.Second, "withdrawn on SIGTERM despite graceful restart (hold 90s, restart 120s)", func() error {
+	eventually(t, 15*time.Second, "withdrawn on SIGTERM (hold 90s)", func() error {
 		if got, err := fib(l.router, "198.51.100.0/24"); err != nil || len(got) > 0 {
 			return fmt.Errorf("%v %v", got, err)
 		}
