@@ -190,6 +190,9 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 			if warn != nil {
 				problems = append(problems, *warn)
 			}
+			if err == nil && s.BFD.Enabled() && s.Config.VRF != "" {
+				err = fmt.Errorf("bfdProfile with vrf: BFD sessions are not bound to a VRF (yet); remove one of them")
+			}
 		}
 		if err == nil {
 			if other, taken := owner[s.Config.PeerAddress]; taken {

@@ -85,9 +85,10 @@ type session struct {
 	state    string
 	lastErr  string
 	since    time.Time
-	failures int  // consecutive, since the last Established or reconfiguration
-	held     bool // disabled by backoff
-	bfdHold  bool // disabled until its BFD session is Up (bfd.go)
+	failures int    // consecutive, since the last Established or reconfiguration
+	held     bool   // disabled by backoff
+	refusal  string // why the session was refused (refuse): the lastError until it is retried
+	bfdHold  bool   // disabled until its BFD session is Up (bfd.go)
 	stopped  bool
 }
 
@@ -141,7 +142,7 @@ func (m *Manager) ensure(ctx context.Context, name string, c SessionConfig) (*se
 		}
 		s.mu.Lock()
 		s.cfg = c
-		s.failures, s.held = 0, false
+		s.failures, s.held, s.refusal = 0, false, ""
 		s.bfdHold = m.bfdHolds(name)
 		p := apiPeer(c)
 		p.Conf.AdminDown = s.bfdHold
@@ -280,7 +281,7 @@ func wrongKind(c SessionConfig, asn uint32) string {
 // run on a goroutine of their own.
 func (s *session) refuse(log logr.Logger, msg string) {
 	s.mu.Lock()
-	s.lastErr, s.held = msg, true
+	s.lastErr, s.refusal, s.held = msg, msg, true
 	addr := s.cfg.PeerAddress.String()
 	s.mu.Unlock()
 	log.Info("BGP session refused", "reason", msg)
@@ -290,7 +291,7 @@ func (s *session) refuse(log logr.Logger, msg string) {
 		time.AfterFunc(backoffMax, func() {
 			s.mu.Lock()
 			resume := !s.stopped && !s.bfdHold
-			s.held = false
+			s.held, s.refusal = false, ""
 			s.mu.Unlock()
 			if resume {
 				_ = s.srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr})
@@ -350,6 +351,10 @@ func (s *session) setState(state, lastErr string, clearErr bool) bool {
 	}
 	if clearErr && s.lastErr != "" {
 		s.lastErr, changed = "", true
+	}
+	if s.refusal != "" {
+		// GoBGP then reports the shutdown that refuse caused: the reason is the refusal.
+		lastErr = s.refusal
 	}
 	if lastErr != "" && lastErr != s.lastErr {
 		s.lastErr, changed = lastErr, true
