@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,8 +28,9 @@ import (
 )
 
 var (
-	ctx = context.Background()
-	k8s client.Client
+	ctx     = context.Background()
+	k8s     client.Client
+	restCfg *rest.Config // for what the typed client cannot ask, such as kubectl's tables
 )
 
 // One real kube-apiserver + etcd (dual-stack Service CIDRs) and one controller manager, as
@@ -44,7 +46,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	k8s = env.Client
+	k8s, restCfg = env.Client, env.Config
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},

@@ -319,61 +319,25 @@ func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKey
 	s := p.Spec
 	c := SessionConfig{PeerASN: s.PeerASN, DynamicASN: s.DynamicASN, LocalASN: s.LocalASN, Port: defaultPort,
 		HoldTime: defaultHoldTime, ConnectRetry: defaultConnectTime, VRF: s.VRF, DisableMP: s.DisableMP}
-	var err error
-	if c.PeerAddress, err = netip.ParseAddr(s.PeerAddress); err != nil {
-		return c, fmt.Errorf("peerAddress %q: %v", s.PeerAddress, err)
+	// The checks are the controller's too (the Accepted condition); what follows only converts.
+	if err := p.Validate(); err != nil {
+		return c, err
 	}
-	c.PeerAddress = c.PeerAddress.Unmap()
+	c.PeerAddress = netip.MustParseAddr(s.PeerAddress).Unmap()
 	if s.SourceAddress != "" {
-		if c.SourceAddress, err = netip.ParseAddr(s.SourceAddress); err != nil {
-			return c, fmt.Errorf("sourceAddress %q: %v", s.SourceAddress, err)
-		}
-		if c.SourceAddress.Is4() != c.PeerAddress.Is4() {
-			return c, fmt.Errorf("sourceAddress %s and peerAddress %s are of different families", s.SourceAddress, s.PeerAddress)
-		}
-	}
-	switch {
-	case s.LocalASN == 0:
-		return c, fmt.Errorf("localASN must be set")
-	case (s.PeerASN == 0) == (s.DynamicASN == ""):
-		return c, fmt.Errorf("exactly one of peerASN and dynamicASN must be set")
-	case s.DynamicASN != "" && s.DynamicASN != v1alpha1.DynamicASNInternal && s.DynamicASN != v1alpha1.DynamicASNExternal:
-		return c, fmt.Errorf("dynamicASN %q: must be internal or external", s.DynamicASN)
-	}
-	if s.ConnectTime != nil {
-		c.ConnectRetry = s.ConnectTime.Duration
-		if c.ConnectRetry < time.Second || c.ConnectRetry > 65535*time.Second || c.ConnectRetry%time.Second != 0 {
-			return c, fmt.Errorf("connectTime %s: must be whole seconds, 1s to 65535s", c.ConnectRetry)
-		}
-	}
-	if s.VRF != "" {
-		if err := v1alpha1.InterfaceName(s.VRF); err != nil {
-			return c, fmt.Errorf("vrf: %w", err)
-		}
+		c.SourceAddress = netip.MustParseAddr(s.SourceAddress).Unmap()
 	}
 	if s.Port != 0 {
-		if s.Port < 0 || s.Port > 65535 {
-			return c, fmt.Errorf("port %d out of range", s.Port)
-		}
 		c.Port = uint16(s.Port)
 	}
 	if s.HoldTime != nil {
 		c.HoldTime = s.HoldTime.Duration
-		if c.HoldTime != 0 && c.HoldTime < 3*time.Second {
-			return c, fmt.Errorf("holdTime %s: must be 0 or at least 3s", c.HoldTime)
-		}
 	}
 	c.Keepalive = c.HoldTime / 3
 	if s.KeepaliveTime != nil {
 		c.Keepalive = s.KeepaliveTime.Duration
-		if c.HoldTime != 0 && c.Keepalive >= c.HoldTime {
-			return c, fmt.Errorf("keepaliveTime %s must be shorter than holdTime %s", c.Keepalive, c.HoldTime)
-		}
 	}
 	if s.EBGPMultihop != nil {
-		if *s.EBGPMultihop < 2 || *s.EBGPMultihop > 255 {
-			return c, fmt.Errorf("ebgpMultihop %d: must be 2..255", *s.EBGPMultihop)
-		}
 		c.Multihop = uint8(*s.EBGPMultihop)
 	}
 	if gr := s.GracefulRestart; gr != nil && gr.Enabled {
@@ -381,22 +345,19 @@ func sessionConfig(p *v1alpha1.BGPPeer, n Node, password func(v1alpha1.SecretKey
 		if gr.RestartTime != nil {
 			c.GracefulRestart = gr.RestartTime.Duration
 		}
-		if c.GracefulRestart < time.Second || c.GracefulRestart > 4095*time.Second {
-			return c, fmt.Errorf("gracefulRestart.restartTime %s: must be 1s..4095s", c.GracefulRestart)
-		}
+	}
+	if s.ConnectTime != nil {
+		c.ConnectRetry = s.ConnectTime.Duration
 	}
 	c.RouterID = routerID(n)
 	if s.RouterID != "" {
-		id, err := netip.ParseAddr(s.RouterID)
-		if err != nil || !id.Is4() || id.IsUnspecified() {
-			return c, fmt.Errorf("routerID %q: must be a non-zero IPv4 address", s.RouterID)
-		}
-		c.RouterID = id
+		c.RouterID = netip.MustParseAddr(s.RouterID)
 	}
 	if ref := s.PasswordSecret; ref != nil {
 		if password == nil {
 			return c, fmt.Errorf("passwordSecret %q: no Secret access", ref.Name)
 		}
+		var err error
 		if c.Password, err = password(*ref); err != nil {
 			return c, fmt.Errorf("passwordSecret: %w", err)
 		}
