@@ -181,9 +181,10 @@ func (l *Lab) sdDir() string { return filepath.Join(l.promDir(), "sd") }
 func (l *Lab) PrometheusURL() string { return fmt.Sprintf("http://127.0.0.1:%d", l.PrometheusPort) }
 
 // startPrometheus writes Prometheus' configuration and rules into the state directory, starts
-// it in the control-plane namespace and waits until it is ready. With agent nodes, which run
-// the controller and the speakers as processes, not Pods, it first publishes them as the
-// endpoints of the chart's metrics Services, which the kubelet lab's chart install creates.
+// the target discovery and Prometheus in the control-plane namespace and waits until both
+// work. With agent nodes, which run the controller and the speakers as processes, not Pods, it
+// first publishes them as the endpoints of the chart's metrics Services, which the kubelet
+// lab's chart install creates.
 func (l *Lab) startPrometheus(ctx context.Context, cs kubernetes.Interface) error {
 	dir := l.promDir()
 	for _, d := range []string{"data", "sd"} {
@@ -252,9 +253,13 @@ func (l *Lab) startPrometheus(ctx context.Context, cs kubernetes.Interface) erro
 // its targets get the node label as a speaker Pod's would.
 func (l *Lab) publishMetricsEndpoints(ctx context.Context, cs kubernetes.Interface, services []*corev1.Service) error {
 	for _, s := range services {
-		port := s.Spec.Ports[0]
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: s.Labels},
-			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: port.Name, Port: port.Port}}}}
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone}}
+		var ports []discoveryv1.EndpointPort
+		for _, p := range s.Spec.Ports {
+			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.Port})
+			ports = append(ports, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Port: ptr.To(p.Port), Protocol: ptr.To(corev1.ProtocolTCP)})
+		}
 		if _, err := cs.CoreV1().Services(s.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating Service %s/%s: %w", s.Namespace, s.Name, err)
 		}
@@ -276,7 +281,7 @@ func (l *Lab) publishMetricsEndpoints(ctx context.Context, cs kubernetes.Interfa
 				discoveryv1.LabelServiceName: s.Name, discoveryv1.LabelManagedBy: "fairlead-lab"}},
 			AddressType: discoveryv1.AddressTypeIPv4,
 			Endpoints:   eps,
-			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(port.Name), Port: ptr.To(port.Port), Protocol: ptr.To(corev1.ProtocolTCP)}},
+			Ports:       ports,
 		}
 		if _, err := cs.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating EndpointSlice %s/%s: %w", s.Namespace, slice.Name, err)
@@ -378,7 +383,7 @@ func (l *Lab) promGet(ctx context.Context, path string, direct bool) ([]byte, er
 	c := http.DefaultClient
 	if direct {
 		url = "http://" + promAddr + path
-		c = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return DialIn(ctx, l.CP(), network, addr)
 		}}}
 	}
@@ -476,6 +481,9 @@ func (l *Lab) PrometheusRules(ctx context.Context) ([]RuleGroup, error) {
 
 // prometheusStatus is `lab status`'s line about Prometheus.
 func (l *Lab) prometheusStatus(ctx context.Context) string {
+	if l.PrometheusPort == 0 {
+		return l.prometheusHint()
+	}
 	where := l.PrometheusURL() + " (through the relay)"
 	targets, err := l.PrometheusTargets(ctx)
 	if err != nil {
