@@ -96,7 +96,8 @@ image-tar:
 	go run ./test/images/build -image fairlead -ref $(IMAGE) -bin $(BIN)/image -out $(BIN)/fairlead-image.tar
 
 ## lab: the whole system in network namespaces on this box (root): three kubelet nodes with a
-## containerd each, Fairlead installed by its chart (Helm) from its image, no kube-proxy.
+## containerd each, Fairlead installed by its chart (Helm) from its image, no kube-proxy; and
+## Prometheus with the chart's scrape config and alerts (`fairleadctl lab status` says where).
 ## NODES=agent runs lab agents instead (Pods as processes, Fairlead as processes: faster, what
 ## the e2e suite uses). `fairleadctl lab down` removes it.
 NODES ?= kubelet

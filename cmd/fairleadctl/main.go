@@ -23,9 +23,9 @@ import (
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
-  fairleadctl lab up [--nodes kubelet|agent] [--proxy fairlead|kube-proxy] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prefix P]
+  fairleadctl lab up [--nodes kubelet|agent] [--proxy fairlead|kube-proxy] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prometheus-port N] [--prefix P]
   fairleadctl lab down [--state DIR] [--prefix P]
-  fairleadctl lab status [--state DIR] [--prefix P]
+  fairleadctl lab status [--state DIR] [--prefix P] [--prometheus-port N]
 `
 
 func main() {
@@ -79,6 +79,7 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 	proxy := fs.String("proxy", string(lab.FairleadProxy), "up, kubelet nodes: what proxies Services: fairlead (the speakers' proxy) or kube-proxy (kube-proxy on every node, for comparison).")
 	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs (the chart is the directory above).")
 	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
+	fs.IntVar(&l.PrometheusPort, "prometheus-port", lab.DefaultPrometheusPort, "Port of the relay to the lab's Prometheus on the host's 127.0.0.1 (0: none).")
 	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")
 	kubeconfig := fs.String("kubeconfig", "", "agent: kubeconfig.")
 	echo := fs.String("echo", "", "agent: the program every container runs.")
@@ -106,6 +107,8 @@ func labCommand(ctx context.Context, verb string, args []string) error {
 		return l.Status(ctx, os.Stdout)
 	case "relay": // started by `lab up` in the background
 		return l.Relay(ctx)
+	case "prometheus-sd": // started by `lab up` in the control-plane namespace
+		return l.DiscoverTargets(ctx)
 	case "agent": // started by `lab up` in each node's namespace
 		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 		if err != nil {

@@ -141,12 +141,13 @@ metrics:
     servicesPendingFor: 3m
     bfdSessionDown: {enabled: false}
     proxySlowSyncSeconds: {full: 4, partial: 0.25}
+    proxyStaleFor: 7m
 `), &vals); err != nil {
 		t.Fatal(err)
 	}
 	rules := string(renderRules(t, vals))
 	for _, want := range []string{`>= 50 < 60`, `>= 60 < 70`, `>= 70 < 101`, `for: 3m`, `up{job="my-speakers"}`,
-		`team: network`, `> 4`, `> 0.25`} {
+		`team: network`, `> 4`, `> 0.25`, `for: 7m`} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("rules lack %q:\n%s", want, rules)
 		}

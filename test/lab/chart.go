@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
 	"helm.sh/helm/v4/pkg/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -53,6 +56,22 @@ func apiPortNumber() int {
 
 // chartDir is the chart the lab installs: the directory that holds the CRDs it was given.
 func (l *Lab) chartDir() string { return filepath.Dir(l.CRDs) }
+
+// renderChartFiles renders the chart's templates for vals, checked against its schema, as the
+// lab's release: by file name, as `helm template` would print them.
+func renderChartFiles(chartDir string, vals map[string]any) (map[string]string, error) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		return nil, fmt.Errorf("loading the chart: %w", err)
+	}
+	rv, err := util.ToRenderValuesWithSchemaValidation(ch, vals,
+		common.ReleaseOptions{Name: Release, Namespace: SpeakerNamespace, IsInstall: true, Revision: 1},
+		common.DefaultCapabilities, false)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Render(ch, rv)
+}
 
 // installChart installs the chart with Helm's library and waits until the controller's and the
 // speakers' Pods are Ready.

@@ -27,15 +27,17 @@ import (
 // side by side only with different prefixes, state directories and relay ports (the e2e suite
 // runs its own beside a user's `make lab`).
 type Lab struct {
-	Prefix   string    // starts every namespace name; "" is DefaultPrefix
-	State    string    // state directory: pki, logs, pids, etcd data
-	Bin      string    // fairlead-controller, fairlead-speaker, fairleadctl, echo
-	K8sBin   string    // etcd, kube-apiserver, kube-controller-manager
-	HostPort int       // the relay's port on the host's 127.0.0.1
-	CRDs     string    // Fairlead's CRDs (charts/fairlead/crds)
-	NodeMode NodeMode  // what plays the nodes; "" is AgentNodes
-	Proxy    ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
-	Out      io.Writer `json:"-"`
+	Prefix   string // starts every namespace name; "" is DefaultPrefix
+	State    string // state directory: pki, logs, pids, etcd data
+	Bin      string // fairlead-controller, fairlead-speaker, fairleadctl, echo
+	K8sBin   string // etcd, kube-apiserver, kube-controller-manager
+	HostPort int    // the relay's port on the host's 127.0.0.1
+	// PrometheusPort is the relay's port for Prometheus on the host's 127.0.0.1 (0: none).
+	PrometheusPort int
+	CRDs           string    // Fairlead's CRDs (charts/fairlead/crds)
+	NodeMode       NodeMode  // what plays the nodes; "" is AgentNodes
+	Proxy          ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
+	Out            io.Writer `json:"-"`
 }
 
 // DefaultState is where the lab keeps its state: /run is cleared at boot, like namespaces.
@@ -72,7 +74,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	}
 	need := []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
-		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo")}
+		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo"), PrometheusBin}
 	if l.kubelets() {
 		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"), filepath.Join(l.K8sBin, "coredns"),
 			containerdBin, runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"))
@@ -109,7 +111,8 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	if err := l.daemon("", "relay", l.self(), "lab", "relay", "--prefix", l.prefix(), "--state", l.State, "--port", l.hostPortStr()); err != nil {
+	if err := l.daemon("", "relay", l.self(), "lab", "relay", "--prefix", l.prefix(), "--state", l.State, "--port", l.hostPortStr(),
+		"--prometheus-port", fmt.Sprint(l.PrometheusPort)); err != nil {
 		return err
 	}
 	cfg, err := l.RESTConfig()
@@ -183,6 +186,10 @@ func (l *Lab) Up(ctx context.Context) error {
 			return err
 		}
 	}
+	l.say("• Prometheus in %s: scrapes the controller and every speaker as the chart's ServiceMonitors say, evaluates the chart's alert rules", l.CP())
+	if err := l.startPrometheus(ctx, cs); err != nil {
+		return err
+	}
 	l.say("• demo: Deployment demo/echo (3 Pods) behind LoadBalancer Services echo-l2 and echo-bgp")
 	if err := deployDemo(ctx, cs, 3*time.Minute); err != nil {
 		return err
@@ -196,7 +203,8 @@ func (l *Lab) Up(ctx context.Context) error {
 	reached := l.showTraffic(ctx, cs)
 	l.say("\nThe lab is up. Use it with:\n  export KUBECONFIG=%s\n  kubectl get pods -A -o wide\n"+
 		"  kubectl apply -f your-app.yaml   # Deployments and Services work as on a cluster\n"+
-		"  fairleadctl lab status | down%s", l.Kubeconfig(), l.flagsHint())
+		"  fairleadctl lab status | down%s\n"+
+		"Prometheus (targets, alerts, queries): %s", l.Kubeconfig(), l.flagsHint(), l.prometheusHint())
 	if reached == 0 {
 		return errors.New("no request reached a Pod through an external address")
 	}
@@ -306,7 +314,7 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(w, "namespaces: %d (%s ...)\n", len(nss), strings.Join(nss[:min(len(nss), 6)], " "))
-	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "fairlead-controller", "relay", "frr-zebra", "frr-bgpd"}
+	daemons := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "fairlead-controller", "prometheus", "prometheus-sd", "relay", "frr-zebra", "frr-bgpd"}
 	for _, n := range l.Nodes() {
 		daemons = append(daemons, "agent-"+n.Name, "containerd-"+n.Name, "kubelet-"+n.Name, "kube-proxy-"+n.Name, "speaker-"+n.Name)
 	}
@@ -334,6 +342,9 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(w, "node %-8s ready=%v\n", n.Name, schedulable(&n))
 	}
 	fmt.Fprintf(w, "KUBECONFIG=%s\n", l.Kubeconfig())
+	if _, err := os.Stat(filepath.Join(l.State, "pids", "prometheus.pid")); err == nil {
+		fmt.Fprintf(w, "prometheus: %s\n", l.prometheusStatus(ctx))
+	}
 	return nil
 }
 
@@ -345,10 +356,21 @@ func alive(ok bool) string {
 }
 
 // Relay forwards the host's 127.0.0.1:HostPort to the apiserver inside the control-plane
-// namespace, until ctx ends. Connections are opened from inside the namespace: the lab never
-// gets a route to the host.
+// namespace, and 127.0.0.1:PrometheusPort to Prometheus there, until ctx ends. Connections are
+// opened from inside the namespace: the lab never gets a route to the host.
 func (l *Lab) Relay(ctx context.Context) error {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", l.HostPort))
+	errs := make(chan error, 2)
+	go func() { errs <- l.relay(ctx, l.HostPort, "127.0.0.1:"+apiPort) }()
+	if l.PrometheusPort == 0 {
+		return <-errs
+	}
+	go func() { errs <- l.relay(ctx, l.PrometheusPort, promAddr) }()
+	// Either listener failing ends the relay: a half relay would look like a lab half up.
+	return <-errs
+}
+
+func (l *Lab) relay(ctx context.Context, port int, target string) error {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return err
 	}
@@ -363,7 +385,7 @@ func (l *Lab) Relay(ctx context.Context) error {
 		}
 		go func() {
 			defer c.Close()
-			up, err := DialIn(ctx, l.CP(), "tcp", "127.0.0.1:"+apiPort)
+			up, err := DialIn(ctx, l.CP(), "tcp", target)
 			if err != nil {
 				return
 			}
@@ -398,6 +420,10 @@ func (l *Lab) StartAgent(n Node) error {
 	return l.daemon(n.NS, "agent-"+n.Name, l.self(), args...)
 }
 
+// KillSpeaker SIGKILLs node n's speaker (agent nodes), as a crash would; StartSpeaker brings
+// it back.
+func (l *Lab) KillSpeaker(n Node) error { return l.killDaemon("speaker-" + n.Name) }
+
 // KillNode SIGKILLs node n's agent and speaker, as a crash would: its Pods and namespace stay.
 // StartAgent and StartSpeaker bring it back.
 func (l *Lab) KillNode(n Node) error {
@@ -408,10 +434,23 @@ func (l *Lab) KillNode(n Node) error {
 	return errors.Join(errs...)
 }
 
+// prometheusHint says where the host reaches Prometheus.
+func (l *Lab) prometheusHint() string {
+	if l.PrometheusPort == 0 {
+		return "no relay port (--prometheus-port 0); it listens on " + promAddr + " in " + l.CP()
+	}
+	return l.PrometheusURL() + " (through the relay)"
+}
+
 // flagsHint repeats the flags a second lab instance needs on its fairleadctl command lines.
 func (l *Lab) flagsHint() string {
-	if l.prefix() == DefaultPrefix && l.State == DefaultState {
-		return ""
+	var f string
+	if l.prefix() != DefaultPrefix || l.State != DefaultState {
+		f = fmt.Sprintf(" --prefix %s --state %s", l.prefix(), l.State)
 	}
-	return fmt.Sprintf(" --prefix %s --state %s", l.prefix(), l.State)
+	// lab status asks Prometheus through the relay.
+	if l.PrometheusPort != DefaultPrometheusPort {
+		f += fmt.Sprintf(" --prometheus-port %d", l.PrometheusPort)
+	}
+	return f
 }

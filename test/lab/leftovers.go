@@ -20,8 +20,10 @@ func (l *Lab) Leftovers(before *HostSnapshot) []string {
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
+		// A file under the state directory, or the directory itself as an argument (the relay's
+		// and prometheus-sd's --state).
 		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), l.State+"/") {
+		if err != nil || !strings.Contains(string(b), l.State+"/") && !strings.Contains(string(b), "\x00"+l.State+"\x00") {
 			continue
 		}
 		out = append(out, fmt.Sprintf("process %s: %s", filepath.Base(filepath.Dir(p)), strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")))

@@ -96,6 +96,9 @@ func (s Suite) parent() (code int) {
 	if l.HostPort, err = freePort(); err != nil {
 		return fail(err)
 	}
+	if l.PrometheusPort, err = freePort(); err != nil {
+		return fail(err)
+	}
 
 	// A signal stops the lab's bring-up or the child, then the lab comes down as usual.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,7 +4,7 @@
 // nodes (a lab agent that registers the Node and runs its pods as processes in namespaces of
 // their own, and fairlead-speaker), a router running FRR with a client behind it, and a client
 // on the nodes' LAN. Nothing in it has a route out of the box: the only way in from the host is
-// a relay on the host's 127.0.0.1 to the apiserver.
+// a relay on the host's 127.0.0.1 to the apiserver (and to the lab's Prometheus).
 package lab
 
 import (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the network tests and the lab drive for real: nftables, conntrack,
 # iproute2, FRR and BIRD (BGP peers), arping/ndisc6 (neighbour probes), tcpdump, socat;
-# Prometheus' promtool (the chart's alert rules are unit tested with `promtool test rules`);
+# Prometheus and its promtool (the chart's alert rules are unit tested with `promtool test rules`;
+# the lab runs Prometheus with them);
 # containerd and runc (the lab's nodes and test/images run containers), the CNI plugins (bridge,
 # host-local: the lab's Pod network), debootstrap (the base of the agnhost image).
 # Only runs apt-get when something is missing, so a second `make test` costs nothing.
@@ -9,7 +10,7 @@ set -euo pipefail
 need=()
 for pair in nft:nftables conntrack:conntrack ip:iproute2 vtysh:frr bird:bird2 arping:arping \
             ndisc6:ndisc6 tcpdump:tcpdump socat:socat ping:iputils-ping \
-            promtool:prometheus \
+            promtool:prometheus /usr/bin/prometheus:prometheus \
             containerd:containerd ctr:containerd runc:runc debootstrap:debootstrap \
             /usr/lib/cni/bridge:containernetworking-plugins; do
   what=${pair%%:*}
