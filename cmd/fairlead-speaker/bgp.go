@@ -37,6 +37,10 @@ func splitList(s string) []string {
 
 // setupBGP wires speaker/bgp: sessions from BGPPeers, paths from BGPAdvertisements.
 func setupBGP(s *speaker) (func(context.Context) error, error) {
+	ml, err := s.memberList()
+	if err != nil {
+		return nil, err
+	}
 	dyn, err := dynamic.NewForConfig(s.config)
 	if err != nil {
 		return nil, err
@@ -48,8 +52,12 @@ func setupBGP(s *speaker) (func(context.Context) error, error) {
 		Informers:             s.informer,
 		SecretNamespace:       *bgpSecretNamespace,
 		ExtraSecretNamespaces: splitList(*bgpExtraSecretNamespaces),
-		Metrics:               s.metrics,
-		Log:                   klog.Background().WithName("bgp"),
+		Members: func(ctx context.Context) (bgp.Members, error) {
+			m, err := ml.get(ctx)
+			return m, err
+		},
+		Metrics: s.metrics,
+		Log:     klog.Background().WithName("bgp"),
 	})
 	if err != nil {
 		return nil, err

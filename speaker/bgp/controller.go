@@ -54,8 +54,12 @@ type Options struct {
 	// chart explicitly (speaker.bgp.secretNamespaces). Only these namespaces' Secrets are
 	// watched; a reference to any other makes its BGPPeer Invalid.
 	ExtraSecretNamespaces []string
-	Metrics               prometheus.Registerer
-	Log                   logr.Logger
+	// Members returns the speakers' failure detector (joined): with it, the lowest-named live
+	// speaker removes dead speakers' BGP entries from ServiceAnnouncements (reaper.go). Nil:
+	// nobody does.
+	Members func(context.Context) (Members, error)
+	Metrics prometheus.Registerer
+	Log     logr.Logger
 }
 
 // What the BGP part of the speaker reads, and what it writes besides Events: each node's
@@ -212,6 +216,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	announceCtx, stopAnnounce := context.WithCancel(context.Background())
 	var announceWG sync.WaitGroup
 	announceWG.Go(func() { c.announceLoop(announceCtx) })
+	announceWG.Go(func() { c.reapLoop(announceCtx) })
 
 	kick(c.syncCh)
 	retry := time.NewTimer(time.Hour)
