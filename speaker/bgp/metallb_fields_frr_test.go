@@ -54,9 +54,19 @@ func TestFRRMetalLBPeerSettings(t *testing.T) {
 	l.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "vrf"}, Spec: spec(func(s *v1alpha1.BGPPeerSpec) {
 		s.VRF, s.NodeSelectors = "eth0", onNode("node3")
 	})})
+	// A VRF node1 lacks: that node reports the peer Invalid, its other session is untouched.
+	l.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "no-vrf"}, Spec: spec(func(s *v1alpha1.BGPPeerSpec) {
+		s.PeerAddress, s.VRF, s.NodeSelectors = "192.0.2.99", "blue", onNode("node1")
+	})})
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	l.startAll()
 	l.service("web", false, "198.51.100.10", "2001:db8:ff::10")
+	eventually(t, 30*time.Second, "no-vrf Invalid on node1", func() error {
+		if e, _ := l.sessionState("no-vrf", n1.name); e.State != "Invalid" || !strings.Contains(e.LastError, `vrf "blue": no such device on node node1`) {
+			return fmt.Errorf("status %+v", e)
+		}
+		return nil
+	})
 
 	for peer, node := range map[string]*node{"dyn": n1, "vrf": n3} {
 		eventually(t, 30*time.Second, peer+" established", func() error {
