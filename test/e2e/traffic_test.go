@@ -111,6 +111,18 @@ func TestBGPServiceReachableFromBehindRouter(t *testing.T) {
 	if !slices.Contains(pods, a.Pod) {
 		t.Fatalf("answer from %q, not one of the demo's Pods %v", a.Pod, pods)
 	}
+
+	// What an operator sees: the controller's summary of the speakers' sessions.
+	eventually(t, "kubectl get bgppeers -o wide shows every session established", func() error {
+		out, err := kubectl("get", "bgppeers", "router", "-o", "wide", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if f := strings.Fields(out); len(f) < 10 || f[4] != "3/3" || f[5] != "True" || f[8] != "True" {
+			return fmt.Errorf("want SESSIONS 3/3, ESTABLISHED True, ACCEPTED True: %q", out)
+		}
+		return nil
+	})
 }
 
 // externalTrafficPolicy: Local keeps the client's address, by layer 2 and by BGP; the demo's
