@@ -74,6 +74,7 @@ type node struct {
 	ns       *netns.NS
 	v4, v6   string
 	speaker  *netns.Proc
+	relay    *netns.Relay // the node's way to the apiserver, which a test can cut
 	lab      *lab
 	extraArg []string
 }
@@ -104,7 +105,7 @@ func newLab(t testing.TB, nodes int) *lab {
 		ports = append(ports, port)
 		n.ns.Addr("eth0", n.v4+"/24")
 		n.ns.Addr("eth0", n.v6+"/64")
-		n.ns.Forward(l.apiAddr, l.apiAddr)
+		n.relay = n.ns.ForwardRelay(l.apiAddr, l.apiAddr)
 		l.nodes = append(l.nodes, n)
 		l.createNode(n)
 	}

@@ -108,6 +108,7 @@ type cluster struct {
 	node    *netns.NS
 	client  *netns.NS
 	speaker *netns.Proc
+	relay   *netns.Relay // the node's way to the apiserver, which a test can cut
 	pods    map[string]*pod
 	args    []string
 	env     []string // extra environment of the speaker
@@ -163,7 +164,7 @@ func newClusterEnv(t *testing.T, env []string, extraArgs ...string) *cluster {
 	} {
 		c.node.Sysctl(k, v)
 	}
-	c.node.Forward(apiAddr, apiAddr)
+	c.relay = c.node.ForwardRelay(apiAddr, apiAddr)
 	c.args = append([]string{"--proxy", "--l2=false", "--node-name", nodeName, "--kubeconfig", kubeconfig,
 		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
 		"--proxy-min-sync-interval", "50ms", "--cluster-cidr", "10.244.0.0/16,fd00:244::/32",
