@@ -20,6 +20,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -176,7 +177,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	})
 
 	ctrlMetrics := freeLocalAddr(t)
-	startController(t, env, &dep, "--metrics-bind-address="+ctrlMetrics)
+	ctrlProc := startController(t, env, &dep, "--metrics-bind-address="+ctrlMetrics, "--zap-log-level=debug")
 	// The speaker, as the DaemonSet runs it: the chart's args, then what the Pod's
 	// environment gives it (node name, namespace) and a kubeconfig reaching the apiserver
 	// through a relay, with no route out of the namespace.
@@ -186,7 +187,8 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	writeImpersonating(t, env, kubeconfig, saUser(ds.Spec.Template.Spec.ServiceAccountName))
 	args := append(slices.Clone(ds.Spec.Template.Spec.Containers[0].Args),
 		"--kubeconfig", kubeconfig, "--node-name", "node1", "--bgp-secret-namespace", namespace,
-		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256")
+		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
+		"-v", "6") // the most verbose logs: a password printed at any level must show
 	for _, want := range []string{"--l2=true", "--bgp=true", "--proxy=true"} {
 		if !slices.Contains(args, want) {
 			t.Fatalf("the DaemonSet's args %v lack %s", args, want)
@@ -334,6 +336,12 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	}
 	maps.Copy(served, fromSpeaker)
 	checkServedMetrics(t, metricNamesOf(served))
+	checkNoSecretLeaks(t, c, "s3cret-md5", map[string]string{
+		"the speaker's log":        speaker.Output(),
+		"the controller's log":     ctrlProc.output(),
+		"the speaker's metrics":    rawMetrics(t, node, "127.0.0.1:7474"),
+		"the controller's metrics": rawMetrics(t, nil, ctrlMetrics),
+	})
 	// The speaker's own account of layer 2 and of the proxy, as the alerts read it.
 	for series, want := range map[string]float64{
 		`fairlead_l2_addresses{state="elected"}`:                                   1,
@@ -428,6 +436,48 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	} {
 		if err := tc.try(); !apierrors.IsForbidden(err) {
 			t.Errorf("the speaker can %s (err %v), want Forbidden", tc.what, err)
+		}
+	}
+}
+
+// rawMetrics returns the text a metrics endpoint serves.
+func rawMetrics(t *testing.T, ns *netns.NS, addr string) string {
+	t.Helper()
+	conn := dial(t, ns, "tcp", addr)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkNoSecretLeaks fails when the BGP password shows anywhere the components wrote: their
+// logs and metrics (given), every Event, and every object of Fairlead's kinds (status included).
+func checkNoSecretLeaks(t *testing.T, c client.Client, secret string, written map[string]string) {
+	t.Helper()
+	for _, list := range []client.ObjectList{&corev1.EventList{}, &eventsv1.EventList{}, &v1alpha1.BGPPeerList{},
+		&v1alpha1.BGPAdvertisementList{}, &v1alpha1.ServiceAnnouncementList{}, &v1alpha1.IPPoolList{},
+		&v1alpha1.L2AdvertisementList{}, &corev1.ServiceList{}, &corev1.NodeList{}, &coordinationv1.LeaseList{}} {
+		if err := c.List(context.Background(), list); err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written[fmt.Sprintf("%T", list)] = string(b)
+	}
+	for what, text := range written {
+		if text == "" {
+			t.Errorf("%s is empty: nothing to check", what)
+		}
+		if strings.Contains(text, secret) {
+			t.Errorf("the BGP password appears in %s", what)
 		}
 	}
 }
