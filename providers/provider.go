@@ -73,6 +73,8 @@ type Node struct {
 	ProviderID string
 	// Addresses are the node's internal addresses.
 	Addresses []netip.Addr
+	// Labels are the node's labels, for providers that let a Service choose its nodes.
+	Labels map[string]string
 }
 
 // Ingress is where clients reach a Service: addresses, a DNS name, or both.

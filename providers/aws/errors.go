@@ -20,6 +20,16 @@ var deniedCodes = map[string]bool{
 	"ExpiredToken":                true,
 }
 
+// serviceFaultCodes are answers that blame what the Service asked for (a certificate, policy or
+// Elastic IP named in its annotations that does not exist): retrying will not help until the
+// Service changes.
+var serviceFaultCodes = map[string]bool{
+	"CertificateNotFound":  true,
+	"SSLPolicyNotFound":    true,
+	"ALPNPolicyNotFound":   true,
+	"AllocationIdNotFound": true,
+}
+
 // errCode returns the API error code of err, or "".
 func errCode(err error) string {
 	var ae smithy.APIError
@@ -42,6 +52,9 @@ func wrap(err error, format string, args ...any) error {
 	}
 	what := fmt.Sprintf(format, args...)
 	reason := providers.ReasonCloudError
+	if serviceFaultCodes[errCode(err)] {
+		reason = providers.ReasonInvalidService
+	}
 	if deniedCodes[errCode(err)] {
 		reason = providers.ReasonPermissionDenied
 		what += ": permission denied (check the IAM policy of the controller's role)"

@@ -63,7 +63,7 @@ func (p *NLB) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", d.key, "loadBalancer", loadBalancerName(d.hash))
 	ctx = logr.NewContext(ctx, log)
 
-	subnets, err := p.subnets(ctx, d.scheme)
+	subnets, err := p.subnets(ctx, d)
 	if err != nil {
 		return providers.Ingress{}, err
 	}

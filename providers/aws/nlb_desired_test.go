@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 )
 
 func TestDesiredNLB(t *testing.T) {
@@ -23,7 +24,7 @@ func TestDesiredNLB(t *testing.T) {
 			t.Fatalf("spec = %+v", d)
 		}
 		g := d.listeners[0].group
-		if g.port != 30080 || g.health != (healthSpec{protocol: "TCP", port: "traffic-port"}) ||
+		if g.port != 30080 || g.health != (healthSpec{protocol: "TCP", port: "traffic-port", interval: 10, healthy: 2, unhealthy: 2}) ||
 			len(g.targets) != 1 || g.targets[0] != (target{id: "i-0123456789abcdef0", port: 30080}) {
 			t.Fatalf("group = %+v", g)
 		}
@@ -55,7 +56,7 @@ func TestDesiredNLB(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h := d.listeners[0].group.health; h != (healthSpec{protocol: "HTTP", port: "31999", path: "/healthz"}) {
+		if h := d.listeners[0].group.health; h != (healthSpec{protocol: "HTTP", port: "31999", path: "/healthz", codes: "200-399", interval: 10, healthy: 2, unhealthy: 2}) {
 			t.Fatalf("health = %+v", h)
 		}
 	})
@@ -85,14 +86,18 @@ func TestDesiredNLB(t *testing.T) {
 		mutate func(*providers.Service)
 		want   string
 	}{
-		"scheme":        {func(s *providers.Service) { s.Annotations = map[string]string{AnnotationScheme: "public"} }, `"public"`},
-		"internal flag": {func(s *providers.Service) { s.Annotations = map[string]string{awsAnnotationInternal: "yes"} }, awsAnnotationInternal},
-		"target type":   {func(s *providers.Service) { s.Annotations = map[string]string{awsAnnotationTargetType: "pod"} }, `"pod"`},
-		"sctp":          {func(s *providers.Service) { s.Ports[0].Protocol = "SCTP" }, `"SCTP"`},
-		"no nodePort":   {func(s *providers.Service) { s.Ports[0].NodePort = 0 }, "nodePort"},
-		"no ports":      {func(s *providers.Service) { s.Ports = nil }, "no ports"},
-		"providerID":    {func(s *providers.Service) { s.Nodes[0].ProviderID = "gce://p/z/n1" }, "gce://p/z/n1"},
-		"IPv6":          {func(s *providers.Service) { s.Families = []string{"IPv4", "IPv6"} }, "IPv6"},
+		"scheme": {func(s *providers.Service) { s.Annotations = map[string]string{AnnotationScheme: "public"} }, `"public"`},
+		"internal flag": {func(s *providers.Service) {
+			s.Annotations = map[string]string{annotations.Prefix + annotations.Internal: "yes"}
+		}, annotations.Prefix + annotations.Internal},
+		"target type": {func(s *providers.Service) {
+			s.Annotations = map[string]string{annotations.Prefix + annotations.TargetType: "pod"}
+		}, `"pod"`},
+		"sctp":        {func(s *providers.Service) { s.Ports[0].Protocol = "SCTP" }, `"SCTP"`},
+		"no nodePort": {func(s *providers.Service) { s.Ports[0].NodePort = 0 }, "nodePort"},
+		"no ports":    {func(s *providers.Service) { s.Ports = nil }, "no ports"},
+		"providerID":  {func(s *providers.Service) { s.Nodes[0].ProviderID = "gce://p/z/n1" }, "gce://p/z/n1"},
+		"IPv6":        {func(s *providers.Service) { s.Families = []string{"IPv4", "IPv6"} }, "IPv6"},
 		"split target port": {func(s *providers.Service) {
 			s.Ports = append(s.Ports, providers.Port{Protocol: "UDP", Port: 80, NodePort: 30081})
 		}, "different target ports"},

@@ -15,6 +15,7 @@ import (
 
 type securityGroup struct {
 	id, name, key string
+	tags          map[string]string
 }
 
 // taggedSecurityGroups lists this cluster's security groups (of one Service when key is set).
@@ -35,7 +36,8 @@ func (p *NLB) taggedSecurityGroups(ctx context.Context, key string) ([]securityG
 			return nil, wrap(err, "listing security groups")
 		}
 		for _, g := range out.SecurityGroups {
-			res = append(res, securityGroup{id: aws.ToString(g.GroupId), name: aws.ToString(g.GroupName), key: ec2Tags(g.Tags)[TagService]})
+			tags := ec2Tags(g.Tags)
+			res = append(res, securityGroup{id: aws.ToString(g.GroupId), name: aws.ToString(g.GroupName), key: tags[TagService], tags: tags})
 		}
 	}
 	return res, nil
@@ -59,7 +61,7 @@ func (p *NLB) findOrCreateSecurityGroup(ctx context.Context, d *nlbSpec) (string
 	}
 	for _, g := range gs {
 		if g.name == name {
-			return g.id, nil
+			return g.id, p.syncEC2Tags(ctx, g.id, g.tags, p.wantTags(d))
 		}
 	}
 	out, err := p.c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
@@ -68,7 +70,7 @@ func (p *NLB) findOrCreateSecurityGroup(ctx context.Context, d *nlbSpec) (string
 		VpcId:       aws.String(p.opts.VPCID),
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeSecurityGroup,
-			Tags:         p.ec2TagList(d.key),
+			Tags:         ec2TagListOf(p.wantTags(d)),
 		}},
 	})
 	if errCode(err) == "InvalidGroup.Duplicate" {
@@ -160,10 +162,6 @@ func (p *NLB) deleteSecurityGroup(ctx context.Context, key, hash string) error {
 		}
 	}
 	return nil
-}
-
-func (p *NLB) ec2TagList(key string) []ec2types.Tag {
-	return ec2TagList(p.opts.ClusterName, key)
 }
 
 func ec2TagList(cluster, key string) []ec2types.Tag {
