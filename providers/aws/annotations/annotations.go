@@ -57,7 +57,6 @@ const (
 	ManageBackendSGRules      = "manage-backend-security-group-rules"
 	AdditionalResourceTags    = "additional-resource-tags"
 	LoadBalancerName          = "name"
-	LoadBalancerNameLBC       = "load-balancer-name"
 	TargetNodeLabels          = "target-node-labels"
 	DefaultSSLPolicy          = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 	defaultHealthPathHTTP     = "/"
@@ -78,7 +77,6 @@ var notYet = map[string]string{
 	SecurityGroups:       "the load balancer's security group is Fairlead's own (it enforces loadBalancerSourceRanges)",
 	ManageBackendSGRules: "backend rules are managed through --aws-node-security-group",
 	LoadBalancerName:     "load balancers are named fl-<hash of cluster and Service>",
-	LoadBalancerNameLBC:  "load balancers are named fl-<hash of cluster and Service>",
 }
 
 // Settings is what a Service's annotations ask of its NLB. Zero values mean "not set": the
@@ -180,7 +178,7 @@ func Parse(ann map[string]string) (*Settings, error) {
 	}
 	if v, ok := p.get(IPAddressType); ok && v != "ipv4" {
 		if v == "dualstack" {
-			p.fail(IPAddressType, v, "dual-stack NLBs are not supported yet")
+			p.fail(IPAddressType, v, "dual-stack NLBs are not supported by Fairlead yet")
 		} else {
 			p.fail(IPAddressType, v, `neither "ipv4" nor "dualstack"`)
 		}
