@@ -82,10 +82,72 @@ func TestDesiredNLB(t *testing.T) {
 			t.Fatalf("ingress = %+v", d.ingress)
 		}
 	})
+	t.Run("annotations: health check over the Local defaults, TLS ports, node labels", func(t *testing.T) {
+		s := base()
+		s.LocalTraffic, s.HealthCheckNodePort = true, 31999
+		s.Ports = []providers.Port{
+			{Name: "https", Protocol: "TCP", Port: 443, NodePort: 30443},
+			{Name: "plain", Protocol: "TCP", Port: 80, NodePort: 30080},
+			{Name: "dns", Protocol: "UDP", Port: 53, NodePort: 30053},
+		}
+		s.Nodes = append(s.Nodes, providers.Node{Name: "n2", ProviderID: "aws:///us-east-1a/i-0000000000000000e", Labels: map[string]string{"pool": "edge"}})
+		s.Annotations = map[string]string{
+			annotations.Prefix + annotations.HealthInterval:   "30",
+			annotations.Prefix + annotations.HealthPath:       "/livez",
+			annotations.Prefix + annotations.SSLCert:          "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+			annotations.Prefix + annotations.SSLPorts:         "https",
+			annotations.Prefix + annotations.BackendProtocol:  "ssl",
+			annotations.Prefix + annotations.TargetNodeLabels: "pool=edge",
+			annotations.Prefix + annotations.ProxyProtocol:    "*",
+		}
+		d, err := desiredNLB("c", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byPort := map[int32]listenerSpec{}
+		for _, l := range d.listeners {
+			byPort[l.port] = l
+		}
+		https, plain, dns := byPort[443], byPort[80], byPort[53]
+		if https.protocol != "TLS" || https.group.protocol != "TLS" || https.tls == nil || https.tls.policy != annotations.DefaultSSLPolicy ||
+			plain.protocol != "TCP" || plain.tls != nil || plain.group.protocol != "TCP" || dns.protocol != "UDP" {
+			t.Fatalf("listeners = %+v", d.listeners)
+		}
+		// Local: healthCheckNodePort over HTTP, with the annotated path and interval.
+		if h := plain.group.health; h != (healthSpec{protocol: "HTTP", port: "31999", path: "/livez", codes: "200-399", interval: 30, healthy: 2, unhealthy: 2}) {
+			t.Fatalf("health = %+v", h)
+		}
+		if g := plain.group; len(g.targets) != 1 || g.targets[0].id != "i-0000000000000000e" || g.attributes["proxy_protocol_v2.enabled"] != "true" {
+			t.Fatalf("group = %+v, want only the node labelled pool=edge, proxy protocol on", g)
+		}
+		// TLS listeners are TCP as far as security groups go.
+		if n := len(d.ingress); n != 3 || d.ingress[0].protocol == "tls" {
+			t.Fatalf("ingress = %+v", d.ingress)
+		}
+		// By default every TCP port is TLS, and UDP ones stay as they are.
+		delete(s.Annotations, annotations.Prefix+annotations.SSLPorts)
+		if d, err = desiredNLB("c", s); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range d.listeners {
+			if (l.protocol == "TLS") != (l.port != 53) {
+				t.Fatalf("listener %d: %s", l.port, l.protocol)
+			}
+		}
+	})
 	for name, c := range map[string]struct {
 		mutate func(*providers.Service)
 		want   string
 	}{
+		"TLS on a UDP port": {func(s *providers.Service) {
+			s.Ports[0].Protocol = "UDP"
+			s.Annotations = map[string]string{annotations.Prefix + annotations.SSLCert: "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+				annotations.Prefix + annotations.SSLPorts: "80"}
+		}, "only TCP ports can take TLS"},
+		"TLS on a port the Service lacks": {func(s *providers.Service) {
+			s.Annotations = map[string]string{annotations.Prefix + annotations.SSLCert: "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+				annotations.Prefix + annotations.SSLPorts: "https"}
+		}, `"https" is neither`},
 		"scheme": {func(s *providers.Service) { s.Annotations = map[string]string{AnnotationScheme: "public"} }, `"public"`},
 		"internal flag": {func(s *providers.Service) {
 			s.Annotations = map[string]string{annotations.Prefix + annotations.Internal: "yes"}
