@@ -49,6 +49,9 @@ type Fault struct {
 	Kind   Kind
 	// Times is how many matching requests fail; 0 means all of them until Clear.
 	Times int
+	// Skip lets this many matching requests through before the fault applies: the n-th call
+	// of an action fails, as when a process dies between two calls of the same kind.
+	Skip  int
 	Delay time.Duration
 }
 
@@ -189,6 +192,10 @@ func (p *Proxy) match(c Call) *Fault {
 	defer p.mu.Unlock()
 	for i, f := range p.faults {
 		if (f.Service != "" && f.Service != c.Service) || (f.Action != "" && f.Action != c.Action) {
+			continue
+		}
+		if f.Skip > 0 {
+			f.Skip--
 			continue
 		}
 		if f.Times > 0 {
