@@ -44,9 +44,14 @@ func securityGroupName(svcHash string) string { return namePrefix + svcHash }
 func targetGroupPrefix(svcHash string) string { return namePrefix + svcHash + "-" }
 
 // targetGroupName names a target group after everything AWS does not let us change on an
-// existing one (protocol, port, target type): a change of those is a new target group.
-func targetGroupName(svcHash string, protocol string, port int32, targetType string) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d/%s", protocol, port, targetType)))
+// existing one (protocol, port, target type, IP family): a change of those is a new target
+// group. (IPv4 groups keep the names they had before IPv6 ones existed.)
+func targetGroupName(svcHash string, protocol string, port int32, targetType string, ipv6 bool) string {
+	in := fmt.Sprintf("%s/%d/%s", protocol, port, targetType)
+	if ipv6 {
+		in += "/ipv6"
+	}
+	sum := sha256.Sum256([]byte(in))
 	return targetGroupPrefix(svcHash) + hex.EncodeToString(sum[:4])
 }
 

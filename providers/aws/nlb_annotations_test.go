@@ -241,15 +241,7 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 	})
 
-	t.Run("unchanged", func(t *testing.T) {
-		before := len(e.proxy.Calls())
-		mustEnsure(t, p, svc)
-		for _, c := range e.proxy.Calls()[before:] {
-			if !strings.HasPrefix(c.Action, "Describe") {
-				t.Errorf("Ensure of an unchanged Service called %s %v", c.Action, c.Params)
-			}
-		}
-	})
+	t.Run("unchanged", func(t *testing.T) { assertNoChange(t, e, p, svc) })
 
 	t.Run("changed in place", func(t *testing.T) {
 		svc.Annotations = ann(
@@ -337,6 +329,44 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 		svc.Annotations = nil
 		mustEnsure(t, p, svc)
+	})
+
+	t.Run("dual-stack", func(t *testing.T) {
+		svc.Annotations = ann(annotations.IPAddressType, "dualstack")
+		mustEnsure(t, p, svc)
+		v := e.view(t, "shop/web")
+		if aws.ToString(v.lb.LoadBalancerArn) != arn || v.lb.IpAddressType != "dualstack" {
+			t.Fatalf("load balancer %s is %s, want %s made dualstack in place", aws.ToString(v.lb.LoadBalancerArn), v.lb.IpAddressType, arn)
+		}
+		name := fairaws.LoadBalancerName(cluster, "shop/web")
+		if inv := e.inventory(t); count(inv.Rules, name+" tcp 443 ::/0") != 1 || count(inv.Rules, name+" tcp 443 0.0.0.0/0") != 1 {
+			t.Fatalf("rules %v, want clients of both families", inv.Rules)
+		}
+		assertNoChange(t, e, p, svc)
+		// An IPv6-first Service with ip targets: its pods' IPv6 addresses in an ipv6 group.
+		svc.Families = []string{"IPv6", "IPv4"}
+		svc.Annotations = ann(annotations.IPAddressType, "dualstack", annotations.TargetType, "ip")
+		pods := []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::7]:8443"), netip.MustParseAddrPort("10.244.1.7:8443")}
+		svc.Ports[0].Endpoints, svc.Ports[1].Endpoints = pods, pods
+		mustEnsure(t, p, svc)
+		assertNoChange(t, e, p, svc)
+		v = e.view(t, "shop/web")
+		for port, g := range v.groups {
+			if g.IpAddressType != "ipv6" || g.TargetType != "ip" || !slices.Equal(v.targets[port], []string{"2001:db8::7"}) {
+				t.Errorf("port %d: %s %s group with targets %v, want an ipv6 ip group with the pod's IPv6 address", port, g.IpAddressType, g.TargetType, v.targets[port])
+			}
+		}
+		// Back: ipv4 in place, the IPv6 rules gone.
+		svc.Families, svc.Ports[0].Endpoints, svc.Ports[1].Endpoints = []string{"IPv4"}, nil, nil
+		svc.Annotations = nil
+		mustEnsure(t, p, svc)
+		v = e.view(t, "shop/web")
+		if aws.ToString(v.lb.LoadBalancerArn) != arn || v.lb.IpAddressType != "ipv4" {
+			t.Fatalf("load balancer %s is %s, want %s back to ipv4 in place", aws.ToString(v.lb.LoadBalancerArn), v.lb.IpAddressType, arn)
+		}
+		if inv := e.inventory(t); count(inv.Rules, "::/0") != 0 || len(inv.TargetGroups) != 2 || count(inv.TargetGroups, "instance") != 2 {
+			t.Fatalf("after going back to ipv4: rules %v, target groups %v", inv.Rules, inv.TargetGroups)
+		}
 	})
 
 	t.Run("subnets and Elastic IPs", func(t *testing.T) {
@@ -439,6 +469,18 @@ func TestNLBAnnotations(t *testing.T) {
 	mustRelease(t, p, "shop/web")
 	if inv := e.inventory(t); len(inv.LoadBalancers)+len(inv.TargetGroups)+len(inv.SecurityGroups)+len(inv.Listeners)+len(inv.NodeRules) != 0 {
 		t.Fatalf("left behind: %+v", inv)
+	}
+}
+
+// assertNoChange fails if Ensure of a converged Service calls anything but Describe*.
+func assertNoChange(t *testing.T, e *env, p providers.Provider, svc *providers.Service) {
+	t.Helper()
+	before := len(e.proxy.Calls())
+	mustEnsure(t, p, svc)
+	for _, c := range e.proxy.Calls()[before:] {
+		if !strings.HasPrefix(c.Action, "Describe") {
+			t.Errorf("Ensure of an unchanged Service called %s %v", c.Action, c.Params)
+		}
 	}
 }
 

@@ -50,6 +50,10 @@ type nlbSpec struct {
 	attributes map[string]string
 	// tags are the Service's additional-resource-tags, on everything created for it.
 	tags map[string]string
+	// ipAddressType is the NLB's, "ipv4" or "dualstack"; ipv6Targets: ip targets are the
+	// pods' IPv6 addresses (the Service's primary family is IPv6).
+	ipAddressType string
+	ipv6Targets   bool
 }
 
 type listenerSpec struct {
@@ -71,6 +75,7 @@ type targetGroupSpec struct {
 	port       int32  // the targets' port: NodePort for instance targets
 	health     healthSpec
 	attributes map[string]string // as for nlbSpec.attributes
+	ipv6       bool              // IPv6 targets (ip target type only)
 	targets    []target
 }
 
@@ -108,15 +113,23 @@ func desiredNLB(cluster string, svc *providers.Service) (*nlbSpec, error) {
 		key: svc.Key(), hash: serviceHash(cluster, svc.Key()), scheme: set.Scheme, targetType: set.TargetType,
 		subnets: set.Subnets, allocations: set.EIPAllocations, privateIPs: set.PrivateIPv4,
 		attributes: overlay(annotations.LBAttributeDefaults(), set.LBAttributes), tags: set.Tags,
+		ipAddressType: set.IPAddressType,
+	}
+	if len(svc.Families) > 0 && svc.Families[0] == "IPv6" && set.TargetType == targetIP {
+		// Pod targets of the Service's primary family: a target group holds one family.
+		d.ipv6Targets = true
 	}
 	tlsPorts, err := selectTLSPorts(set.TLS, svc.Ports)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range svc.Families {
-		if f != "IPv4" {
-			return nil, invalid("NLB mode: IP family %s is not supported yet (the NLB is created ipv4-only)", f)
-		}
+	if !slices.Contains(svc.Families, "IPv4") && set.TargetType == targetInstance {
+		return nil, invalid("NLB mode: instance targets reach NodePorts over the nodes' IPv4 addresses; an IPv6-only Service needs ip targets (annotation %s%s: ip)",
+			annotations.Prefix, annotations.TargetType)
+	}
+	if slices.Contains(svc.Families, "IPv6") && d.ipAddressType != "dualstack" {
+		return nil, invalid("NLB mode: the Service has the IPv6 family; its NLB must be dual-stack (annotation %s%s: dualstack)",
+			annotations.Prefix, annotations.IPAddressType)
 	}
 	if len(svc.Ports) == 0 {
 		return nil, invalid("NLB mode: the Service has no ports")
@@ -139,13 +152,13 @@ func desiredNLB(cluster string, svc *providers.Service) (*nlbSpec, error) {
 
 	ranges := svc.SourceRanges
 	if len(ranges) == 0 {
-		ranges = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+		ranges = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	for _, l := range d.listeners {
 		for _, proto := range ipProtocols(l.protocol) {
 			for _, r := range ranges {
-				if !r.Addr().Is4() {
-					// The NLB is ipv4-only: an IPv6 range could never match a client.
+				if !r.Addr().Is4() && d.ipAddressType != "dualstack" {
+					// An ipv4 NLB: an IPv6 range could never match a client.
 					continue
 				}
 				d.ingress = append(d.ingress, ruleSpec{protocol: proto, port: l.port, cidr: r.Masked()})
@@ -220,7 +233,7 @@ func (d *nlbSpec) listener(svc *providers.Service, set *annotations.Settings, po
 			g.port = 1
 		}
 		for _, ep := range endpoints {
-			if !ep.Addr().Is4() {
+			if ep.Addr().Is4() == d.ipv6Targets {
 				continue
 			}
 			g.targets = append(g.targets, target{id: ep.Addr().String(), port: int32(ep.Port())})
@@ -238,7 +251,8 @@ func (d *nlbSpec) listener(svc *providers.Service, set *annotations.Settings, po
 	if set.ProxyProtocol {
 		g.attributes["proxy_protocol_v2.enabled"] = "true"
 	}
-	g.name = targetGroupName(d.hash, g.protocol, g.port, d.targetType)
+	g.ipv6 = d.ipv6Targets
+	g.name = targetGroupName(d.hash, g.protocol, g.port, d.targetType, g.ipv6)
 	l.group = g
 	return l, nil
 }

@@ -36,13 +36,14 @@ func TestDesiredNLB(t *testing.T) {
 		}
 	})
 	t.Run("names differ per cluster, Service, protocol and port", func(t *testing.T) {
-		a := targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "instance")
+		a := targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "instance", false)
 		for _, b := range []string{
-			targetGroupName(serviceHash("d", "ns/a"), "TCP", 80, "instance"),
-			targetGroupName(serviceHash("c", "ns/b"), "TCP", 80, "instance"),
-			targetGroupName(serviceHash("c", "ns/a"), "UDP", 80, "instance"),
-			targetGroupName(serviceHash("c", "ns/a"), "TCP", 81, "instance"),
-			targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "ip"),
+			targetGroupName(serviceHash("d", "ns/a"), "TCP", 80, "instance", false),
+			targetGroupName(serviceHash("c", "ns/b"), "TCP", 80, "instance", false),
+			targetGroupName(serviceHash("c", "ns/a"), "UDP", 80, "instance", false),
+			targetGroupName(serviceHash("c", "ns/a"), "TCP", 81, "instance", false),
+			targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "ip", false),
+			targetGroupName(serviceHash("c", "ns/a"), "TCP", 80, "instance", true),
 		} {
 			if a == b {
 				t.Errorf("name collision: %s", a)
@@ -133,6 +134,23 @@ func TestDesiredNLB(t *testing.T) {
 			if (l.protocol == "TLS") != (l.port != 53) {
 				t.Fatalf("listener %d: %s", l.port, l.protocol)
 			}
+		}
+	})
+	t.Run("dual-stack: IPv6 ranges kept, IPv6 pods as targets of an IPv6-first Service", func(t *testing.T) {
+		s := base()
+		s.Families = []string{"IPv6", "IPv4"}
+		s.Annotations = map[string]string{annotations.Prefix + annotations.IPAddressType: "dualstack", AnnotationTargetType: "ip"}
+		s.Ports[0].Endpoints = []netip.AddrPort{netip.MustParseAddrPort("10.244.0.5:8080"), netip.MustParseAddrPort("[2001:db8::5]:8080")}
+		d, err := desiredNLB("c", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := d.listeners[0].group
+		if d.ipAddressType != "dualstack" || !g.ipv6 || len(g.targets) != 1 || g.targets[0].id != "2001:db8::5" {
+			t.Fatalf("spec %+v, group %+v", d, g)
+		}
+		if len(d.ingress) != 2 || d.ingress[1].cidr != netip.MustParsePrefix("::/0") {
+			t.Fatalf("ingress = %+v, want 0.0.0.0/0 and ::/0", d.ingress)
 		}
 	})
 	for name, c := range map[string]struct {

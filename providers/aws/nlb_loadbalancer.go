@@ -20,6 +20,7 @@ import (
 
 type loadBalancer struct {
 	arn, name, dnsName, scheme, lbType string
+	ipAddressType                      string
 	securityGroups                     []string
 	subnets                            []string
 	tags                               map[string]string
@@ -43,6 +44,7 @@ func toLoadBalancer(l elbtypes.LoadBalancer, tags map[string]string) *loadBalanc
 	lb := &loadBalancer{
 		arn: aws.ToString(l.LoadBalancerArn), name: aws.ToString(l.LoadBalancerName), dnsName: aws.ToString(l.DNSName),
 		scheme: string(l.Scheme), lbType: string(l.Type), securityGroups: l.SecurityGroups, tags: tags,
+		ipAddressType: string(l.IpAddressType),
 	}
 	for _, z := range l.AvailabilityZones {
 		lb.subnets = append(lb.subnets, aws.ToString(z.SubnetId))
@@ -78,7 +80,7 @@ func (p *NLB) findLoadBalancer(ctx context.Context, key, hash string) (*loadBala
 }
 
 // ensureLoadBalancer creates, adopts, updates or replaces the Service's load balancer. What AWS
-// changes in place (security group, added subnets, attributes, tags) is changed in place; a
+// changes in place (security group, added subnets, IP address type, attributes, tags) is changed in place; a
 // changed scheme, Elastic IPs or private addresses, or subnets the Service no longer lists,
 // replace it: the old one is deleted first (its name is the new one's), so nothing is left.
 func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string) (*loadBalancer, error) {
@@ -136,6 +138,14 @@ func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetCho
 			}
 			log.Info("set subnets", "subnets", subs.ids, "were", lb.subnets)
 		}
+		if lb.ipAddressType != d.ipAddressType {
+			if _, err := p.c.ELBv2.SetIpAddressType(ctx, &elbv2.SetIpAddressTypeInput{
+				LoadBalancerArn: aws.String(lb.arn), IpAddressType: elbtypes.IpAddressType(d.ipAddressType),
+			}); err != nil {
+				return nil, wrap(err, "setting the IP address type of load balancer %s to %s", lb.name, d.ipAddressType)
+			}
+			log.Info("set IP address type", "from", lb.ipAddressType, "to", d.ipAddressType)
+		}
 		if err := p.syncELBTags(ctx, lb.arn, lb.tags, want); err != nil {
 			return nil, err
 		}
@@ -161,7 +171,7 @@ func (p *NLB) createLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetCho
 		Name:           aws.String(name),
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         elbtypes.LoadBalancerSchemeEnum(d.scheme),
-		IpAddressType:  elbtypes.IpAddressTypeIpv4,
+		IpAddressType:  elbtypes.IpAddressType(d.ipAddressType),
 		SecurityGroups: []string{sg}, // must be set at creation: an NLB created without one never gets one
 		Tags:           tagList(tags),
 	}

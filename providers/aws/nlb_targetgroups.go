@@ -153,6 +153,9 @@ func (p *NLB) createTargetGroup(ctx context.Context, d *nlbSpec, spec targetGrou
 		IpAddressType: elbtypes.TargetGroupIpAddressTypeEnumIpv4,
 		Tags:          tagList(p.wantTags(d)),
 	}
+	if spec.ipv6 {
+		in.IpAddressType = elbtypes.TargetGroupIpAddressTypeEnumIpv6
+	}
 	setHealth(spec.health, &in.HealthCheckProtocol, &in.HealthCheckPort, &in.HealthCheckPath, &in.HealthCheckIntervalSeconds,
 		&in.HealthCheckTimeoutSeconds, &in.HealthyThresholdCount, &in.UnhealthyThresholdCount, &in.Matcher)
 	in.HealthCheckEnabled = aws.Bool(true)

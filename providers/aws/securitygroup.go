@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -102,7 +103,7 @@ func (p *NLB) syncIngress(ctx context.Context, id string, want []ruleSpec) error
 		if aws.ToBool(r.IsEgress) {
 			continue
 		}
-		cidr, err := netip.ParsePrefix(aws.ToString(r.CidrIpv4))
+		cidr, err := netip.ParsePrefix(cmp.Or(aws.ToString(r.CidrIpv4), aws.ToString(r.CidrIpv6)))
 		have := ruleSpec{protocol: aws.ToString(r.IpProtocol), port: aws.ToInt32(r.FromPort), cidr: cidr}
 		if err != nil || aws.ToInt32(r.ToPort) != have.port || !wanted[have] {
 			revoke = append(revoke, aws.ToString(r.SecurityGroupRuleId))
@@ -117,10 +118,13 @@ func (p *NLB) syncIngress(ctx context.Context, id string, want []ruleSpec) error
 			if !wanted[r] {
 				continue
 			}
-			perms = append(perms, ec2types.IpPermission{
-				IpProtocol: aws.String(r.protocol), FromPort: aws.Int32(r.port), ToPort: aws.Int32(r.port),
-				IpRanges: []ec2types.IpRange{{CidrIp: aws.String(r.cidr.String())}},
-			})
+			perm := ec2types.IpPermission{IpProtocol: aws.String(r.protocol), FromPort: aws.Int32(r.port), ToPort: aws.Int32(r.port)}
+			if r.cidr.Addr().Is4() {
+				perm.IpRanges = []ec2types.IpRange{{CidrIp: aws.String(r.cidr.String())}}
+			} else {
+				perm.Ipv6Ranges = []ec2types.Ipv6Range{{CidrIpv6: aws.String(r.cidr.String())}}
+			}
+			perms = append(perms, perm)
 		}
 		if _, err := p.c.EC2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
 			GroupId: aws.String(id), IpPermissions: perms,

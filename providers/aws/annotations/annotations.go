@@ -84,7 +84,9 @@ var notYet = map[string]string{
 type Settings struct {
 	Scheme     string // "internet-facing" or "internal"
 	TargetType string // "instance" or "ip"
-	Health     Health
+	// IPAddressType is the NLB's: "ipv4" or "dualstack" (clients over IPv4 and IPv6).
+	IPAddressType string
+	Health        Health
 	// ProxyProtocol turns on proxy protocol v2 towards every target group.
 	ProxyProtocol bool
 	// TLS terminates TLS on the listeners it selects; nil: none.
@@ -176,12 +178,9 @@ func Parse(ann map[string]string) (*Settings, error) {
 	if n, m := len(s.PrivateIPv4), len(s.Subnets); n > 0 && m > 0 && n != m {
 		p.fail(PrivateIPv4Addresses, ann[Prefix+PrivateIPv4Addresses], fmt.Sprintf("%d addresses for %d subnets; give one per subnet", n, m))
 	}
-	if v, ok := p.get(IPAddressType); ok && v != "ipv4" {
-		if v == "dualstack" {
-			p.fail(IPAddressType, v, "dual-stack NLBs are not supported by Fairlead yet")
-		} else {
-			p.fail(IPAddressType, v, `neither "ipv4" nor "dualstack"`)
-		}
+	s.IPAddressType = "ipv4"
+	if v, ok := p.get(IPAddressType); ok {
+		s.IPAddressType = p.oneOf(IPAddressType, v, "ipv4", "ipv4", "dualstack")
 	}
 	s.LBAttributes = p.attributes(LoadBalancerAttributes, lbAttributes)
 	s.TGAttributes = p.attributes(TargetGroupAttributes, tgAttributes)

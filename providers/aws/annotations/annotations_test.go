@@ -27,7 +27,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Settings{Scheme: "internet-facing", TargetType: "instance", LBAttributes: map[string]string{}, TGAttributes: map[string]string{},
+	want := &Settings{Scheme: "internet-facing", TargetType: "instance", IPAddressType: "ipv4", LBAttributes: map[string]string{}, TGAttributes: map[string]string{},
 		Tags: map[string]string{}, TargetNodeLabels: map[string]string{}}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("Parse(nil) = %+v, want %+v", s, want)
@@ -53,7 +53,7 @@ func TestParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Settings{
-		Scheme: "internal", TargetType: "ip",
+		Scheme: "internal", TargetType: "ip", IPAddressType: "ipv4",
 		Health:        Health{Protocol: "HTTP", Port: "8080", Path: "/ready", Interval: 30, Timeout: 6, Healthy: 3, Unhealthy: 4, SuccessCodes: "200-299,302"},
 		ProxyProtocol: true,
 		TLS: &TLS{Certificates: []string{"arn:aws:acm:us-east-1:123456789012:certificate/abc", "arn:aws:acm:us-east-1:123456789012:certificate/def"},
@@ -127,7 +127,6 @@ func TestParseInvalid(t *testing.T) {
 		{a(PrivateIPv4Addresses, "10.0.0.5"), "internal"},
 		{a(PrivateIPv4Addresses, "2001:db8::1", Scheme, "internal"), "not an IPv4"},
 		{a(Subnets, "subnet a"), "no spaces"},
-		{a(IPAddressType, "dualstack"), "not supported by Fairlead yet"},
 		{a(IPAddressType, "ipv6"), "dualstack"},
 		{a(LoadBalancerAttributes, "idle_timeout.timeout_seconds=60"), "unknown or unsupported"},
 		{a(LoadBalancerAttributes, "deletion_protection.enabled"), "key=value"},
