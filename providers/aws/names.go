@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 )
 
 // Tags on everything Fairlead creates in AWS. The cluster tag keeps two clusters sharing an
@@ -79,4 +81,13 @@ func validClusterName(name string) error {
 // an operator looks for in the AWS console.
 func LoadBalancerName(cluster, key string) string {
 	return loadBalancerName(serviceHash(cluster, key))
+}
+
+// ServiceLoadBalancerName is the name of the NLB of the Service key with these annotations:
+// the one its load-balancer-name annotation asks for, or Fairlead's.
+func ServiceLoadBalancerName(cluster, key string, ann map[string]string) string {
+	if set, err := annotations.Parse(ann); err == nil && set.Name != "" {
+		return set.Name
+	}
+	return LoadBalancerName(cluster, key)
 }

@@ -60,9 +60,13 @@ type nlbView struct {
 
 func (e *env) view(t *testing.T, key string) nlbView {
 	t.Helper()
+	return e.viewNamed(t, fairaws.LoadBalancerName(cluster, key))
+}
+
+func (e *env) viewNamed(t *testing.T, name string) nlbView {
+	t.Helper()
 	ctx := context.Background()
 	c := e.direct.ELBv2
-	name := fairaws.LoadBalancerName(cluster, key)
 	lbs, err := c.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
 	if err != nil || len(lbs.LoadBalancers) != 1 {
 		t.Fatalf("load balancer %s: %v, %v", name, lbs, err)
@@ -366,6 +370,56 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 		if inv := e.inventory(t); count(inv.Rules, "::/0") != 0 || len(inv.TargetGroups) != 2 || count(inv.TargetGroups, "instance") != 2 {
 			t.Fatalf("after going back to ipv4: rules %v, target groups %v", inv.Rules, inv.TargetGroups)
+		}
+	})
+
+	t.Run("load balancer name", func(t *testing.T) {
+		svc.Annotations = ann(annotations.LoadBalancerName, "shop-web")
+		mustEnsure(t, p, svc)
+		v := e.viewNamed(t, "shop-web")
+		if inv := e.inventory(t); !reflect.DeepEqual(inv.LoadBalancers, []string{"shop-web internet-facing"}) || len(inv.Listeners) != 2 {
+			t.Fatalf("load balancers %v, listeners %v; want only shop-web, with both listeners", inv.LoadBalancers, inv.Listeners)
+		}
+		if v.sgTags[fairaws.TagNames] != "shop-web" {
+			t.Fatalf("security group tags %v, want the name recorded", v.sgTags)
+		}
+		assertNoChange(t, e, p, svc)
+
+		// Renamed, and the controller stops before the old one is deleted: both names are
+		// recorded, so a restarted controller deleting the Service finds both.
+		svc.Annotations = ann(annotations.LoadBalancerName, "shop-web-2")
+		e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "DeleteLoadBalancer", Kind: awsapi.AccessDenied})
+		_, err := p.Ensure(ctxFor(t), svc)
+		e.proxy.Clear()
+		if providers.ReasonOf(err) != providers.ReasonPermissionDenied {
+			t.Fatalf("rename with DeleteLoadBalancer denied: %v", err)
+		}
+		fresh := e.nlb(t)
+		if owned, err := fresh.Owned(ctxFor(t)); err != nil || !reflect.DeepEqual(owned, []string{"shop/web"}) {
+			t.Fatalf("Owned = %v, %v; want shop/web", owned, err)
+		}
+		mustRelease(t, fresh, "shop/web")
+		assertEmpty(t, e)
+
+		// Renamed for real: the old one goes, the new name alone is recorded; then back to
+		// Fairlead's own name.
+		svc.Annotations = ann(annotations.LoadBalancerName, "shop-web")
+		mustEnsure(t, p, svc)
+		svc.Annotations = ann(annotations.LoadBalancerName, "shop-web-2")
+		mustEnsure(t, p, svc)
+		if v := e.viewNamed(t, "shop-web-2"); v.sgTags[fairaws.TagNames] != "shop-web-2" {
+			t.Fatalf("security group tags %v, want only the new name", v.sgTags)
+		}
+		if inv := e.inventory(t); !reflect.DeepEqual(inv.LoadBalancers, []string{"shop-web-2 internet-facing"}) {
+			t.Fatalf("load balancers %v, want only shop-web-2", inv.LoadBalancers)
+		}
+		svc.Annotations = nil
+		mustEnsure(t, p, svc)
+		if v := e.view(t, "shop/web"); v.sgTags[fairaws.TagNames] != "" {
+			t.Fatalf("security group tags %v, want no name recorded", v.sgTags)
+		}
+		if inv := e.inventory(t); len(inv.LoadBalancers) != 1 {
+			t.Fatalf("load balancers %v, want only Fairlead's", inv.LoadBalancers)
 		}
 	})
 

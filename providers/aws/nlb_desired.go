@@ -35,6 +35,7 @@ const (
 // nlbSpec is the desired state of a Service's NLB, computed from its description alone.
 type nlbSpec struct {
 	key, hash  string
+	name       string // the load balancer's: the annotation's, or Fairlead's fl-<hash>
 	scheme     string
 	targetType string
 	listeners  []listenerSpec // sorted by port
@@ -113,7 +114,7 @@ func desiredNLB(cluster string, svc *providers.Service) (*nlbSpec, error) {
 		key: svc.Key(), hash: serviceHash(cluster, svc.Key()), scheme: set.Scheme, targetType: set.TargetType,
 		subnets: set.Subnets, allocations: set.EIPAllocations, privateIPs: set.PrivateIPv4,
 		attributes: overlay(annotations.LBAttributeDefaults(), set.LBAttributes), tags: set.Tags,
-		ipAddressType: set.IPAddressType,
+		ipAddressType: set.IPAddressType, name: cmp.Or(set.Name, loadBalancerName(serviceHash(cluster, svc.Key()))),
 	}
 	if len(svc.Families) > 0 && svc.Families[0] == "IPv6" && set.TargetType == targetIP {
 		// Pod targets of the Service's primary family: a target group holds one family.

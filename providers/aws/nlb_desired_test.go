@@ -208,3 +208,16 @@ func TestInstanceID(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceLoadBalancerName(t *testing.T) {
+	def := LoadBalancerName("c", "ns/svc")
+	for ann, want := range map[string]string{"": def, "shop-web": "shop-web", "bad name": def} {
+		a := map[string]string{}
+		if ann != "" {
+			a[annotations.Prefix+annotations.LoadBalancerName] = ann
+		}
+		if got := ServiceLoadBalancerName("c", "ns/svc", a); got != want {
+			t.Errorf("name annotation %q: %q, want %q", ann, got, want)
+		}
+	}
+}

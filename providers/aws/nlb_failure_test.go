@@ -25,6 +25,7 @@ func leakService(t *testing.T, e *env) *providers.Service {
 		annotations.LoadBalancerAttributes, "load_balancing.cross_zone.enabled=true",
 		annotations.TargetGroupAttributes, "deregistration_delay.timeout_seconds=10",
 		annotations.AdditionalResourceTags, "team=shop",
+		annotations.LoadBalancerName, "shop-web", // found through its security group's tags
 	)
 	return svc
 }

@@ -53,41 +53,67 @@ func toLoadBalancer(l elbtypes.LoadBalancer, tags map[string]string) *loadBalanc
 	return lb
 }
 
-// findLoadBalancer returns the Service's load balancer, or nil. One with our name that is not
-// tagged for this Service is a conflict: we never touch it.
-func (p *NLB) findLoadBalancer(ctx context.Context, key, hash string) (*loadBalancer, error) {
-	name := loadBalancerName(hash)
-	out, err := p.c.ELBv2.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
-	if errCode(err) == "LoadBalancerNotFound" {
-		return nil, nil
+// findLoadBalancers returns the Service's load balancers under any of names (a Service has one,
+// except after a crash while it was being renamed). One of these names that is not tagged for
+// this Service is a conflict: we never touch it.
+func (p *NLB) findLoadBalancers(ctx context.Context, key string, names []string) ([]*loadBalancer, error) {
+	var res []*loadBalancer
+	for _, name := range names {
+		// One name per call: AWS answers LoadBalancerNotFound for the whole call if any is missing.
+		out, err := p.c.ELBv2.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
+		if errCode(err) == "LoadBalancerNotFound" {
+			continue
+		}
+		if err != nil {
+			return nil, wrap(err, "looking up load balancer %s", name)
+		}
+		for _, l := range out.LoadBalancers {
+			tags, err := p.elbTags(ctx, []string{aws.ToString(l.LoadBalancerArn)})
+			if err != nil {
+				return nil, err
+			}
+			if !tagsMatch(tags[aws.ToString(l.LoadBalancerArn)], p.opts.ClusterName, key) {
+				return nil, providers.Errorf(providers.ReasonConflict,
+					"load balancer %s exists but is not tagged %s=%s, %s=%s; not touching it", name, TagCluster, p.opts.ClusterName, TagService, key)
+			}
+			res = append(res, toLoadBalancer(l, tags[aws.ToString(l.LoadBalancerArn)]))
+		}
 	}
-	if err != nil {
-		return nil, wrap(err, "looking up load balancer %s", name)
+	return res, nil
+}
+
+// candidateNames are the names under which the Service's load balancer may exist.
+func candidateNames(hash string, names ...string) []string {
+	out := []string{loadBalancerName(hash)}
+	for _, n := range names {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
-	if len(out.LoadBalancers) == 0 {
-		return nil, nil
-	}
-	l := out.LoadBalancers[0]
-	tags, err := p.elbTags(ctx, []string{aws.ToString(l.LoadBalancerArn)})
-	if err != nil {
-		return nil, err
-	}
-	if !tagsMatch(tags[aws.ToString(l.LoadBalancerArn)], p.opts.ClusterName, key) {
-		return nil, providers.Errorf(providers.ReasonConflict,
-			"load balancer %s exists but is not tagged %s=%s, %s=%s; not touching it", name, TagCluster, p.opts.ClusterName, TagService, key)
-	}
-	return toLoadBalancer(l, tags[aws.ToString(l.LoadBalancerArn)]), nil
+	return out
 }
 
 // ensureLoadBalancer creates, adopts, updates or replaces the Service's load balancer. What AWS
 // changes in place (security group, added subnets, IP address type, attributes, tags) is changed in place; a
 // changed scheme, Elastic IPs or private addresses, or subnets the Service no longer lists,
 // replace it: the old one is deleted first (its name is the new one's), so nothing is left.
-func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string) (*loadBalancer, error) {
+func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string, recorded []string) (*loadBalancer, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	lb, err := p.findLoadBalancer(ctx, d.key, d.hash)
+	found, err := p.findLoadBalancers(ctx, d.key, candidateNames(d.hash, append([]string{d.name}, recorded...)...))
 	if err != nil {
 		return nil, err
+	}
+	var lb *loadBalancer
+	for _, l := range found {
+		if l.name == d.name {
+			lb = l
+			continue
+		}
+		// AWS cannot rename a load balancer: the one under the old name goes.
+		log.Info("replacing load balancer: name changed", "from", l.name, "to", d.name)
+		if err := p.deleteLoadBalancer(ctx, l); err != nil {
+			return nil, err
+		}
 	}
 	fixed := specHash(d, subs.mappings)
 	if lb != nil {
@@ -166,7 +192,7 @@ func subset(a, b []string) bool {
 }
 
 func (p *NLB) createLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string, tags map[string]string) (*loadBalancer, error) {
-	name := loadBalancerName(d.hash)
+	name := d.name
 	in := &elbv2.CreateLoadBalancerInput{
 		Name:           aws.String(name),
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,

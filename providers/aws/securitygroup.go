@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -44,46 +46,78 @@ func (p *NLB) taggedSecurityGroups(ctx context.Context, key string) ([]securityG
 	return res, nil
 }
 
+// TagNames, on a Service's security group, lists the names other than Fairlead's own
+// (fl-<hash>) its load balancer may have (load-balancer-name), space-separated. The security
+// group is created before the load balancer and deleted after it, and ELBv2 cannot list load
+// balancers by tag, so this is how a restarted controller finds a load balancer under a name of
+// the Service's choosing, and the old one when the name changes.
+const TagNames = "fairlead.dev/load-balancer-names"
+
 // ensureSecurityGroup creates or adopts the Service's security group and sets its inbound
-// rules to the listener ports from the source ranges. Outbound stays EC2's default (all).
-func (p *NLB) ensureSecurityGroup(ctx context.Context, d *nlbSpec) (string, error) {
-	id, err := p.findOrCreateSecurityGroup(ctx, d)
+// rules to the listener ports from the source ranges. Outbound stays EC2's default (all). It
+// returns the group and the load balancer names recorded on it before (TagNames); the wanted
+// name is recorded too, before the load balancer is created under it.
+func (p *NLB) ensureSecurityGroup(ctx context.Context, d *nlbSpec) (securityGroup, []string, error) {
+	g, recorded, err := p.findOrCreateSecurityGroup(ctx, d)
 	if err != nil {
-		return "", err
+		return g, nil, err
 	}
-	return id, p.syncIngress(ctx, id, d.ingress)
+	return g, recorded, p.syncIngress(ctx, g.id, d.ingress)
 }
 
-func (p *NLB) findOrCreateSecurityGroup(ctx context.Context, d *nlbSpec) (string, error) {
+// sgTags are the security group's tags with names recorded in TagNames.
+func (p *NLB) sgTags(d *nlbSpec, names ...string) map[string]string {
+	t := p.wantTags(d)
+	var custom []string
+	for _, n := range names {
+		if n != loadBalancerName(d.hash) && !slices.Contains(custom, n) {
+			custom = append(custom, n)
+		}
+	}
+	if len(custom) > 0 {
+		slices.Sort(custom)
+		t[TagNames] = strings.Join(custom, " ")
+	}
+	return t
+}
+
+func (p *NLB) findOrCreateSecurityGroup(ctx context.Context, d *nlbSpec) (securityGroup, []string, error) {
 	name := securityGroupName(d.hash)
 	gs, err := p.taggedSecurityGroups(ctx, d.key)
 	if err != nil {
-		return "", err
+		return securityGroup{}, nil, err
 	}
 	for _, g := range gs {
 		if g.name == name {
-			return g.id, p.syncEC2Tags(ctx, g.id, g.tags, p.wantTags(d))
+			recorded := strings.Fields(g.tags[TagNames])
+			want := p.sgTags(d, append([]string{d.name}, recorded...)...)
+			if err := p.syncEC2Tags(ctx, g.id, g.tags, want); err != nil {
+				return g, nil, err
+			}
+			g.tags = want
+			return g, recorded, nil
 		}
 	}
+	tags := p.sgTags(d, d.name)
 	out, err := p.c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 		GroupName:   aws.String(name),
 		Description: aws.String(fmt.Sprintf("Fairlead: NLB of Service %s in cluster %s", d.key, p.opts.ClusterName)),
 		VpcId:       aws.String(p.opts.VPCID),
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeSecurityGroup,
-			Tags:         ec2TagListOf(p.wantTags(d)),
+			Tags:         ec2TagListOf(tags),
 		}},
 	})
 	if errCode(err) == "InvalidGroup.Duplicate" {
 		// The name is taken but not by a group tagged for this Service (we looked above).
-		return "", providers.Errorf(providers.ReasonConflict,
+		return securityGroup{}, nil, providers.Errorf(providers.ReasonConflict,
 			"security group %s exists in VPC %s but is not tagged %s=%s; not touching it", name, p.opts.VPCID, TagService, d.key)
 	}
 	if err != nil {
-		return "", wrap(err, "creating security group %s", name)
+		return securityGroup{}, nil, wrap(err, "creating security group %s", name)
 	}
 	logr.FromContextOrDiscard(ctx).Info("created security group", "id", aws.ToString(out.GroupId))
-	return aws.ToString(out.GroupId), nil
+	return securityGroup{id: aws.ToString(out.GroupId), name: name, key: d.key, tags: tags}, nil, nil
 }
 
 // syncIngress makes the group's inbound rules exactly want.

@@ -76,7 +76,6 @@ const (
 var notYet = map[string]string{
 	SecurityGroups:       "the load balancer's security group is Fairlead's own (it enforces loadBalancerSourceRanges)",
 	ManageBackendSGRules: "backend rules are managed through --aws-node-security-group",
-	LoadBalancerName:     "load balancers are named fl-<hash of cluster and Service>",
 }
 
 // Settings is what a Service's annotations ask of its NLB. Zero values mean "not set": the
@@ -99,6 +98,8 @@ type Settings struct {
 	PrivateIPv4 []netip.Addr
 	// LBAttributes and TGAttributes are the attributes set by annotation, by key.
 	LBAttributes, TGAttributes map[string]string
+	// Name is the load balancer's name; "" for Fairlead's (fl-<hash>).
+	Name string
 	// Tags are added to everything created for the Service.
 	Tags map[string]string
 	// TargetNodeLabels select the nodes registered as instance targets (all keys must match;
@@ -189,6 +190,13 @@ func Parse(ann map[string]string) (*Settings, error) {
 	}
 	if s.LBAttributes["access_logs.s3.enabled"] == "true" && s.LBAttributes["access_logs.s3.bucket"] == "" {
 		p.fail(LoadBalancerAttributes, ann[Prefix+LoadBalancerAttributes], "access_logs.s3.enabled=true needs access_logs.s3.bucket")
+	}
+	if v, ok := p.get(LoadBalancerName); ok {
+		if !lbName.MatchString(v) || strings.HasPrefix(v, "internal-") || strings.HasPrefix(v, "fl-") {
+			p.fail(LoadBalancerName, v, "load balancer names have 1 to 32 letters, digits and hyphens, not at either end, and start neither with internal- nor with fl- (Fairlead's own)")
+		} else {
+			s.Name = v
+		}
 	}
 	s.Tags = p.tags()
 	s.TargetNodeLabels = p.nodeLabels()
@@ -534,6 +542,8 @@ func (p *parser) tags() map[string]string {
 	}
 	return out
 }
+
+var lbName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
 
 var labelKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 var labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)

@@ -48,6 +48,7 @@ func TestParse(t *testing.T) {
 		TargetGroupAttributes, "deregistration_delay.timeout_seconds=30,preserve_client_ip.enabled=false",
 		AdditionalResourceTags, "team=shop, cost-center=42",
 		IPAddressType, "ipv4",
+		LoadBalancerName, "shop-web",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +59,7 @@ func TestParse(t *testing.T) {
 		ProxyProtocol: true,
 		TLS: &TLS{Certificates: []string{"arn:aws:acm:us-east-1:123456789012:certificate/abc", "arn:aws:acm:us-east-1:123456789012:certificate/def"},
 			Ports: []string{"https", "8443"}, Policy: "ELBSecurityPolicy-TLS13-1-2-Res-2021-06", BackendTLS: true, ALPN: "HTTP2Preferred"},
+		Name:             "shop-web",
 		Subnets:          []string{"subnet-0a", "private-b"},
 		PrivateIPv4:      []netip.Addr{netip.MustParseAddr("10.0.1.10"), netip.MustParseAddr("10.0.2.10")},
 		LBAttributes:     map[string]string{"deletion_protection.enabled": "true", "load_balancing.cross_zone.enabled": "true"},
@@ -142,7 +144,10 @@ func TestParseInvalid(t *testing.T) {
 		{a(TargetNodeLabels, "pool=edge", FairleadTargetType, "ip"), "instance targets only"},
 		{a(SecurityGroups, "sg-1"), "not supported by Fairlead yet"},
 		{a(ManageBackendSGRules, "true"), "not supported by Fairlead yet"},
-		{a(LoadBalancerName, "web"), "not supported by Fairlead yet"},
+		{a(LoadBalancerName, "web-"), "load balancer names"},
+		{a(LoadBalancerName, "internal-web"), "internal-"},
+		{a(LoadBalancerName, "fl-web"), "fl-"},
+		{a(LoadBalancerName, "a-name-that-is-longer-than-32-chars"), "1 to 32"},
 	} {
 		_, err := Parse(c.ann)
 		if providers.ReasonOf(err) != providers.ReasonInvalidService || err == nil || !strings.Contains(err.Error(), c.want) {
