@@ -68,14 +68,27 @@ func (p *NLB) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 	if err != nil {
 		return providers.Ingress{}, err
 	}
+	frontend, err := p.frontendGroups(ctx, d)
+	if err != nil {
+		return providers.Ingress{}, err
+	}
+	// Fairlead's own group exists even when the Service brings its own: it is the record
+	// through which a restarted controller finds what the Service has (TagNames).
 	sg, recorded, err := p.ensureSecurityGroup(ctx, d)
 	if err != nil {
 		return providers.Ingress{}, err
 	}
-	if err := p.syncNodeRules(ctx, sg.id, d.nodePorts()); err != nil {
+	var backend []nodePort
+	if d.manageBackend {
+		backend = d.nodePorts()
+	}
+	if err := p.syncNodeRules(ctx, sg.id, backend); err != nil {
 		return providers.Ingress{}, err
 	}
-	lb, err := p.ensureLoadBalancer(ctx, d, subnets, sg.id, recorded)
+	if len(frontend) == 0 {
+		frontend = []string{sg.id}
+	}
+	lb, err := p.ensureLoadBalancer(ctx, d, subnets, frontend, recorded)
 	if err != nil {
 		return providers.Ingress{}, err
 	}

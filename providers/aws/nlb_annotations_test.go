@@ -423,6 +423,58 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 	})
 
+	t.Run("security groups", func(t *testing.T) {
+		out, err := e.direct.EC2.CreateSecurityGroup(context.Background(), &ec2.CreateSecurityGroupInput{
+			GroupName: aws.String("frontend"), Description: aws.String("the team's own"), VpcId: aws.String(e.vpc),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frontend := aws.ToString(out.GroupId)
+		arn := aws.ToString(e.view(t, "shop/web").lb.LoadBalancerArn)
+		name := fairaws.LoadBalancerName(cluster, "shop/web")
+
+		// A group that does not exist, or source ranges Fairlead's group would no longer
+		// enforce: refused, nothing changes.
+		before := e.inventory(t)
+		for _, c := range []struct {
+			groups string
+			ranges []netip.Prefix
+		}{{"missing", nil}, {"frontend", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}} {
+			svc.Annotations, svc.SourceRanges = ann(annotations.SecurityGroups, c.groups), c.ranges
+			if _, err := p.Ensure(ctxFor(t), svc); providers.ReasonOf(err) != providers.ReasonInvalidService {
+				t.Fatalf("security-groups %q with ranges %v: %v, want reason %s", c.groups, c.ranges, err, providers.ReasonInvalidService)
+			}
+		}
+		svc.SourceRanges = nil
+		if after := e.inventory(t); !reflect.DeepEqual(before, after) {
+			t.Fatalf("a refused Service changed AWS:\nbefore %+v\nafter  %+v", before, after)
+		}
+
+		// By Name tag: in place; Fairlead's group stays as the record, opening nothing, and the
+		// nodes' group rules for it go (the team opens its ports itself).
+		svc.Annotations = ann(annotations.SecurityGroups, "frontend")
+		mustEnsure(t, p, svc)
+		v := e.view(t, "shop/web")
+		if aws.ToString(v.lb.LoadBalancerArn) != arn || !slices.Equal(v.lb.SecurityGroups, []string{frontend}) {
+			t.Fatalf("load balancer %s has groups %v, want %s with [%s] in place", aws.ToString(v.lb.LoadBalancerArn), v.lb.SecurityGroups, arn, frontend)
+		}
+		if inv := e.inventory(t); count(inv.Rules, name+" ") != 0 || len(inv.NodeRules) != 0 || count(inv.SecurityGroups, name) != 1 {
+			t.Fatalf("rules %v, node rules %v, groups %v: want Fairlead's group kept, opening nothing", inv.Rules, inv.NodeRules, inv.SecurityGroups)
+		}
+		assertNoChange(t, e, p, svc)
+
+		svc.Annotations = nil
+		mustEnsure(t, p, svc)
+		v = e.view(t, "shop/web")
+		if inv := e.inventory(t); len(v.lb.SecurityGroups) != 1 || v.lb.SecurityGroups[0] == frontend || count(inv.Rules, name+" tcp 80 0.0.0.0/0") != 1 || len(inv.NodeRules) == 0 {
+			t.Fatalf("after the annotation's removal: groups %v, rules %v, node rules %v", v.lb.SecurityGroups, inv.Rules, inv.NodeRules)
+		}
+		if _, err := e.direct.EC2.DeleteSecurityGroup(context.Background(), &ec2.DeleteSecurityGroupInput{GroupId: aws.String(frontend)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("subnets and Elastic IPs", func(t *testing.T) {
 		subnets, err := e.direct.EC2.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
 		if err != nil {

@@ -55,6 +55,10 @@ type nlbSpec struct {
 	// pods' IPv6 addresses (the Service's primary family is IPv6).
 	ipAddressType string
 	ipv6Targets   bool
+	// securityGroups (IDs or Name tags) replace Fairlead's own group on the load balancer;
+	// manageBackend: open the target ports in the nodes' group for the load balancer's.
+	securityGroups []string
+	manageBackend  bool
 }
 
 type listenerSpec struct {
@@ -115,6 +119,11 @@ func desiredNLB(cluster string, svc *providers.Service) (*nlbSpec, error) {
 		subnets: set.Subnets, allocations: set.EIPAllocations, privateIPs: set.PrivateIPv4,
 		attributes: overlay(annotations.LBAttributeDefaults(), set.LBAttributes), tags: set.Tags,
 		ipAddressType: set.IPAddressType, name: cmp.Or(set.Name, loadBalancerName(serviceHash(cluster, svc.Key()))),
+		securityGroups: set.SecurityGroups, manageBackend: set.ManageBackendRules,
+	}
+	if len(set.SecurityGroups) > 0 && len(svc.SourceRanges) > 0 {
+		return nil, invalid("NLB mode: loadBalancerSourceRanges are enforced by Fairlead's own security group, which annotation %s%s replaces; put the ranges in those groups instead",
+			annotations.Prefix, annotations.SecurityGroups)
 	}
 	if len(svc.Families) > 0 && svc.Families[0] == "IPv6" && set.TargetType == targetIP {
 		// Pod targets of the Service's primary family: a target group holds one family.
@@ -156,6 +165,10 @@ func desiredNLB(cluster string, svc *providers.Service) (*nlbSpec, error) {
 		ranges = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	for _, l := range d.listeners {
+		if len(d.securityGroups) > 0 {
+			// Fairlead's group is not on the load balancer: it opens nothing.
+			break
+		}
 		for _, proto := range ipProtocols(l.protocol) {
 			for _, r := range ranges {
 				if !r.Addr().Is4() && d.ipAddressType != "dualstack" {

@@ -97,7 +97,7 @@ func candidateNames(hash string, names ...string) []string {
 // changes in place (security group, added subnets, IP address type, attributes, tags) is changed in place; a
 // changed scheme, Elastic IPs or private addresses, or subnets the Service no longer lists,
 // replace it: the old one is deleted first (its name is the new one's), so nothing is left.
-func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string, recorded []string) (*loadBalancer, error) {
+func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sgs []string, recorded []string) (*loadBalancer, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	found, err := p.findLoadBalancers(ctx, d.key, candidateNames(d.hash, append([]string{d.name}, recorded...)...))
 	if err != nil {
@@ -141,16 +141,15 @@ func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetCho
 	want := p.wantTags(d)
 	want[TagSpec] = fixed
 	if lb == nil {
-		lb, err = p.createLoadBalancer(ctx, d, subs, sg, want)
+		lb, err = p.createLoadBalancer(ctx, d, subs, sgs, want)
 		if err != nil {
 			return nil, err
 		}
 	} else {
-		if !slices.Equal(lb.securityGroups, []string{sg}) {
-			// Only possible if the security group was replaced; an NLB created with security
-			// groups keeps accepting changes to them.
+		if !slices.Equal(sorted(lb.securityGroups), sorted(sgs)) {
+			// An NLB created with security groups keeps accepting changes to them.
 			if _, err := p.c.ELBv2.SetSecurityGroups(ctx, &elbv2.SetSecurityGroupsInput{
-				LoadBalancerArn: aws.String(lb.arn), SecurityGroups: []string{sg},
+				LoadBalancerArn: aws.String(lb.arn), SecurityGroups: sgs,
 			}); err != nil {
 				return nil, wrap(err, "setting the security group of load balancer %s", lb.name)
 			}
@@ -182,6 +181,10 @@ func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetCho
 	return lb, nil
 }
 
+func sorted(s []string) []string {
+	return slices.Sorted(slices.Values(s))
+}
+
 func subset(a, b []string) bool {
 	for _, x := range a {
 		if !slices.Contains(b, x) {
@@ -191,14 +194,14 @@ func subset(a, b []string) bool {
 	return true
 }
 
-func (p *NLB) createLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sg string, tags map[string]string) (*loadBalancer, error) {
+func (p *NLB) createLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sgs []string, tags map[string]string) (*loadBalancer, error) {
 	name := d.name
 	in := &elbv2.CreateLoadBalancerInput{
 		Name:           aws.String(name),
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         elbtypes.LoadBalancerSchemeEnum(d.scheme),
 		IpAddressType:  elbtypes.IpAddressType(d.ipAddressType),
-		SecurityGroups: []string{sg}, // must be set at creation: an NLB created without one never gets one
+		SecurityGroups: sgs, // must be set at creation: an NLB created without one never gets one
 		Tags:           tagList(tags),
 	}
 	if len(subs.mappings) > 0 {

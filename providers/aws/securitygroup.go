@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 )
 
 type securityGroup struct {
@@ -216,4 +217,34 @@ func ec2Tags(ts []ec2types.Tag) map[string]string {
 		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return m
+}
+
+// frontendGroups resolves the security groups the Service brings for its load balancer (IDs or
+// Name tags, in the VPC); none: Fairlead's own.
+func (p *NLB) frontendGroups(ctx context.Context, d *nlbSpec) ([]string, error) {
+	name := annotations.Prefix + annotations.SecurityGroups
+	var ids []string
+	for _, ref := range d.securityGroups {
+		filter := ec2types.Filter{Name: aws.String("group-name"), Values: []string{ref}}
+		if strings.HasPrefix(ref, "sg-") {
+			filter = ec2types.Filter{Name: aws.String("group-id"), Values: []string{ref}}
+		}
+		out, err := p.c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+			{Name: aws.String("vpc-id"), Values: []string{p.opts.VPCID}}, filter,
+		}})
+		if err != nil {
+			return nil, wrap(err, "looking up security group %s", ref)
+		}
+		switch len(out.SecurityGroups) {
+		case 0:
+			return nil, invalid("annotation %s: no security group %q in VPC %s", name, ref, p.opts.VPCID)
+		case 1:
+		default:
+			return nil, invalid("annotation %s: %d security groups of VPC %s are named %q; use their IDs", name, len(out.SecurityGroups), p.opts.VPCID, ref)
+		}
+		if id := aws.ToString(out.SecurityGroups[0].GroupId); !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }

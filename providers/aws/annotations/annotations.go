@@ -71,13 +71,6 @@ const (
 	TrafficPort = "traffic-port"
 )
 
-// notYet are AWS annotations Fairlead recognises but does not implement. A Service carrying one
-// is refused rather than served differently from what its owner asked for.
-var notYet = map[string]string{
-	SecurityGroups:       "the load balancer's security group is Fairlead's own (it enforces loadBalancerSourceRanges)",
-	ManageBackendSGRules: "backend rules are managed through --aws-node-security-group",
-}
-
 // Settings is what a Service's annotations ask of its NLB. Zero values mean "not set": the
 // provider then uses its defaults (which depend on the Service, e.g. its traffic policy).
 type Settings struct {
@@ -98,6 +91,10 @@ type Settings struct {
 	PrivateIPv4 []netip.Addr
 	// LBAttributes and TGAttributes are the attributes set by annotation, by key.
 	LBAttributes, TGAttributes map[string]string
+	// SecurityGroups (IDs or Name tags) replace Fairlead's own group on the load balancer.
+	SecurityGroups []string
+	// ManageBackendRules: Fairlead opens the target ports in the nodes' security group.
+	ManageBackendRules bool
 	// Name is the load balancer's name; "" for Fairlead's (fl-<hash>).
 	Name string
 	// Tags are added to everything created for the Service.
@@ -203,9 +200,21 @@ func Parse(ann map[string]string) (*Settings, error) {
 	if len(s.TargetNodeLabels) > 0 && s.TargetType == targetIP {
 		p.fail(TargetNodeLabels, ann[Prefix+TargetNodeLabels], "applies to instance targets only; ip targets are the Service's pods")
 	}
-	for name, why := range notYet {
-		if v, ok := p.get(name); ok {
-			p.fail(name, v, "not supported by Fairlead yet: "+why)
+	s.SecurityGroups = p.list(SecurityGroups)
+	s.ManageBackendRules = len(s.SecurityGroups) == 0
+	if v, ok := p.get(ManageBackendSGRules); ok {
+		switch strings.ToLower(v) {
+		case "true":
+			if len(s.SecurityGroups) > 0 {
+				// Rules are told apart by the load balancer group they let in; a group of the
+				// Service's own may be shared with others, whose rules would be mistaken for
+				// this Service's.
+				p.fail(ManageBackendSGRules, v, "not supported with "+Prefix+SecurityGroups+": open the target ports to your groups yourself")
+			}
+		case "false":
+			s.ManageBackendRules = false
+		default:
+			p.fail(ManageBackendSGRules, v, "neither true nor false")
 		}
 	}
 	if err := p.err(); err != nil {

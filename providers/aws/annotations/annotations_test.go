@@ -27,7 +27,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Settings{Scheme: "internet-facing", TargetType: "instance", IPAddressType: "ipv4", LBAttributes: map[string]string{}, TGAttributes: map[string]string{},
+	want := &Settings{Scheme: "internet-facing", TargetType: "instance", IPAddressType: "ipv4", ManageBackendRules: true, LBAttributes: map[string]string{}, TGAttributes: map[string]string{},
 		Tags: map[string]string{}, TargetNodeLabels: map[string]string{}}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("Parse(nil) = %+v, want %+v", s, want)
@@ -49,6 +49,7 @@ func TestParse(t *testing.T) {
 		AdditionalResourceTags, "team=shop, cost-center=42",
 		IPAddressType, "ipv4",
 		LoadBalancerName, "shop-web",
+		SecurityGroups, "sg-0123, frontend",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +61,7 @@ func TestParse(t *testing.T) {
 		TLS: &TLS{Certificates: []string{"arn:aws:acm:us-east-1:123456789012:certificate/abc", "arn:aws:acm:us-east-1:123456789012:certificate/def"},
 			Ports: []string{"https", "8443"}, Policy: "ELBSecurityPolicy-TLS13-1-2-Res-2021-06", BackendTLS: true, ALPN: "HTTP2Preferred"},
 		Name:             "shop-web",
+		SecurityGroups:   []string{"sg-0123", "frontend"},
 		Subnets:          []string{"subnet-0a", "private-b"},
 		PrivateIPv4:      []netip.Addr{netip.MustParseAddr("10.0.1.10"), netip.MustParseAddr("10.0.2.10")},
 		LBAttributes:     map[string]string{"deletion_protection.enabled": "true", "load_balancing.cross_zone.enabled": "true"},
@@ -142,8 +144,8 @@ func TestParseInvalid(t *testing.T) {
 		{a(AdditionalResourceTags, "novalue"), "key=value"},
 		{a(TargetNodeLabels, "bad key=1"), "label keys"},
 		{a(TargetNodeLabels, "pool=edge", FairleadTargetType, "ip"), "instance targets only"},
-		{a(SecurityGroups, "sg-1"), "not supported by Fairlead yet"},
-		{a(ManageBackendSGRules, "true"), "not supported by Fairlead yet"},
+		{a(SecurityGroups, "sg-1", ManageBackendSGRules, "true"), "open the target ports"},
+		{a(ManageBackendSGRules, "yes"), "neither true nor false"},
 		{a(LoadBalancerName, "web-"), "load balancer names"},
 		{a(LoadBalancerName, "internal-web"), "internal-"},
 		{a(LoadBalancerName, "fl-web"), "fl-"},
