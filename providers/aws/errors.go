@@ -24,10 +24,11 @@ var deniedCodes = map[string]bool{
 // Elastic IP named in its annotations that does not exist): retrying will not help until the
 // Service changes.
 var serviceFaultCodes = map[string]bool{
-	"CertificateNotFound":  true,
-	"SSLPolicyNotFound":    true,
-	"ALPNPolicyNotFound":   true,
-	"AllocationIdNotFound": true,
+	"CertificateNotFound":          true,
+	"CertificateNotFoundException": true, // moto 5.2.1's spelling of the same
+	"SSLPolicyNotFound":            true,
+	"ALPNPolicyNotFound":           true,
+	"AllocationIdNotFound":         true,
 }
 
 // errCode returns the API error code of err, or "".

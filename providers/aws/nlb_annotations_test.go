@@ -572,6 +572,17 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 	})
 
+	t.Run("certificate that does not exist", func(t *testing.T) {
+		other := webService(e.nodes[0])
+		other.Name = "tls"
+		other.Annotations = ann(annotations.SSLCert, "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000")
+		_, err := p.Ensure(ctxFor(t), other)
+		if providers.ReasonOf(err) != providers.ReasonInvalidService || !strings.Contains(err.Error(), "creating listener TLS/") {
+			t.Fatalf("Ensure with a missing certificate: %v, want the Service's fault (%s)", err, providers.ReasonInvalidService)
+		}
+		mustRelease(t, p, "shop/tls")
+	})
+
 	mustRelease(t, p, "shop/web")
 	if inv := e.inventory(t); len(inv.LoadBalancers)+len(inv.TargetGroups)+len(inv.SecurityGroups)+len(inv.Listeners)+len(inv.NodeRules) != 0 {
 		t.Fatalf("left behind: %+v", inv)
