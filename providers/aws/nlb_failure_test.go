@@ -38,9 +38,32 @@ type step struct {
 
 func (s step) String() string { return fmt.Sprintf("%s#%d", s.Action, s.nth+1) }
 
-// fault fails this step and the calls of its action after it.
-func (s step) fault() awsapi.Fault {
+// fault fails this step: "denied", it never takes effect (and neither do the calls of its
+// action after it); "landed", it takes effect in AWS but its answer is lost, and with it the
+// controller (the provider then gets one attempt per call, so nothing retries it).
+func (s step) fault(mode string) awsapi.Fault {
+	if mode == "landed" {
+		return awsapi.Fault{Service: s.Service, Action: s.Action, Kind: awsapi.DropAfter, Skip: s.nth, Times: 1}
+	}
 	return awsapi.Fault{Service: s.Service, Action: s.Action, Kind: awsapi.AccessDenied, Skip: s.nth}
+}
+
+// dying is the provider that stops at a step: one attempt per call, as the process that made
+// the call is gone before it could retry.
+func (e *env) dying(t *testing.T, mode string) *fairaws.NLB {
+	t.Helper()
+	if mode != "landed" {
+		return e.nlb(t)
+	}
+	c, err := fairaws.NewClients(context.Background(), fairaws.Config{Endpoint: e.proxy.URL, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fairaws.NewNLB(c, fairaws.NLBOptions{ClusterName: cluster, VPCID: e.vpc, NodeSecurityGroupID: e.nodeSG})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // steps are the calls that change something, in order.
@@ -56,10 +79,11 @@ func steps(calls []awsapi.Call) []step {
 	return out
 }
 
-// The controller stops at every step of creating and of deleting an NLB: each call that
-// changes something (as a clean run makes them) fails for good, as a crash there would end
-// the attempt. A fresh provider (a restarted controller) must then find what was made (Owned),
-// finish without duplicating anything, or release it all: nothing tagged is left.
+// The controller stops at every step of creating and of deleting an NLB: at each call that
+// changes something (as a clean run makes them), either before the call takes effect or just
+// after (its answer lost with the process). A fresh provider (a restarted controller) must
+// then find what was made (Owned), finish without duplicating anything, or release it all:
+// nothing tagged is left.
 func TestNLBRestartAtEveryStep(t *testing.T) {
 	e := newEnv(t)
 	svc := leakService(t, e)
@@ -90,13 +114,14 @@ func TestNLBRestartAtEveryStep(t *testing.T) {
 		}
 	}
 	for _, step := range creation {
-		for _, then := range []string{"ensure", "release"} {
-			t.Run("create/"+step.String()+"/"+then, func(t *testing.T) {
-				e.proxy.Inject(step.fault())
-				_, err := e.nlb(t).Ensure(ctxFor(t), svc)
+		for _, c := range []struct{ mode, then string }{{"denied", "ensure"}, {"denied", "release"}, {"landed", "ensure"}, {"landed", "release"}} {
+			mode, then := c.mode, c.then
+			t.Run("create/"+step.String()+"/"+mode+"/"+then, func(t *testing.T) {
+				e.proxy.Inject(step.fault(mode))
+				_, err := e.dying(t, mode).Ensure(ctxFor(t), svc)
 				e.proxy.Clear()
 				if err == nil || !strings.Contains(err.Error(), step.Action) {
-					t.Fatalf("Ensure with %s denied: %v, want an error naming it", step.Action, err)
+					t.Fatalf("Ensure stopped at %s (%s): %v, want an error naming it", step.Action, mode, err)
 				}
 				fresh := e.nlb(t)
 				findable(t, fresh, step.Action)
@@ -112,19 +137,21 @@ func TestNLBRestartAtEveryStep(t *testing.T) {
 		}
 	}
 	for _, step := range deletion {
-		t.Run("delete/"+step.String(), func(t *testing.T) {
-			mustEnsure(t, e.nlb(t), svc)
-			e.proxy.Inject(step.fault())
-			err := e.nlb(t).Release(ctxFor(t), "shop/web")
-			e.proxy.Clear()
-			if err == nil || !strings.Contains(err.Error(), step.Action) {
-				t.Fatalf("Release with %s denied: %v, want an error naming it", step.Action, err)
-			}
-			fresh := e.nlb(t)
-			findable(t, fresh, step.Action)
-			mustRelease(t, fresh, "shop/web")
-			assertEmpty(t, e)
-		})
+		for _, mode := range []string{"denied", "landed"} {
+			t.Run("delete/"+step.String()+"/"+mode, func(t *testing.T) {
+				mustEnsure(t, e.nlb(t), svc)
+				e.proxy.Inject(step.fault(mode))
+				err := e.dying(t, mode).Release(ctxFor(t), "shop/web")
+				e.proxy.Clear()
+				if err == nil || !strings.Contains(err.Error(), step.Action) {
+					t.Fatalf("Release stopped at %s (%s): %v, want an error naming it", step.Action, mode, err)
+				}
+				fresh := e.nlb(t)
+				findable(t, fresh, step.Action)
+				mustRelease(t, fresh, "shop/web")
+				assertEmpty(t, e)
+			})
+		}
 	}
 }
 

@@ -189,11 +189,13 @@ func (p *NLB) deleteSecurityGroup(ctx context.Context, key, hash string) error {
 			return err
 		}
 		_, err := p.c.EC2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(g.id)})
-		switch errCode(err) {
-		case "":
+		// A failure without an API error code (a dropped connection, a cancelled context) is a
+		// failure too: the group may still exist.
+		switch code := errCode(err); {
+		case err == nil:
 			logr.FromContextOrDiscard(ctx).Info("deleted security group", "id", g.id)
-		case "InvalidGroup.NotFound":
-		case "DependencyViolation":
+		case code == "InvalidGroup.NotFound":
+		case code == "DependencyViolation":
 			// AWS detaches a deleted NLB's network interfaces a few minutes after the delete.
 			return wrap(err, "deleting security group %s: still in use by the deleted load balancer's network interfaces; retrying", g.id)
 		default:
