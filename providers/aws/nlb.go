@@ -126,7 +126,7 @@ func (p *NLB) Release(ctx context.Context, key string) error {
 	for _, g := range sgs {
 		recorded = append(recorded, strings.Fields(g.tags[TagNames])...)
 	}
-	lbs, err := p.findLoadBalancers(ctx, key, candidateNames(hash, recorded...))
+	lbs, err := p.findLoadBalancers(ctx, key, hash, "", recorded)
 	if err != nil {
 		return err
 	}

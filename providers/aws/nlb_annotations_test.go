@@ -413,6 +413,25 @@ func TestNLBAnnotations(t *testing.T) {
 		if inv := e.inventory(t); !reflect.DeepEqual(inv.LoadBalancers, []string{"shop-web-2 internet-facing"}) {
 			t.Fatalf("load balancers %v, want only shop-web-2", inv.LoadBalancers)
 		}
+		// A name someone else's load balancer has: a conflict, and theirs is left alone.
+		theirs, err := e.direct.ELBv2.CreateLoadBalancer(context.Background(), createLBInput("someone-else", e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.Annotations = ann(annotations.LoadBalancerName, "someone-else")
+		if _, err := p.Ensure(ctxFor(t), svc); providers.ReasonOf(err) != providers.ReasonConflict {
+			t.Fatalf("the name of someone else's load balancer: %v, want reason %s", err, providers.ReasonConflict)
+		}
+		// Given up, while theirs still exists: the Service is served again, theirs untouched.
+		svc.Annotations = ann(annotations.LoadBalancerName, "shop-web-2")
+		mustEnsure(t, p, svc)
+		if _, err := e.direct.ELBv2.DescribeLoadBalancers(context.Background(), &elbv2.DescribeLoadBalancersInput{Names: []string{"someone-else"}}); err != nil {
+			t.Fatalf("someone else's load balancer: %v", err)
+		}
+		if _, err := e.direct.ELBv2.DeleteLoadBalancer(context.Background(), &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: theirs.LoadBalancers[0].LoadBalancerArn}); err != nil {
+			t.Fatal(err)
+		}
+
 		svc.Annotations = nil
 		mustEnsure(t, p, svc)
 		if v := e.view(t, "shop/web"); v.sgTags[fairaws.TagNames] != "" {

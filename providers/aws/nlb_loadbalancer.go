@@ -53,10 +53,23 @@ func toLoadBalancer(l elbtypes.LoadBalancer, tags map[string]string) *loadBalanc
 	return lb
 }
 
-// findLoadBalancers returns the Service's load balancers under any of names (a Service has one,
-// except after a crash while it was being renamed). One of these names that is not tagged for
-// this Service is a conflict: we never touch it.
-func (p *NLB) findLoadBalancers(ctx context.Context, key string, names []string) ([]*loadBalancer, error) {
+// findLoadBalancers returns the Service's load balancers under Fairlead's name for it, the
+// name it asks for (want, "" for none) or a name recorded on its security group (a Service has
+// one, except after a crash while it was being renamed). One under Fairlead's or the wanted
+// name that is not tagged for this Service is a conflict: we never touch it. One under a name
+// only recorded is someone else's, not ours to report: the Service may have asked for a
+// name that was taken, and then given it up.
+func (p *NLB) findLoadBalancers(ctx context.Context, key, hash, want string, recorded []string) ([]*loadBalancer, error) {
+	claimed := []string{loadBalancerName(hash)}
+	if want != "" && want != claimed[0] {
+		claimed = append(claimed, want)
+	}
+	names := slices.Clone(claimed)
+	for _, n := range recorded {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
 	var res []*loadBalancer
 	for _, name := range names {
 		// One name per call: AWS answers LoadBalancerNotFound for the whole call if any is missing.
@@ -72,25 +85,16 @@ func (p *NLB) findLoadBalancers(ctx context.Context, key string, names []string)
 			if err != nil {
 				return nil, err
 			}
-			if !tagsMatch(tags[aws.ToString(l.LoadBalancerArn)], p.opts.ClusterName, key) {
+			switch {
+			case tagsMatch(tags[aws.ToString(l.LoadBalancerArn)], p.opts.ClusterName, key):
+				res = append(res, toLoadBalancer(l, tags[aws.ToString(l.LoadBalancerArn)]))
+			case slices.Contains(claimed, name):
 				return nil, providers.Errorf(providers.ReasonConflict,
 					"load balancer %s exists but is not tagged %s=%s, %s=%s; not touching it", name, TagCluster, p.opts.ClusterName, TagService, key)
 			}
-			res = append(res, toLoadBalancer(l, tags[aws.ToString(l.LoadBalancerArn)]))
 		}
 	}
 	return res, nil
-}
-
-// candidateNames are the names under which the Service's load balancer may exist.
-func candidateNames(hash string, names ...string) []string {
-	out := []string{loadBalancerName(hash)}
-	for _, n := range names {
-		if n != "" && !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // ensureLoadBalancer creates, adopts, updates or replaces the Service's load balancer. What AWS
@@ -99,7 +103,7 @@ func candidateNames(hash string, names ...string) []string {
 // replace it: the old one is deleted first (its name is the new one's), so nothing is left.
 func (p *NLB) ensureLoadBalancer(ctx context.Context, d *nlbSpec, subs subnetChoice, sgs []string, recorded []string) (*loadBalancer, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	found, err := p.findLoadBalancers(ctx, d.key, candidateNames(d.hash, append([]string{d.name}, recorded...)...))
+	found, err := p.findLoadBalancers(ctx, d.key, d.hash, d.name, recorded)
 	if err != nil {
 		return nil, err
 	}
