@@ -247,6 +247,21 @@ func TestNLBAnnotations(t *testing.T) {
 
 	t.Run("unchanged", func(t *testing.T) { assertNoChange(t, e, p, svc) })
 
+	t.Run("created before the fixed-settings tag", func(t *testing.T) {
+		// An NLB of an earlier Fairlead has no hash of its fixed settings: it is adopted, not
+		// replaced, and gets the tag.
+		if _, err := e.direct.ELBv2.RemoveTags(context.Background(), &elbv2.RemoveTagsInput{
+			ResourceArns: []string{arn}, TagKeys: []string{fairaws.TagSpec},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		mustEnsure(t, p, svc)
+		v := e.view(t, "shop/web")
+		if aws.ToString(v.lb.LoadBalancerArn) != arn || v.lbTags[fairaws.TagSpec] == "" {
+			t.Fatalf("load balancer %s (was %s), tags %v: want it adopted and tagged", aws.ToString(v.lb.LoadBalancerArn), arn, v.lbTags)
+		}
+	})
+
 	t.Run("changed in place", func(t *testing.T) {
 		svc.Annotations = ann(
 			annotations.HealthProtocol, "HTTP", annotations.HealthPort, "8080", annotations.HealthPath, "/live",
