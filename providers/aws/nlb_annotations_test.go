@@ -606,6 +606,28 @@ func TestNLBAnnotations(t *testing.T) {
 		}
 	})
 
+	t.Run("deletion protection", func(t *testing.T) {
+		svc.Annotations = ann(annotations.LoadBalancerAttributes, "deletion_protection.enabled=true")
+		mustEnsure(t, p, svc)
+		if v := e.view(t, "shop/web"); v.lbAttrs["deletion_protection.enabled"] != "true" {
+			t.Fatalf("attributes %v, want deletion protection on", v.lbAttrs)
+		}
+		// moto 5.2.1 deletes a protected load balancer; AWS answers OperationNotPermitted,
+		// injected here.
+		e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "DeleteLoadBalancer", Kind: awsapi.Reject,
+			Code: "OperationNotPermitted", Message: "Load balancer '...' cannot be deleted because deletion protection is enabled"})
+		err := p.Release(ctxFor(t), "shop/web")
+		e.proxy.Clear()
+		if providers.ReasonOf(err) != providers.ReasonMisconfigured || !strings.Contains(err.Error(), "deletion_protection.enabled=false") {
+			t.Fatalf("Release of a protected load balancer: %v, want reason %s saying how to turn protection off", err, providers.ReasonMisconfigured)
+		}
+		svc.Annotations = nil
+		mustEnsure(t, p, svc)
+		if v := e.view(t, "shop/web"); v.lbAttrs["deletion_protection.enabled"] != "false" {
+			t.Fatalf("attributes %v, want deletion protection off again", v.lbAttrs)
+		}
+	})
+
 	t.Run("certificate that does not exist", func(t *testing.T) {
 		other := webService(e.nodes[0])
 		other.Name = "tls"
