@@ -20,10 +20,10 @@ var deniedCodes = map[string]bool{
 	"ExpiredToken":                true,
 }
 
-// serviceFaultCodes are answers that blame what the Service asked for (a certificate, policy or
-// Elastic IP named in its annotations that does not exist): retrying will not help until the
-// Service changes.
-var serviceFaultCodes = map[string]bool{
+// missingCodes are answers saying something the Service names (a certificate, security policy
+// or Elastic IP) does not exist. It is fixed outside the Service (a certificate imported or
+// validated, an address allocated), so it is retried, with the work queue's backoff.
+var missingCodes = map[string]bool{
 	"CertificateNotFound":          true,
 	"CertificateNotFoundException": true, // moto 5.2.1's spelling of the same
 	"SSLPolicyNotFound":            true,
@@ -53,8 +53,8 @@ func wrap(err error, format string, args ...any) error {
 	}
 	what := fmt.Sprintf(format, args...)
 	reason := providers.ReasonCloudError
-	if serviceFaultCodes[errCode(err)] {
-		reason = providers.ReasonInvalidService
+	if missingCodes[errCode(err)] {
+		reason = providers.ReasonMisconfigured
 	}
 	if deniedCodes[errCode(err)] {
 		reason = providers.ReasonPermissionDenied
