@@ -18,6 +18,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers"
 	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
+	"github.com/fairlead-lb/fairlead/test/awsapi"
 )
 
 // targetGroup returns the only target group in moto.
@@ -112,5 +113,43 @@ func TestNLBAnnotations(t *testing.T) {
 		return nil
 	})
 	e.deleteSvc(t, "web")
+	e.assertClean(t)
+}
+
+// The controller is stopped while it deletes a Service's NLB under a name of the Service's
+// choosing (its DeleteLoadBalancer call hangs); the next controller finds that load balancer
+// through the name recorded on the Service's security group and finishes: the Service goes and
+// nothing is left in AWS.
+func TestNLBStoppedMidDeletion(t *testing.T) {
+	e := newEnv(t, 1)
+	c := e.start(t, true, false)
+	e.service(t, "web", nlbClass, withAnnotation(annotations.Prefix+annotations.LoadBalancerName, "shop-web"))
+	e.hostname(t, "web")
+	if inv := e.inventory(t); !slices.Equal(inv.LoadBalancers, []string{"shop-web"}) {
+		t.Fatalf("load balancers %v, want shop-web", inv.LoadBalancers)
+	}
+	e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "DeleteLoadBalancer", Kind: awsapi.Delay, Delay: 10 * time.Minute})
+	if err := k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, func() error {
+		if n, _ := e.proxy.Count("DeleteLoadBalancer"); n == 0 {
+			return fmt.Errorf("DeleteLoadBalancer not called yet")
+		}
+		return nil
+	})
+	c.stop()
+	e.proxy.Clear()
+	if mid := e.inventory(t); !slices.Equal(mid.LoadBalancers, []string{"shop-web"}) || len(mid.TargetGroups) != 1 || len(mid.SecurityGroups) != 1 {
+		t.Fatalf("stopped before the delete, expected everything left: %+v", mid)
+	}
+	e.start(t, true, false)
+	eventually(t, time.Minute, func() error {
+		var s corev1.Service
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: "web"}, &s); err == nil {
+			return fmt.Errorf("Service still there (finalizers %v)", s.Finalizers)
+		}
+		return nil
+	})
 	e.assertClean(t)
 }
