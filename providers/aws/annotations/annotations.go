@@ -58,7 +58,23 @@ const (
 	AdditionalResourceTags = "additional-resource-tags"
 	LoadBalancerName       = "name"
 	TargetNodeLabels       = "target-node-labels"
+	// Type is "nlb" (the AWS cloud provider) or "external" (the AWS Load Balancer Controller);
+	// its older "nlb-ip" means ip targets.
+	Type = "type"
 )
+
+// notImplemented are annotations of the AWS Load Balancer Controller's NLB mode that Fairlead
+// does not implement: a Service carrying one is refused rather than served otherwise than its
+// owner asked. (Annotations of classic ELBs, which the AWS controllers ignore for NLBs too,
+// are ignored.)
+var notImplemented = []string{
+	"ipv6-addresses", "multi-cluster-target-group", "enable-prefix-for-ipv6-source-nat",
+	"source-nat-ipv6-prefixes", "security-group-prefix-lists", "minimum-load-balancer-capacity",
+	"enable-icmp-for-path-mtu-discovery", "inbound-sg-rules-on-private-link-traffic",
+}
+
+// notImplementedPrefix starts the per-listener attribute annotations (listener-attributes.TCP-80).
+const notImplementedPrefix = "listener-attributes."
 
 // Values.
 const (
@@ -223,6 +239,7 @@ func Parse(ann map[string]string) (*Settings, error) {
 			p.fail(ManageBackendSGRules, v, "neither true nor false")
 		}
 	}
+	p.unsupported()
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -289,13 +306,33 @@ func (p *parser) scheme() string {
 }
 
 func (p *parser) targetType() string {
+	def := targetInstance
+	if v, ok := p.get(Type); ok {
+		switch strings.ToLower(v) {
+		case "nlb", "external":
+		case "nlb-ip":
+			def = targetIP
+		default:
+			p.fail(Type, v, `Fairlead makes Network Load Balancers only ("nlb", "external" or "nlb-ip")`)
+		}
+	}
 	if v, ok := p.ann[FairleadTargetType]; ok {
-		return p.oneOf(FairleadTargetType, strings.TrimSpace(v), targetInstance, targetInstance, targetIP)
+		return p.oneOf(FairleadTargetType, strings.TrimSpace(v), def, targetInstance, targetIP)
 	}
 	if v, ok := p.get(TargetType); ok {
-		return p.oneOf(TargetType, v, targetInstance, targetInstance, targetIP)
+		return p.oneOf(TargetType, v, def, targetInstance, targetIP)
 	}
-	return targetInstance
+	return def
+}
+
+// unsupported refuses the annotations Fairlead recognises but does not implement.
+func (p *parser) unsupported() {
+	for k, v := range p.ann {
+		name, ok := strings.CutPrefix(k, Prefix)
+		if ok && (slices.Contains(notImplemented, name) || strings.HasPrefix(name, notImplementedPrefix)) {
+			p.fail(name, v, "not supported by Fairlead yet")
+		}
+	}
 }
 
 // oneOf returns v if it is one of allowed, else records an error and returns def.

@@ -90,6 +90,18 @@ func TestParse(t *testing.T) {
 	if err != nil || s.TLS.Policy != DefaultSSLPolicy || len(s.TLS.Ports) != 0 || s.TLS.ALPN != "" {
 		t.Fatalf("Parse(ssl-cert only) = %+v, %v", s.TLS, err)
 	}
+	// The older way of asking for ip targets; the target type annotation wins over it.
+	for ann, want := range map[*map[string]string]string{
+		ptr(a(Type, "nlb-ip")): "ip", ptr(a(Type, "external")): "instance", ptr(a(Type, "nlb-ip", TargetType, "instance")): "instance",
+	} {
+		if s, err := Parse(*ann); err != nil || s.TargetType != want {
+			t.Errorf("Parse(%v) = %+v, %v; want target type %s", *ann, s, err, want)
+		}
+	}
+	// Classic ELB annotations mean nothing to an NLB, here as with the AWS controllers.
+	if _, err := Parse(a("connection-draining-enabled", "true")); err != nil {
+		t.Errorf("a classic ELB annotation: %v", err)
+	}
 	s, err = Parse(a(TargetNodeLabels, "pool=edge, ingress"))
 	if err != nil || !reflect.DeepEqual(s.TargetNodeLabels, map[string]string{"pool": "edge", "ingress": ""}) {
 		t.Fatalf("target-node-labels: %+v, %v", s.TargetNodeLabels, err)
@@ -145,6 +157,9 @@ func TestParseInvalid(t *testing.T) {
 		{a(TargetNodeLabels, "bad key=1"), "label keys"},
 		{a(TargetNodeLabels, "pool=edge", FairleadTargetType, "ip"), "instance targets only"},
 		{a(SecurityGroups, "sg-1", ManageBackendSGRules, "true"), "open the target ports"},
+		{a(Type, "elb"), "Network Load Balancers only"},
+		{a("ipv6-addresses", "2001:db8::1"), "not supported by Fairlead yet"},
+		{a("listener-attributes.TCP-80", "tcp.idle_timeout.seconds=60"), "not supported by Fairlead yet"},
 		{a(ManageBackendSGRules, "yes"), "neither true nor false"},
 		{a(LoadBalancerName, "web-"), "load balancer names"},
 		{a(LoadBalancerName, "internal-web"), "internal-"},
@@ -229,3 +244,5 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func ptr[T any](v T) *T { return &v }
