@@ -3,11 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -120,7 +120,7 @@ func setupNLB(mgr ctrl.Manager, o *AWSOptions, nlb *fairaws.NLB) error {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*corev1.Node)
 			n, ok2 := e.ObjectNew.(*corev1.Node)
-			return !ok1 || !ok2 || !equality.Semantic.DeepEqual(describe.Nodes([]*corev1.Node{o}), describe.Nodes([]*corev1.Node{n}))
+			return !ok1 || !ok2 || !slices.EqualFunc(describe.Nodes([]*corev1.Node{o}), describe.Nodes([]*corev1.Node{n}), providers.Node.Equal)
 		},
 	}
 	// Endpoints matter only to Services whose targets are pod IPs.

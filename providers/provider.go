@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 )
 
 // Provider gives Services their external addresses or load balancers.
@@ -73,6 +75,14 @@ type Node struct {
 	ProviderID string
 	// Addresses are the node's internal addresses.
 	Addresses []netip.Addr
+	// Labels are the node's labels, for providers that let a Service choose its nodes.
+	Labels map[string]string
+}
+
+// Equal reports whether n and o are the same node to a provider. (netip.Addr's unexported
+// fields make reflection-based comparisons, such as equality.Semantic.DeepEqual, panic.)
+func (n Node) Equal(o Node) bool {
+	return n.Name == o.Name && n.ProviderID == o.ProviderID && slices.Equal(n.Addresses, o.Addresses) && maps.Equal(n.Labels, o.Labels)
 }
 
 // Ingress is where clients reach a Service: addresses, a DNS name, or both.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -14,8 +15,10 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/awsnodes"
@@ -99,6 +102,45 @@ func TestAWSNLB(t *testing.T) {
 		})
 	}
 	waitTargets("the nodes registered as targets on the NodePort")
+
+	// The NLB annotations mean the same here as in fairlead-controller (one parser, in the
+	// provider): applied in place, and an invalid one reported without touching the NLB.
+	patchAnnotations(t, ns, "web", map[string]string{
+		annotations.Prefix + annotations.HealthInterval:         "20",
+		annotations.Prefix + annotations.AdditionalResourceTags: "team=ccm",
+	})
+	waitFor(t, "the annotations applied to the NLB", func() (bool, string) {
+		tgs, err := cloud.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+		if err != nil || len(tgs.TargetGroups) != 1 {
+			return false, fmt.Sprintf("target groups %v, %v", tgs, err)
+		}
+		tags, err := cloud.ELBv2.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{ptrString(lbs.LoadBalancers[0].LoadBalancerArn)}})
+		if err != nil {
+			return false, err.Error()
+		}
+		team := ""
+		for _, tag := range tags.TagDescriptions[0].Tags {
+			if ptrString(tag.Key) == "team" {
+				team = ptrString(tag.Value)
+			}
+		}
+		interval := aws.ToInt32(tgs.TargetGroups[0].HealthCheckIntervalSeconds)
+		return interval == 20 && team == "ccm", fmt.Sprintf("health check every %d s, tag team=%q", interval, team)
+	})
+	patchAnnotations(t, ns, "web", map[string]string{annotations.Prefix + annotations.HealthInterval: "1"})
+	waitFor(t, "an Event about web's annotation", func() (bool, string) {
+		ev := events(t, ns, "web")
+		return strings.Contains(ev, "SyncLoadBalancerFailed") && strings.Contains(ev, "InvalidService") &&
+			strings.Contains(ev, annotations.Prefix+annotations.HealthInterval), ev
+	})
+	tgs, err := cloud.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+	if err != nil || len(tgs.TargetGroups) != 1 || aws.ToInt32(tgs.TargetGroups[0].HealthCheckIntervalSeconds) != 20 {
+		t.Fatalf("an invalid annotation changed the NLB: %+v, %v", tgs, err)
+	}
+	if got := get(t, ns, "web").Status.LoadBalancer.Ingress; len(got) != 1 || got[0].Hostname != in.Hostname {
+		t.Fatalf("ingress %+v, want the NLB kept", got)
+	}
+	patchAnnotations(t, ns, "web", map[string]string{annotations.Prefix + annotations.HealthInterval: "20"})
 	// A node joining reaches the load balancer through UpdateLoadBalancer.
 	addNode(2)
 	waitTargets("the new node registered as a target")
@@ -280,3 +322,16 @@ func tagged(t *testing.T, c *fairaws.Clients, cluster string) []string {
 
 func ptrString(s *string) string { return aws.ToString(s) }
 func awsString(s string) *string { return aws.String(s) }
+
+func patchAnnotations(t *testing.T, ns, name string, ann map[string]string) {
+	t.Helper()
+	svc := get(t, ns, name)
+	base := svc.DeepCopy()
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	maps.Copy(svc.Annotations, ann)
+	if err := env.Client.Patch(ctx, svc, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -91,7 +91,7 @@ func Nodes(nodes []*corev1.Node) []providers.Node {
 		if !Eligible(n) {
 			continue
 		}
-		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID}
+		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
 		for _, a := range n.Status.Addresses {
 			if a.Type != corev1.NodeInternalIP {
 				continue

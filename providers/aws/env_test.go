@@ -244,6 +244,9 @@ func (e *env) inventory(t *testing.T) inventory {
 			for _, r := range p.IpRanges {
 				inv.Rules = append(inv.Rules, join(aws.ToString(g.GroupName), aws.ToString(p.IpProtocol), itoa(aws.ToInt32(p.FromPort)), aws.ToString(r.CidrIp)))
 			}
+			for _, r := range p.Ipv6Ranges {
+				inv.Rules = append(inv.Rules, join(aws.ToString(g.GroupName), aws.ToString(p.IpProtocol), itoa(aws.ToInt32(p.FromPort)), aws.ToString(r.CidrIpv6)))
+			}
 		}
 	}
 	addrs, err := e.direct.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})

@@ -20,6 +20,17 @@ var deniedCodes = map[string]bool{
 	"ExpiredToken":                true,
 }
 
+// missingCodes are answers saying something the Service names (a certificate, security policy
+// or Elastic IP) does not exist. It is fixed outside the Service (a certificate imported or
+// validated, an address allocated), so it is retried, with the work queue's backoff.
+var missingCodes = map[string]bool{
+	"CertificateNotFound":          true,
+	"CertificateNotFoundException": true, // moto 5.2.1's spelling of the same
+	"SSLPolicyNotFound":            true,
+	"ALPNPolicyNotFound":           true,
+	"AllocationIdNotFound":         true,
+}
+
 // errCode returns the API error code of err, or "".
 func errCode(err error) string {
 	var ae smithy.APIError
@@ -42,6 +53,9 @@ func wrap(err error, format string, args ...any) error {
 	}
 	what := fmt.Sprintf(format, args...)
 	reason := providers.ReasonCloudError
+	if missingCodes[errCode(err)] {
+		reason = providers.ReasonMisconfigured
+	}
 	if deniedCodes[errCode(err)] {
 		reason = providers.ReasonPermissionDenied
 		what += ": permission denied (check the IAM policy of the controller's role)"

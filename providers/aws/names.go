@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 )
 
 // Tags on everything Fairlead creates in AWS. The cluster tag keeps two clusters sharing an
@@ -44,9 +46,14 @@ func securityGroupName(svcHash string) string { return namePrefix + svcHash }
 func targetGroupPrefix(svcHash string) string { return namePrefix + svcHash + "-" }
 
 // targetGroupName names a target group after everything AWS does not let us change on an
-// existing one (protocol, port, target type): a change of those is a new target group.
-func targetGroupName(svcHash string, protocol string, port int32, targetType string) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d/%s", protocol, port, targetType)))
+// existing one (protocol, port, target type, IP family): a change of those is a new target
+// group. (IPv4 groups keep the names they had before IPv6 ones existed.)
+func targetGroupName(svcHash string, protocol string, port int32, targetType string, ipv6 bool) string {
+	in := fmt.Sprintf("%s/%d/%s", protocol, port, targetType)
+	if ipv6 {
+		in += "/ipv6"
+	}
+	sum := sha256.Sum256([]byte(in))
 	return targetGroupPrefix(svcHash) + hex.EncodeToString(sum[:4])
 }
 
@@ -74,4 +81,13 @@ func validClusterName(name string) error {
 // an operator looks for in the AWS console.
 func LoadBalancerName(cluster, key string) string {
 	return loadBalancerName(serviceHash(cluster, key))
+}
+
+// ServiceLoadBalancerName is the name of the NLB of the Service key with these annotations:
+// the one its load-balancer-name annotation asks for, or Fairlead's.
+func ServiceLoadBalancerName(cluster, key string, ann map[string]string) string {
+	if set, err := annotations.Parse(ann); err == nil && set.Name != "" {
+		return set.Name
+	}
+	return LoadBalancerName(cluster, key)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/go-logr/logr"
 
@@ -60,22 +61,39 @@ func (p *NLB) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 	if err != nil {
 		return providers.Ingress{}, err
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("service", d.key, "loadBalancer", loadBalancerName(d.hash))
+	log := logr.FromContextOrDiscard(ctx).WithValues("service", d.key, "loadBalancer", d.name)
 	ctx = logr.NewContext(ctx, log)
 
-	subnets, err := p.subnets(ctx, d.scheme)
+	subnets, err := p.subnets(ctx, d)
 	if err != nil {
 		return providers.Ingress{}, err
 	}
-	sg, err := p.ensureSecurityGroup(ctx, d)
+	frontend, err := p.frontendGroups(ctx, d)
 	if err != nil {
 		return providers.Ingress{}, err
 	}
-	if err := p.syncNodeRules(ctx, sg, d.nodePorts()); err != nil {
+	// Fairlead's own group exists even when the Service brings its own: it is the record
+	// through which a restarted controller finds what the Service has (TagNames).
+	sg, recorded, err := p.ensureSecurityGroup(ctx, d)
+	if err != nil {
 		return providers.Ingress{}, err
 	}
-	lb, err := p.ensureLoadBalancer(ctx, d, subnets, sg)
+	var backend []nodePort
+	if d.manageBackend {
+		backend = d.nodePorts()
+	}
+	if err := p.syncNodeRules(ctx, sg.id, backend); err != nil {
+		return providers.Ingress{}, err
+	}
+	if len(frontend) == 0 {
+		frontend = []string{sg.id}
+	}
+	lb, err := p.ensureLoadBalancer(ctx, d, subnets, frontend, recorded)
 	if err != nil {
+		return providers.Ingress{}, err
+	}
+	// The load balancers under other names are gone: only the current name stays recorded.
+	if err := p.syncEC2Tags(ctx, sg.id, sg.tags, p.sgTags(d, d.name)); err != nil {
 		return providers.Ingress{}, err
 	}
 	groups, err := p.ensureTargetGroups(ctx, d)
@@ -93,17 +111,26 @@ func (p *NLB) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 }
 
 // Release implements providers.Provider. It deletes the load balancer first (AWS deletes its
-// listeners with it), then the target groups it no longer uses, then the security group.
+// listeners with it; one under a name of the Service's choosing is found through its security
+// group, TagNames), then the target groups it no longer uses, then the security group.
 func (p *NLB) Release(ctx context.Context, key string) error {
 	hash := serviceHash(p.opts.ClusterName, key)
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", key, "loadBalancer", loadBalancerName(hash))
 	ctx = logr.NewContext(ctx, log)
 
-	lb, err := p.findLoadBalancer(ctx, key, hash)
+	var recorded []string
+	sgs, err := p.taggedSecurityGroups(ctx, key)
 	if err != nil {
 		return err
 	}
-	if lb != nil {
+	for _, g := range sgs {
+		recorded = append(recorded, strings.Fields(g.tags[TagNames])...)
+	}
+	lbs, err := p.findLoadBalancers(ctx, key, hash, "", recorded)
+	if err != nil {
+		return err
+	}
+	for _, lb := range lbs {
 		if err := p.deleteLoadBalancer(ctx, lb); err != nil {
 			return err
 		}

@@ -3,62 +3,151 @@ package aws_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fairlead-lb/fairlead/providers"
+	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 )
 
-// Each step Ensure takes, in order. Failing a call for good stops Ensure there, as a crash
-// would; a fresh provider (a restarted controller) must then finish without duplicating
-// anything, or release everything.
-var creationSteps = []struct{ service, action string }{
-	{"ec2", "CreateSecurityGroup"},
-	{"ec2", "AuthorizeSecurityGroupIngress"},
-	{"elasticloadbalancing", "CreateLoadBalancer"},
-	{"elasticloadbalancing", "CreateTargetGroup"},
-	{"elasticloadbalancing", "RegisterTargets"},
-	{"elasticloadbalancing", "CreateListener"},
+// leakService is a Service with every annotation that makes Ensure create or set something
+// more (TLS listener with an SNI certificate, attributes, tags, health check, proxy protocol).
+func leakService(t *testing.T, e *env) *providers.Service {
+	svc := webService(e.nodes[0], e.nodes[1])
+	svc.Annotations = ann(
+		annotations.SSLCert, certificate(t, e, "a.example.com")+","+certificate(t, e, "b.example.com"), annotations.SSLPorts, "443",
+		annotations.ProxyProtocol, "*", annotations.HealthInterval, "20",
+		annotations.LoadBalancerAttributes, "load_balancing.cross_zone.enabled=true",
+		annotations.TargetGroupAttributes, "deregistration_delay.timeout_seconds=10",
+		annotations.AdditionalResourceTags, "team=shop",
+		annotations.LoadBalancerName, "shop-web", // found through its security group's tags
+	)
+	return svc
 }
 
-func TestNLBRestartMidCreation(t *testing.T) {
+// step is a call that changes something, and how many calls of its action came before it.
+type step struct {
+	awsapi.Call
+	nth int
+}
+
+func (s step) String() string { return fmt.Sprintf("%s#%d", s.Action, s.nth+1) }
+
+// fault fails this step: "denied", it never takes effect (and neither do the calls of its
+// action after it); "landed", it takes effect in AWS but its answer is lost, and with it the
+// controller (the provider then gets one attempt per call, so nothing retries it).
+func (s step) fault(mode string) awsapi.Fault {
+	if mode == "landed" {
+		return awsapi.Fault{Service: s.Service, Action: s.Action, Kind: awsapi.DropAfter, Skip: s.nth, Times: 1}
+	}
+	return awsapi.Fault{Service: s.Service, Action: s.Action, Kind: awsapi.AccessDenied, Skip: s.nth}
+}
+
+// dying is the provider that stops at a step: one attempt per call, as the process that made
+// the call is gone before it could retry.
+func (e *env) dying(t *testing.T, mode string) *fairaws.NLB {
+	t.Helper()
+	if mode != "landed" {
+		return e.nlb(t)
+	}
+	c, err := fairaws.NewClients(context.Background(), fairaws.Config{Endpoint: e.proxy.URL, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fairaws.NewNLB(c, fairaws.NLBOptions{ClusterName: cluster, VPCID: e.vpc, NodeSecurityGroupID: e.nodeSG})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// steps are the calls that change something, in order.
+func steps(calls []awsapi.Call) []step {
+	var out []step
+	seen := map[string]int{}
+	for _, c := range calls {
+		if !strings.HasPrefix(c.Action, "Describe") {
+			out = append(out, step{c, seen[c.Action]})
+			seen[c.Action]++
+		}
+	}
+	return out
+}
+
+// The controller stops at every step of creating and of deleting an NLB: at each call that
+// changes something (as a clean run makes them), either before the call takes effect or just
+// after (its answer lost with the process). A fresh provider (a restarted controller) must
+// then find what was made (Owned), finish without duplicating anything, or release it all:
+// nothing tagged is left.
+func TestNLBRestartAtEveryStep(t *testing.T) {
 	e := newEnv(t)
-	svc := webService(e.nodes[0], e.nodes[1])
+	svc := leakService(t, e)
 
-	// The state a clean run reaches, to compare against.
+	// The steps of a clean run, and the state it reaches.
+	mark := len(e.proxy.Calls())
 	mustEnsure(t, e.nlb(t), svc)
+	creation := steps(e.proxy.Calls()[mark:])
 	clean := e.inventory(t)
+	mark = len(e.proxy.Calls())
 	mustRelease(t, e.nlb(t), "shop/web")
+	deletion := steps(e.proxy.Calls()[mark:])
 	assertEmpty(t, e)
+	t.Logf("creation: %v; deletion: %v", creation, deletion)
+	if len(creation) < 12 || len(deletion) < 5 {
+		t.Fatalf("a clean run took only %d creation and %d deletion steps; the test would prove little", len(creation), len(deletion))
+	}
 
-	for _, step := range creationSteps {
-		for _, then := range []string{"ensure", "release"} {
-			t.Run(step.action+"/"+then, func(t *testing.T) {
-				e.proxy.Inject(awsapi.Fault{Service: step.service, Action: step.action, Kind: awsapi.AccessDenied})
-				_, err := e.nlb(t).Ensure(ctxFor(t), svc)
+	// findable checks that whatever is left is Owned by the Service.
+	findable := func(t *testing.T, fresh *fairaws.NLB, when string) {
+		t.Helper()
+		owned, err := fresh.Owned(ctxFor(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if made := !e.inventory(t).empty(); made != reflect.DeepEqual(owned, []string{"shop/web"}) {
+			t.Fatalf("after a stop at %s: Owned = %v, but something is left: %v", when, owned, made)
+		}
+	}
+	for _, step := range creation {
+		for _, c := range []struct{ mode, then string }{{"denied", "ensure"}, {"denied", "release"}, {"landed", "ensure"}, {"landed", "release"}} {
+			mode, then := c.mode, c.then
+			t.Run("create/"+step.String()+"/"+mode+"/"+then, func(t *testing.T) {
+				e.proxy.Inject(step.fault(mode))
+				_, err := e.dying(t, mode).Ensure(ctxFor(t), svc)
 				e.proxy.Clear()
-				if err == nil || !strings.Contains(err.Error(), step.action) {
-					t.Fatalf("Ensure with %s denied: %v, want an error naming it", step.action, err)
+				if err == nil || !strings.Contains(err.Error(), step.Action) {
+					t.Fatalf("Ensure stopped at %s (%s): %v, want an error naming it", step.Action, mode, err)
 				}
 				fresh := e.nlb(t)
-				// Whatever was made is findable: Owned is how a restarted controller finds
-				// Services that were deleted while it was down.
-				owned, err := fresh.Owned(ctxFor(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if made := !e.inventory(t).empty(); made != reflect.DeepEqual(owned, []string{"shop/web"}) {
-					t.Fatalf("after a stop at %s: Owned = %v, but something was created: %v", step.action, owned, made)
-				}
+				findable(t, fresh, step.Action)
 				if then == "ensure" {
 					mustEnsure(t, fresh, svc)
 					if got := e.inventory(t); !reflect.DeepEqual(got, clean) {
-						t.Fatalf("after a restart at %s:\n got %+v\nwant %+v", step.action, got, clean)
+						t.Fatalf("after a restart at %s:\n got %+v\nwant %+v", step.Action, got, clean)
 					}
 				}
+				mustRelease(t, fresh, "shop/web")
+				assertEmpty(t, e)
+			})
+		}
+	}
+	for _, step := range deletion {
+		for _, mode := range []string{"denied", "landed"} {
+			t.Run("delete/"+step.String()+"/"+mode, func(t *testing.T) {
+				mustEnsure(t, e.nlb(t), svc)
+				e.proxy.Inject(step.fault(mode))
+				err := e.dying(t, mode).Release(ctxFor(t), "shop/web")
+				e.proxy.Clear()
+				if err == nil || !strings.Contains(err.Error(), step.Action) {
+					t.Fatalf("Release stopped at %s (%s): %v, want an error naming it", step.Action, mode, err)
+				}
+				fresh := e.nlb(t)
+				findable(t, fresh, step.Action)
 				mustRelease(t, fresh, "shop/web")
 				assertEmpty(t, e)
 			})

@@ -2,6 +2,8 @@ package aws
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -9,6 +11,8 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/go-logr/logr"
+
+	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 )
 
 // Health check timing: NLBs accept intervals of 5–300 s and thresholds of 2–10; 10 s and 2
@@ -21,6 +25,7 @@ const (
 type targetGroup struct {
 	arn, name string
 	health    healthSpec
+	tags      map[string]string
 }
 
 func arnsOf(gs []targetGroup) []string {
@@ -42,15 +47,19 @@ func (p *NLB) allTargetGroups(ctx context.Context, prefix string) ([]targetGroup
 			return nil, wrap(err, "listing target groups")
 		}
 		for _, g := range out.TargetGroups {
-			if strings.HasPrefix(aws.ToString(g.TargetGroupName), prefix) {
-				res = append(res, targetGroup{
-					arn: aws.ToString(g.TargetGroupArn), name: aws.ToString(g.TargetGroupName),
-					health: healthSpec{
-						protocol: string(g.HealthCheckProtocol), port: aws.ToString(g.HealthCheckPort),
-						path: aws.ToString(g.HealthCheckPath),
-					},
-				})
+			if !strings.HasPrefix(aws.ToString(g.TargetGroupName), prefix) {
+				continue
 			}
+			h := healthSpec{
+				protocol: string(g.HealthCheckProtocol), port: aws.ToString(g.HealthCheckPort),
+				path: aws.ToString(g.HealthCheckPath), interval: aws.ToInt32(g.HealthCheckIntervalSeconds),
+				timeout: aws.ToInt32(g.HealthCheckTimeoutSeconds), healthy: aws.ToInt32(g.HealthyThresholdCount),
+				unhealthy: aws.ToInt32(g.UnhealthyThresholdCount),
+			}
+			if g.Matcher != nil {
+				h.codes = aws.ToString(g.Matcher.HttpCode)
+			}
+			res = append(res, targetGroup{arn: aws.ToString(g.TargetGroupArn), name: aws.ToString(g.TargetGroupName), health: h})
 		}
 	}
 	return res, nil
@@ -71,14 +80,15 @@ func (p *NLB) ownedTargetGroups(ctx context.Context, key, hash string) ([]target
 	var res []targetGroup
 	for _, g := range gs {
 		if tagsMatch(tags[g.arn], p.opts.ClusterName, key) {
+			g.tags = tags[g.arn]
 			res = append(res, g)
 		}
 	}
 	return res, nil
 }
 
-// ensureTargetGroups creates or adopts a target group per listener, with its health check and
-// targets. It returns the groups by name.
+// ensureTargetGroups creates or adopts a target group per listener, with its health check,
+// attributes, tags and targets. It returns the groups by name.
 func (p *NLB) ensureTargetGroups(ctx context.Context, d *nlbSpec) (map[string]targetGroup, error) {
 	existing, err := p.ownedTargetGroups(ctx, d.key, d.hash)
 	if err != nil {
@@ -96,10 +106,18 @@ func (p *NLB) ensureTargetGroups(ctx context.Context, d *nlbSpec) (map[string]ta
 			if g, err = p.createTargetGroup(ctx, d, spec); err != nil {
 				return nil, err
 			}
-		} else if g.health != spec.health {
-			if err := p.setHealthCheck(ctx, g, spec.health); err != nil {
+		} else {
+			if !sameHealth(g.health, spec.health) {
+				if err := p.setHealthCheck(ctx, g, spec.health); err != nil {
+					return nil, err
+				}
+			}
+			if err := p.syncELBTags(ctx, g.arn, g.tags, p.wantTags(d)); err != nil {
 				return nil, err
 			}
+		}
+		if err := p.syncTargetGroupAttributes(ctx, g, spec.attributes); err != nil {
+			return nil, err
 		}
 		if err := p.syncTargets(ctx, g, spec.targets); err != nil {
 			return nil, err
@@ -109,25 +127,38 @@ func (p *NLB) ensureTargetGroups(ctx context.Context, d *nlbSpec) (map[string]ta
 	return res, nil
 }
 
+// sameHealth compares a target group's health check with the wanted one. A timeout left to
+// AWS' default is not compared, nor are success codes AWS does not report (moto 5.2.1 keeps no
+// matcher for a TCP target group's HTTP check set by ModifyTargetGroup; AWS always reports it).
+func sameHealth(have, want healthSpec) bool {
+	if want.timeout == 0 {
+		have.timeout = 0
+	}
+	if have.codes == "" || want.protocol == "TCP" {
+		have.codes = want.codes
+	}
+	if want.path == "" {
+		have.path = ""
+	}
+	return have == want
+}
+
 func (p *NLB) createTargetGroup(ctx context.Context, d *nlbSpec, spec targetGroupSpec) (targetGroup, error) {
 	in := &elbv2.CreateTargetGroupInput{
-		Name:                       aws.String(spec.name),
-		Protocol:                   elbtypes.ProtocolEnum(spec.protocol),
-		Port:                       aws.Int32(spec.port),
-		VpcId:                      aws.String(p.opts.VPCID),
-		TargetType:                 elbtypes.TargetTypeEnum(d.targetType),
-		IpAddressType:              elbtypes.TargetGroupIpAddressTypeEnumIpv4,
-		HealthCheckEnabled:         aws.Bool(true),
-		HealthCheckProtocol:        elbtypes.ProtocolEnum(spec.health.protocol),
-		HealthCheckPort:            aws.String(spec.health.port),
-		HealthCheckIntervalSeconds: aws.Int32(healthInterval),
-		HealthyThresholdCount:      aws.Int32(healthThreshold),
-		UnhealthyThresholdCount:    aws.Int32(healthThreshold),
-		Tags:                       p.elbTagList(d.key),
+		Name:          aws.String(spec.name),
+		Protocol:      elbtypes.ProtocolEnum(spec.protocol),
+		Port:          aws.Int32(spec.port),
+		VpcId:         aws.String(p.opts.VPCID),
+		TargetType:    elbtypes.TargetTypeEnum(d.targetType),
+		IpAddressType: elbtypes.TargetGroupIpAddressTypeEnumIpv4,
+		Tags:          tagList(p.wantTags(d)),
 	}
-	if spec.health.path != "" {
-		in.HealthCheckPath = aws.String(spec.health.path)
+	if spec.ipv6 {
+		in.IpAddressType = elbtypes.TargetGroupIpAddressTypeEnumIpv6
 	}
+	setHealth(spec.health, &in.HealthCheckProtocol, &in.HealthCheckPort, &in.HealthCheckPath, &in.HealthCheckIntervalSeconds,
+		&in.HealthCheckTimeoutSeconds, &in.HealthyThresholdCount, &in.UnhealthyThresholdCount, &in.Matcher)
+	in.HealthCheckEnabled = aws.Bool(true)
 	out, err := p.c.ELBv2.CreateTargetGroup(ctx, in)
 	if errCode(err) == "DuplicateTargetGroupName" {
 		// Created concurrently, or a retried create whose first attempt landed: adopt it if
@@ -151,19 +182,80 @@ func (p *NLB) createTargetGroup(ctx context.Context, d *nlbSpec, spec targetGrou
 	return targetGroup{arn: aws.ToString(g.TargetGroupArn), name: spec.name, health: spec.health}, nil
 }
 
-func (p *NLB) setHealthCheck(ctx context.Context, g targetGroup, h healthSpec) error {
-	in := &elbv2.ModifyTargetGroupInput{
-		TargetGroupArn:      aws.String(g.arn),
-		HealthCheckProtocol: elbtypes.ProtocolEnum(h.protocol),
-		HealthCheckPort:     aws.String(h.port),
-	}
+// setHealth fills the health check fields of a create or modify request.
+func setHealth(h healthSpec, proto *elbtypes.ProtocolEnum, port, path **string, interval, timeout, healthy, unhealthy **int32, matcher **elbtypes.Matcher) {
+	*proto = elbtypes.ProtocolEnum(h.protocol)
+	*port = aws.String(h.port)
 	if h.path != "" {
-		in.HealthCheckPath = aws.String(h.path)
+		*path = aws.String(h.path)
 	}
+	if h.codes != "" {
+		*matcher = &elbtypes.Matcher{HttpCode: aws.String(h.codes)}
+	}
+	*interval = aws.Int32(h.interval)
+	if h.timeout != 0 {
+		*timeout = aws.Int32(h.timeout)
+	}
+	*healthy = aws.Int32(h.healthy)
+	*unhealthy = aws.Int32(h.unhealthy)
+}
+
+func (p *NLB) setHealthCheck(ctx context.Context, g targetGroup, h healthSpec) error {
+	in := &elbv2.ModifyTargetGroupInput{TargetGroupArn: aws.String(g.arn), HealthCheckEnabled: aws.Bool(true)}
+	setHealth(h, &in.HealthCheckProtocol, &in.HealthCheckPort, &in.HealthCheckPath, &in.HealthCheckIntervalSeconds,
+		&in.HealthCheckTimeoutSeconds, &in.HealthyThresholdCount, &in.UnhealthyThresholdCount, &in.Matcher)
 	if _, err := p.c.ELBv2.ModifyTargetGroup(ctx, in); err != nil {
 		return wrap(err, "setting the health check of target group %s", g.name)
 	}
+	logr.FromContextOrDiscard(ctx).Info("set health check", "targetGroup", g.name, "protocol", h.protocol, "port", h.port, "path", h.path)
 	return nil
+}
+
+// syncTargetGroupAttributes sets the attributes that differ from want.
+func (p *NLB) syncTargetGroupAttributes(ctx context.Context, g targetGroup, want map[string]string) error {
+	out, err := p.c.ELBv2.DescribeTargetGroupAttributes(ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(g.arn)})
+	if err != nil {
+		return wrap(err, "reading the attributes of target group %s", g.name)
+	}
+	have := map[string]string{}
+	for _, a := range out.Attributes {
+		have[aws.ToString(a.Key)] = aws.ToString(a.Value)
+	}
+	var change []elbtypes.TargetGroupAttribute
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if v, ok := have[k]; (ok && v != want[k]) || (!ok && !isDefaultTG(k, want[k])) {
+			change = append(change, elbtypes.TargetGroupAttribute{Key: aws.String(k), Value: aws.String(want[k])})
+		}
+	}
+	if len(change) == 0 {
+		return nil
+	}
+	if _, err := p.c.ELBv2.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{
+		TargetGroupArn: aws.String(g.arn), Attributes: change,
+	}); err != nil {
+		return wrap(err, "setting the attributes of target group %s", g.name)
+	}
+	logr.FromContextOrDiscard(ctx).Info("set target group attributes", "targetGroup", g.name, "attributes", describeAttributes(change))
+	return nil
+}
+
+// isDefaultTG: an attribute AWS does not report is at its default.
+func isDefaultTG(k, v string) bool {
+	d, ok := annotations.TGAttributeDefaults()[k]
+	return ok && d == v
+}
+
+func describeAttributes[T elbtypes.TargetGroupAttribute | elbtypes.LoadBalancerAttribute](as []T) string {
+	var s []string
+	for _, a := range as {
+		switch a := any(a).(type) {
+		case elbtypes.TargetGroupAttribute:
+			s = append(s, aws.ToString(a.Key)+"="+aws.ToString(a.Value))
+		case elbtypes.LoadBalancerAttribute:
+			s = append(s, aws.ToString(a.Key)+"="+aws.ToString(a.Value))
+		}
+	}
+	return strings.Join(s, ",")
 }
 
 // syncTargets registers missing targets and deregisters those that left.

@@ -3,7 +3,6 @@ package aws
 import (
 	"context"
 	"strconv"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -29,10 +28,7 @@ func (d *nlbSpec) nodePorts() []nodePort {
 		}
 	}
 	for _, l := range d.listeners {
-		protos := []string{strings.ToLower(l.protocol)}
-		if l.protocol == "TCP_UDP" {
-			protos = []string{"tcp", "udp"}
-		}
+		protos := ipProtocols(l.group.protocol)
 		ports := []int32{l.group.port}
 		for _, t := range l.group.targets {
 			ports = append(ports, t.port)

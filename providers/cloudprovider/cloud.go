@@ -11,6 +11,7 @@ import (
 	"io"
 	"sync"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	cloudprovider "k8s.io/cloud-provider"
@@ -72,7 +73,9 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 				return nil, err
 			}
 			c.lb.provider = nlb
-			c.lb.name = func(key string) string { return fairaws.LoadBalancerName(a.ClusterName, key) }
+			c.lb.name = func(svc *v1.Service) string {
+				return fairaws.ServiceLoadBalancerName(a.ClusterName, key(svc), svc.Annotations)
+			}
 		} else {
 			eip, err := fairaws.NewEIP(clients, fairaws.EIPOptions{ClusterName: a.ClusterName, Pool: a.EIPPool, AllocateOnDemand: a.AllocateOnDemand, PublicIPv4Pool: a.PublicIPv4Pool})
 			if err != nil {

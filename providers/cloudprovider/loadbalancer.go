@@ -24,7 +24,7 @@ type LoadBalancer struct {
 	pools    *pools
 	provider providers.Provider
 	// name is the provider's name for a Service's load balancer (default: its key).
-	name func(key string) string
+	name func(svc *v1.Service) string
 }
 
 var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
@@ -52,7 +52,7 @@ func (l *LoadBalancer) GetLoadBalancer(ctx context.Context, _ string, svc *v1.Se
 // GetLoadBalancerName implements cloudprovider.LoadBalancer.
 func (l *LoadBalancer) GetLoadBalancerName(_ context.Context, _ string, svc *v1.Service) string {
 	if l.name != nil {
-		return l.name(key(svc))
+		return l.name(svc)
 	}
 	return key(svc)
 }

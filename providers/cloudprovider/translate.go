@@ -30,7 +30,7 @@ func ServiceFor(svc *v1.Service, nsLabels map[string]string, nodes []*v1.Node) (
 	}
 	d.Nodes = nil
 	for _, n := range nodes {
-		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID}
+		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
 		for _, a := range n.Status.Addresses {
 			if a.Type != v1.NodeInternalIP {
 				continue

@@ -72,6 +72,20 @@ func TestFaultsAreWhatTheSDKExpects(t *testing.T) {
 	if total, faulted := p.Count("DescribeVpcs"); faulted-faulted0 != 1 || total-total0 != 2 {
 		t.Fatalf("Count(DescribeVpcs) went from %d, %d to %d, %d; want 2 more calls, 1 more faulted", total0, faulted0, total, faulted)
 	}
+
+	// Reject: any code the SDK should see.
+	p.Inject(awsapi.Fault{Action: "DescribeVpcs", Kind: awsapi.Reject, Code: "OperationNotPermitted", Message: "protected", Times: 1})
+	if _, err := e.DescribeVpcs(ctx, nil); code(err) != "OperationNotPermitted" {
+		t.Fatalf("rejected DescribeVpcs: %v, want code OperationNotPermitted", err)
+	}
+
+	// Skip: the second matching call fails, the first and third pass.
+	p.Inject(awsapi.Fault{Action: "DescribeVpcs", Kind: awsapi.AccessDenied, Skip: 1, Times: 1})
+	for i, want := range []string{"", "UnauthorizedOperation", ""} {
+		if _, err := e.DescribeVpcs(ctx, nil); code(err) != want {
+			t.Fatalf("DescribeVpcs call %d with Skip 1: %v, want code %q", i+1, err, want)
+		}
+	}
 }
 
 func TestReset(t *testing.T) {

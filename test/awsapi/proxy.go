@@ -34,10 +34,13 @@ const (
 	DropAfter
 	// Delay waits Fault.Delay before forwarding.
 	Delay
+	// Reject answers HTTP 400 with Fault.Code and Fault.Message: an error AWS documents that
+	// the emulator never gives (e.g. OperationNotPermitted for a protected load balancer).
+	Reject
 )
 
 func (k Kind) String() string {
-	return [...]string{"none", "throttle", "500", "access-denied", "drop", "drop-after", "delay"}[k]
+	return [...]string{"none", "throttle", "500", "access-denied", "drop", "drop-after", "delay", "reject"}[k]
 }
 
 // Fault makes matching requests fail.
@@ -49,7 +52,12 @@ type Fault struct {
 	Kind   Kind
 	// Times is how many matching requests fail; 0 means all of them until Clear.
 	Times int
+	// Skip lets this many matching requests through before the fault applies: the n-th call
+	// of an action fails, as when a process dies between two calls of the same kind.
+	Skip  int
 	Delay time.Duration
+	// Code and Message are what Reject answers.
+	Code, Message string
 }
 
 // Call is one request the proxy saw.
@@ -175,6 +183,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
 		p.rp.ServeHTTP(rec, r)
 		reset(w)
+	case Reject:
+		writeError(w, call.Service, http.StatusBadRequest, f.Code, f.Message)
 	case Delay:
 		select {
 		case <-time.After(f.Delay):
@@ -189,6 +199,10 @@ func (p *Proxy) match(c Call) *Fault {
 	defer p.mu.Unlock()
 	for i, f := range p.faults {
 		if (f.Service != "" && f.Service != c.Service) || (f.Action != "" && f.Action != c.Action) {
+			continue
+		}
+		if f.Skip > 0 {
+			f.Skip--
 			continue
 		}
 		if f.Times > 0 {
