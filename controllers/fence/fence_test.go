@@ -109,15 +109,15 @@ func TestWritesOnlyWhileTheLeaseIsProvablyHeld(t *testing.T) {
 			cs := fenced(f, proto)
 			ctx, stopElecting := context.WithCancel(context.Background())
 			defer stopElecting()
-			leading, stopped := elect(t, ctx, lease, cs, false)
-
-			// Before the Lease is ours nothing is written, while reads go through.
+			// Before the Lease is ours nothing is written, while reads go through. (Checked
+			// before the elector starts: once it runs, it may win the free Lease at any moment.)
 			if err := createCM(context.Background(), cs, "before-"+name); !errors.Is(err, fence.ErrNotHeld) {
 				t.Fatalf("write before leading: got %v, want ErrNotHeld", err)
 			}
 			if _, err := cs.CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{}); err != nil {
 				t.Fatalf("reads must pass the fence: %v", err)
 			}
+			leading, stopped := elect(t, ctx, lease, cs, false)
 			wait(t, leading, "leading")
 			d := f.Deadline()
 			if left := time.Until(d); left <= 0 || left > 10*time.Second {
