@@ -15,7 +15,10 @@ import (
 )
 
 // LoadFromAPI rebuilds the state from the API: every IPPool, then the addresses recorded in
-// the status of every Service holding Fairlead's finalizer (the only ones it wrote status for).
+// the status of every Service holding Fairlead's finalizer (the ones it wrote status for),
+// and of every Service that is Fairlead's (Hooks.Owns) but whose status another
+// implementation wrote: taking over from MetalLB keeps each address where it is, instead of
+// handing it to whichever Service is reconciled first.
 func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 	return s.Once(func() error {
 		var pools v1alpha1.IPPoolList
@@ -30,7 +33,8 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 		var hs []Holding
 		for i := range svcs.Items {
 			svc := &svcs.Items[i]
-			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) &&
+				(!svc.DeletionTimestamp.IsZero() || !s.hooks.Owns(svc)) {
 				continue
 			}
 			ips := IngressIPs(svc)

@@ -45,6 +45,10 @@ type Hooks struct {
 	PoolChanged func(pool string)
 	// Retry: addresses were freed or pools changed; pending Services may now succeed.
 	Retry func()
+	// Owns says whether a Service is Fairlead's (its class). At startup, such a Service's
+	// addresses are restored even without Fairlead's finalizer: they were handed out by the
+	// implementation Fairlead replaces.
+	Owns func(*corev1.Service) bool
 }
 
 // State is the allocation state shared by the reconcilers.
@@ -78,6 +82,9 @@ func New(h Hooks) *State {
 	}
 	if h.Retry == nil {
 		h.Retry = func() {}
+	}
+	if h.Owns == nil {
+		h.Owns = func(*corev1.Service) bool { return false }
 	}
 	return &State{
 		alloc:    pool.NewAllocator(),

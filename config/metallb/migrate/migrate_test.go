@@ -1,4 +1,4 @@
-package main
+package migrate
 
 import (
 	"bytes"
@@ -103,9 +103,9 @@ func TestMigrateMetalLB(t *testing.T) {
 			}()
 
 			var fromFile, fileReport bytes.Buffer
-			must(t, migrate(ctx, nil, migrateOptions{Files: []string{file}}, nil, &fromFile, &fileReport))
+			must(t, Run(ctx, nil, Options{Files: []string{file}}, nil, &fromFile, &fileReport))
 			var applied, report bytes.Buffer
-			must(t, migrate(ctx, c, migrateOptions{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &applied, &report))
+			must(t, Run(ctx, c, Options{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &applied, &report))
 			if report.String() != fileReport.String() {
 				t.Errorf("report from the cluster:\n%s\nfrom the file:\n%s", report.String(), fileReport.String())
 			}
@@ -124,7 +124,7 @@ func TestMigrateMetalLB(t *testing.T) {
 				t.Errorf("%d apply lines for %d objects:\n%s", n, len(want), applied.String())
 			}
 			// A second run changes nothing and fails on nothing (server-side apply).
-			must(t, migrate(ctx, c, migrateOptions{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &bytes.Buffer{}, &bytes.Buffer{}))
+			must(t, Run(ctx, c, Options{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &bytes.Buffer{}, &bytes.Buffer{}))
 		})
 	}
 
@@ -140,12 +140,19 @@ func TestMigrateMetalLB(t *testing.T) {
 		must(t, c.Create(ctx, u))
 	}
 	var out bytes.Buffer
-	err = migrate(ctx, c, migrateOptions{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &out, &out)
+	err = Run(ctx, c, Options{Apply: true, Namespace: "metallb-system", Secrets: "fairlead-system"}, nil, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "IPAddressPool metallb-system/b: spec.addresses") {
 		t.Errorf("overlapping pools: error %v", err)
 	}
 	if got := fairleadObjects(t, c); len(got) != 0 || out.Len() != 0 {
 		t.Errorf("after an error: in the cluster %v, output %q", got, out.String())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
