@@ -114,6 +114,11 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 			ips = ipam.IngressIPs(svc)
 		}
 	}
+	if cur := ipam.IngressIPs(svc); sameSet(ips, cur) {
+		// Keep the order the status has: another implementation's (MetalLB writes IPv4 first
+		// whatever the primary family), taken over, is not ours to rewrite.
+		ips = cur
+	}
 	out := outcome{IPs: ips, Err: err, Strays: r.State.Strays(key)}
 	if len(ips) > 0 && r.State.Held(key) != nil {
 		out.Pools = r.State.PoolsOf(ips)
@@ -318,6 +323,11 @@ func asError(err error) *ipam.Error {
 		return e
 	}
 	return &ipam.Error{Reason: "Error", Message: err.Error()}
+}
+
+// sameSet says whether a and b hold the same addresses, in any order.
+func sameSet(a, b []netip.Addr) bool {
+	return len(a) == len(b) && len(diff(a, b)) == 0 && len(diff(b, a)) == 0
 }
 
 func diff(a, b []netip.Addr) []netip.Addr {
