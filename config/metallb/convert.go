@@ -2,6 +2,9 @@
 // v0.15) into Fairlead's. It is pure: objects in, objects and a report out. Input MetalLB would
 // refuse, or that Fairlead's API would, is an error naming the object and the field, and
 // nothing is converted; what converts with a difference is said in the report, one line each.
+//
+// MetalLB's types here are read, never served: controller-gen makes no CRDs of them.
+// +kubebuilder:skip
 package metallb
 
 import (
@@ -640,7 +643,26 @@ func (c *converter) selectPools(names []string, sels []metav1.LabelSelector) []s
 	return sets.List(set)
 }
 
-// services looks at the Services MetalLB gave addresses to, for what Fairlead would not keep.
+// poolHolding returns the converted pool whose addresses include ip.
+func (c *converter) poolHolding(ip string) *v1alpha1.IPPool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil
+	}
+	for _, o := range c.out.Objects {
+		if p, ok := o.(*v1alpha1.IPPool); ok {
+			for _, r := range c.ranges[p.Name] {
+				if r.Contains(a.Unmap()) {
+					return p
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// services looks at the Services MetalLB gave addresses to, for what Fairlead would not keep
+// as it is.
 func (c *converter) services() error {
 	byIP := map[string][]*corev1.Service{}
 	for i := range c.in.Services {
@@ -662,10 +684,17 @@ func (c *converter) services() error {
 			nss.Insert(s.Namespace)
 			names = append(names, s.Namespace+"/"+s.Name)
 		}
-		if nss.Len() > 1 {
-			sort.Strings(names)
-			c.report("Services %s: share %s across namespaces: Fairlead shares an address only within one namespace, so this cannot be carried over yet; after the switch the Services of all but the namespace holding it longest get new addresses", strings.Join(names, ", "), ip)
+		if nss.Len() < 2 {
+			continue
 		}
+		sort.Strings(names)
+		p := c.poolHolding(ip)
+		if p == nil {
+			c.report("Services %s: share %s across namespaces, but no IPAddressPool holds it: those of all but the Service created first get new addresses", strings.Join(names, ", "), ip)
+			continue
+		}
+		p.Spec.ShareAcrossNamespaces = true
+		c.report("Services %s: share %s across namespaces, which MetalLB allows when sharing keys match: IPPool %s is written with shareAcrossNamespaces: true so that they keep it (Fairlead shares within one namespace unless the pool opts in)", strings.Join(names, ", "), ip, p.Name)
 	}
 	return nil
 }

@@ -255,13 +255,23 @@ func TestCrossNamespaceSharingReported(t *testing.T) {
 		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
 		return s
 	}
-	in := &Input{Services: []corev1.Service{svc("a", "dns", "192.0.2.5"), svc("b", "dns", "192.0.2.5"), svc("a", "web", "192.0.2.6"), svc("a", "web2", "192.0.2.6")}}
+	in := &Input{Services: []corev1.Service{svc("a", "dns", "192.0.2.5"), svc("b", "dns", "192.0.2.5"), svc("a", "web", "192.0.2.6"), svc("a", "web2", "192.0.2.6"),
+		svc("a", "far", "198.51.100.1"), svc("c", "far", "198.51.100.1")}}
+	if err := in.AddYAML(strings.NewReader(fmt.Sprintf(poolDoc, "lan", "192.0.2.0/24", "")+fmt.Sprintf(poolDoc, "other", "203.0.113.0/24", "")), "test"); err != nil {
+		t.Fatal(err)
+	}
 	res, err := Convert(in, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasLine(t, res, "Services a/dns, b/dns: share 192.0.2.5 across namespaces")
-	if len(res.Report) != 1 {
-		t.Errorf("report %q: sharing within a namespace needs no line", res.Report)
+	hasLine(t, res, "Services a/dns, b/dns: share 192.0.2.5 across namespaces", "IPPool lan is written with shareAcrossNamespaces: true")
+	hasLine(t, res, "Services a/far, c/far: share 198.51.100.1 across namespaces, but no IPAddressPool holds it")
+	if !find[*v1alpha1.IPPool](t, res, "lan").Spec.ShareAcrossNamespaces || find[*v1alpha1.IPPool](t, res, "other").Spec.ShareAcrossNamespaces {
+		t.Error("only the pool holding the shared address opts in")
+	}
+	for _, l := range res.Report {
+		if strings.Contains(l, "web") {
+			t.Errorf("sharing within a namespace needs no line: %s", l)
+		}
 	}
 }

@@ -136,7 +136,7 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 	for name, c := range good {
 		old, ok := s.pools[name]
 		if ok && old.deleting == c.deleting && slices.Equal(old.pool.Ranges(), c.pool.Ranges()) &&
-			old.pool.AvoidBuggyIPs() == c.pool.AvoidBuggyIPs() {
+			old.pool.AvoidBuggyIPs() == c.pool.AvoidBuggyIPs() && old.pool.SharesAcrossNamespaces() == c.pool.SharesAcrossNamespaces() {
 			// Same addresses: keep the existing Pool (and its bookkeeping), take the new policy.
 			c.pool = old.pool
 		} else {

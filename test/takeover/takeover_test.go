@@ -40,6 +40,9 @@ import (
 	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
 
+// crossIP is what the two Services of different namespaces share.
+const crossIP = "198.51.100.250"
+
 const (
 	services = 200 // allocated by MetalLB, then taken over
 	later    = 20  // created under Fairlead, then under MetalLB again
@@ -320,12 +323,29 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		}
 		return nil
 	}
+	// Two Services of different namespaces sharing one address by key: MetalLB allows it.
+	for _, x := range []struct {
+		ns, name string
+		port     int32
+	}{{"team-2", "cross-a", 443}, {"team-3", "cross-b", 444}} {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: x.ns, Name: x.name, Annotations: map[string]string{
+			"metallb.io/allow-shared-ip": "cross", "metallb.io/loadBalancerIPs": crossIP}},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr.To(false),
+				Ports: []corev1.ServicePort{{Name: "p", Port: x.port}}}}
+		must(t, c.Create(ctx, s))
+	}
 	byMetalLB := waitAll(t, c, 0, services, "MetalLB allocating", allocated)
+	waitCross(t, c, func(s *corev1.Service) error {
+		if ips(s) != crossIP {
+			return fmt.Errorf("addresses %q, want %s", ips(s), crossIP)
+		}
+		return nil
+	})
 	t.Logf("MetalLB allocated %d Services in %s", services, time.Since(start).Round(time.Millisecond))
 	t0 := time.Now()
 	stopMetalLB()
 	t.Logf("MetalLB stopped in %s", time.Since(t0).Round(time.Millisecond))
-	held := map[string]string{}
+	held := map[string]string{"team-2/cross-a": crossIP, "team-3/cross-b": crossIP}
 	for i, s := range byMetalLB {
 		held[s.Namespace+"/"+s.Name] = ips(s)
 		if p := s.Annotations[v1alpha1.MetalLBAnnotationAllocatedFromPool]; p != expectedPool(i) {
@@ -346,8 +366,11 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 	stopWatch, events := watchAddresses(t, c, held, false)
 	var out, report bytes.Buffer
 	must(t, migrate.Run(ctx, c, migrate.Options{Apply: true, Namespace: mlbNS, Secrets: "fairlead-system"}, nil, &out, &report))
-	if report.Len() != 0 {
-		t.Errorf("migration report, want none:\n%s", report.String())
+	// One line: the cross-namespace sharers, and their pool's opt-in.
+	if lines := strings.Split(strings.TrimSpace(report.String()), "\n"); len(lines) != 1 ||
+		!strings.Contains(lines[0], "Services team-2/cross-a, team-3/cross-b: share "+crossIP+" across namespaces") ||
+		!strings.Contains(lines[0], "IPPool shared is written with shareAcrossNamespaces: true") {
+		t.Errorf("migration report:\n%s", report.String())
 	}
 	start = time.Now()
 	stopFairlead := startFairlead(t, env)
@@ -362,7 +385,13 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("Fairlead took over %d Services in %s", services, time.Since(start).Round(time.Millisecond))
+	waitCross(t, c, func(s *corev1.Service) error {
+		if !controllerutil.ContainsFinalizer(s, v1alpha1.ServiceFinalizer) || ips(s) != crossIP {
+			return fmt.Errorf("not taken over with %s: %q", crossIP, ips(s))
+		}
+		return nil
+	})
+	t.Logf("Fairlead took over %d Services in %s", services+2, time.Since(start).Round(time.Millisecond))
 
 	t.Logf("at %s: new Services", time.Since(begin).Round(time.Millisecond))
 	// New Services get free addresses, from the pool MetalLB would have chosen.
@@ -465,6 +494,28 @@ func sameSet(a, b string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
+}
+
+// waitCross waits until ok holds for both cross-namespace sharers.
+func waitCross(t *testing.T, c client.Client, ok func(*corev1.Service) error) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, k := range []client.ObjectKey{{Namespace: "team-2", Name: "cross-a"}, {Namespace: "team-3", Name: "cross-b"}} {
+			var s corev1.Service
+			if err := c.Get(ctx, k, &s); err != nil {
+				return false, err
+			}
+			if last = ok(&s); last != nil {
+				last = fmt.Errorf("%s: %w", k, last)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("cross-namespace sharers: %v (last: %v)", err, last)
+	}
 }
 
 func tail(s string, n int) string {
