@@ -437,7 +437,8 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		must(t, c.Patch(ctx, s, client.MergeFrom(base)))
 	}
 	start = time.Now()
-	startMetalLB(t, bin, kubeconfig, logPath)
+	stopMetalLB = startMetalLB(t, bin, kubeconfig, logPath)
+	defer stopMetalLB() // before the apiserver stops: it waits for the open watches
 	waitAll(t, c, 0, services+later, "MetalLB taking back", func(i int, s *corev1.Service) error {
 		if p := s.Annotations[v1alpha1.MetalLBAnnotationAllocatedFromPool]; p != expectedPool(i) {
 			return fmt.Errorf("MetalLB's pool annotation %q, want %q", p, expectedPool(i))
