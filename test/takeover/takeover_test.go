@@ -36,6 +36,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/metallb/migrate"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers"
+	"github.com/fairlead-lb/fairlead/speaker/l2/plan"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
@@ -372,6 +373,7 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		!strings.Contains(lines[0], "IPPool shared is written with shareAcrossNamespaces: true") {
 		t.Errorf("migration report:\n%s", report.String())
 	}
+	checkAnnounced(t, c, held)
 	start = time.Now()
 	stopFairlead := startFairlead(t, env)
 	waitAll(t, c, 0, services, "Fairlead taking over", func(i int, s *corev1.Service) error {
@@ -456,6 +458,56 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 	t.Logf("at %s: done", time.Since(begin).Round(time.Millisecond))
 	if events() == 0 {
 		t.Error("the watch saw no event at all: it cannot have checked anything")
+	}
+}
+
+// checkAnnounced runs the speakers' layer 2 plan on what the cluster holds right after the
+// migration (before Fairlead's controller has touched a Service) for two ready nodes: every
+// address taken over must have a node answering for it.
+func checkAnnounced(t *testing.T, c client.Client, held map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	var svcs corev1.ServiceList
+	var pools v1alpha1.IPPoolList
+	var ads v1alpha1.L2AdvertisementList
+	must(t, c.List(ctx, &svcs))
+	must(t, c.List(ctx, &pools))
+	must(t, c.List(ctx, &ads))
+	in := plan.Input{DefaultClass: true}
+	for i := range svcs.Items {
+		in.Services = append(in.Services, &svcs.Items[i])
+	}
+	for i := range pools.Items {
+		in.Pools = append(in.Pools, &pools.Items[i])
+	}
+	for i := range ads.Items {
+		in.Advertisements = append(in.Advertisements, &ads.Items[i])
+	}
+	for _, n := range []string{"node1", "node2"} {
+		in.Nodes = append(in.Nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n},
+			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+	}
+	as, problems := plan.Compute(in)
+	if len(problems) > 0 {
+		t.Errorf("the speakers' plan has problems: %v", problems)
+	}
+	owner := map[string]string{}
+	for _, a := range as {
+		owner[a.IP.String()] = a.Owner
+	}
+	missing := 0
+	for key, v := range held {
+		for _, a := range strings.Split(v, ",") {
+			if owner[a] == "" {
+				missing++
+				if missing <= 5 {
+					t.Errorf("%s: %s would not be announced", key, a)
+				}
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d taken-over addresses would not be announced", missing)
 	}
 }
 
