@@ -33,6 +33,8 @@ import (
 type Options struct {
 	// DefaultClass: Services without a loadBalancerClass are Fairlead's.
 	DefaultClass bool
+	// MetalLBPoolAnnotation: also write MetalLB's metallb.io/ip-allocated-from-pool.
+	MetalLBPoolAnnotation bool
 	// Workers is the number of Services reconciled in parallel.
 	Workers int
 	// PoolStatusInterval bounds how often a pool's usage is written to its status.
@@ -61,7 +63,14 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	poolEvents := make(chan event.TypedGenericEvent[reconcile.Request], 1024)
 	retryEvents := make(chan event.TypedGenericEvent[reconcile.Request], 1)
+	svcR := &service.Reconciler{
+		Client:                mgr.GetClient(),
+		Recorder:              mgr.GetEventRecorder("fairlead-controller"),
+		DefaultClass:          o.DefaultClass,
+		MetalLBPoolAnnotation: o.MetalLBPoolAnnotation,
+	}
 	state := ipam.New(ipam.Hooks{
+		Owns: svcR.Owns,
 		PoolChanged: func(name string) {
 			select {
 			case poolEvents <- event.TypedGenericEvent[reconcile.Request]{Object: reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}}:
@@ -76,12 +85,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		},
 	})
 
-	svcR := &service.Reconciler{
-		Client:       mgr.GetClient(),
-		State:        state,
-		Recorder:     mgr.GetEventRecorder("fairlead-controller"),
-		DefaultClass: o.DefaultClass,
-	}
+	svcR.State = state
 	if o.AWS != nil {
 		nlb, eip, err := awsProviders(o.AWS)
 		if err != nil {

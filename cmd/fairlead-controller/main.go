@@ -29,6 +29,7 @@ func main() {
 		qps                                  float64
 		burst                                int
 	)
+	flag.BoolVar(&o.MetalLBPoolAnnotation, "metallb-pool-annotation", false, "Also record each Service's pool in MetalLB's annotation metallb.io/ip-allocated-from-pool (for dashboards and tools of a MetalLB installation).")
 	flag.BoolVar(&o.DefaultClass, "default-class", true, "Handle LoadBalancer Services that have no spec.loadBalancerClass (Services of other classes are never touched).")
 	flag.IntVar(&o.Workers, "workers", 8, "Services reconciled in parallel.")
 	flag.DurationVar(&o.PoolStatusInterval, "pool-status-interval", time.Second, "Least time between two writes of one IPPool's usage to its status.")

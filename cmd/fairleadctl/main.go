@@ -23,6 +23,8 @@ import (
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
+  fairleadctl migrate metallb [-f FILE|DIR]... [--apply] [--kubeconfig FILE] [--metallb-namespace NS] [--secret-namespace NS]
+                                           MetalLB's configuration as Fairlead's (printed, or applied), with a report of what differs
   fairleadctl lab up [--nodes kubelet|agent] [--proxy fairlead|kube-proxy] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prometheus-port N] [--prefix P]
   fairleadctl lab down [--state DIR] [--prefix P]
   fairleadctl lab status [--state DIR] [--prefix P] [--prometheus-port N]
@@ -38,6 +40,8 @@ func main() {
 	switch {
 	case len(os.Args) >= 2 && os.Args[1] == "status":
 		err = statusCommand(ctx, os.Args[2:])
+	case len(os.Args) >= 2 && os.Args[1] == "migrate":
+		err = migrateCommand(ctx, os.Args[2:])
 	case len(os.Args) >= 3 && os.Args[1] == "lab":
 		err = labCommand(ctx, os.Args[2], os.Args[3:])
 	default:
@@ -54,17 +58,21 @@ func statusCommand(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
 	_ = fs.Parse(args)
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = *kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	c, err := kubeClient(*kubeconfig)
 	if err != nil {
 		return err
 	}
 	return writeStatus(ctx, c, os.Stdout)
+}
+
+func kubeClient(kubeconfig string) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
 }
 
 func labCommand(ctx context.Context, verb string, args []string) error {

@@ -39,6 +39,13 @@ type IPPoolSpec struct {
 	// +optional
 	AvoidBuggyIPs bool `json:"avoidBuggyIPs,omitempty"`
 
+	// ShareAcrossNamespaces lets Services of different namespaces share one of the pool's
+	// addresses when their sharing keys match (and their ports and, for externalTrafficPolicy
+	// Local, their pods allow it), as MetalLB does. Off (the default), a sharing key belongs
+	// to its namespace: no namespace attaches to another's address by using the same key.
+	// +optional
+	ShareAcrossNamespaces bool `json:"shareAcrossNamespaces,omitempty"`
+
 	// AllocateTo restricts which Services may get addresses from this pool.
 	// +optional
 	AllocateTo *AllocateTo `json:"allocateTo,omitempty"`

@@ -32,9 +32,13 @@ func Announced(ing corev1.LoadBalancerIngress) bool {
 }
 
 // AllocatedFromPool is the pool the annotation names for the i-th of n ingress addresses, "" if
-// none.
+// none. A Service whose addresses MetalLB handed out (taken over, not yet rewritten by
+// Fairlead) says it in MetalLB's annotation: pool names carry over unchanged.
 func AllocatedFromPool(annotations map[string]string, i, n int) string {
 	v := annotations[AnnotationAllocatedFromPool]
+	if v == "" {
+		v = annotations[MetalLBAnnotationAllocatedFromPool]
+	}
 	if v == "" {
 		return ""
 	}
@@ -47,6 +51,11 @@ func AllocatedFromPool(annotations map[string]string, i, n int) string {
 	}
 	return ""
 }
+
+// MetalLBAnnotationAllocatedFromPool is MetalLB's record of the pool a Service's address came
+// from. The controller writes it too when asked (--metallb-pool-annotation), for dashboards
+// and tools keyed on it.
+const MetalLBAnnotationAllocatedFromPool = "metallb.io/ip-allocated-from-pool"
 
 // MetalLB's annotation names, old (metallb.universe.tf) and current (metallb.io) prefixes.
 var (

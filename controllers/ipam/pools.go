@@ -60,7 +60,7 @@ func compile(p *v1alpha1.IPPool) (*compiledPool, error) {
 	}
 	c := &compiledPool{
 		name:       p.Name,
-		pool:       pool.NewPool(p.Name, ranges, p.Spec.AvoidBuggyIPs),
+		pool:       newPool(p, ranges),
 		autoAssign: p.AutoAssigns(),
 		priority:   1 << 40,
 		deleting:   !p.DeletionTimestamp.IsZero(),
@@ -203,4 +203,12 @@ func compileAll(items []v1alpha1.IPPool, loaded map[string][]pool.Range) (map[st
 func readyNow(p *v1alpha1.IPPool) bool {
 	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
 	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.Generation
+}
+
+func newPool(p *v1alpha1.IPPool, ranges []pool.Range) *pool.Pool {
+	np := pool.NewPool(p.Name, ranges, p.Spec.AvoidBuggyIPs)
+	if p.Spec.ShareAcrossNamespaces {
+		np.ShareAcrossNamespaces()
+	}
+	return np
 }

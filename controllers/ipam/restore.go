@@ -15,7 +15,11 @@ import (
 )
 
 // LoadFromAPI rebuilds the state from the API: every IPPool, then the addresses recorded in
-// the status of every Service holding Fairlead's finalizer (the only ones it wrote status for).
+// the status of every Service holding Fairlead's finalizer (the ones it wrote status for),
+// and of every Service that is Fairlead's (Hooks.Owns) but whose status another
+// implementation wrote, when its addresses are in pools or name the pool they came from
+// (MetalLB's annotation): taking over from MetalLB keeps each address where it is, instead of
+// handing it to whichever Service is reconciled first.
 func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 	return s.Once(func() error {
 		var pools v1alpha1.IPPoolList
@@ -30,7 +34,8 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 		var hs []Holding
 		for i := range svcs.Items {
 			svc := &svcs.Items[i]
-			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) &&
+				(!svc.DeletionTimestamp.IsZero() || !s.hooks.Owns(svc)) {
 				continue
 			}
 			ips := IngressIPs(svc)
@@ -44,8 +49,15 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 				continue // the cloud holds its address, not the local pools
 			}
 			h := Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time}
-			for i := range ips {
+			foreign := false // an address of neither a pool nor a recorded one: not ours to keep
+			for i, a := range ips {
 				h.Pools = append(h.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, len(ips)))
+				foreign = foreign || (h.Pools[i] == "" && s.alloc.PoolOf(a) == "")
+			}
+			if foreign && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+				// Written by something else (a cloud's load balancer, say): the Service gets an
+				// address of a pool instead, as it always did.
+				continue
 			}
 			hs = append(hs, h)
 		}

@@ -45,6 +45,10 @@ type Hooks struct {
 	PoolChanged func(pool string)
 	// Retry: addresses were freed or pools changed; pending Services may now succeed.
 	Retry func()
+	// Owns says whether a Service is Fairlead's (its class). At startup, such a Service's
+	// addresses are restored even without Fairlead's finalizer: they were handed out by the
+	// implementation Fairlead replaces.
+	Owns func(*corev1.Service) bool
 }
 
 // State is the allocation state shared by the reconcilers.
@@ -78,6 +82,9 @@ func New(h Hooks) *State {
 	}
 	if h.Retry == nil {
 		h.Retry = func() {}
+	}
+	if h.Owns == nil {
+		h.Owns = func(*corev1.Service) bool { return false }
 	}
 	return &State{
 		alloc:    pool.NewAllocator(),
@@ -129,7 +136,7 @@ func (s *State) LoadPools(items []v1alpha1.IPPool) map[string]PoolProblem {
 	for name, c := range good {
 		old, ok := s.pools[name]
 		if ok && old.deleting == c.deleting && slices.Equal(old.pool.Ranges(), c.pool.Ranges()) &&
-			old.pool.AvoidBuggyIPs() == c.pool.AvoidBuggyIPs() {
+			old.pool.AvoidBuggyIPs() == c.pool.AvoidBuggyIPs() && old.pool.SharesAcrossNamespaces() == c.pool.SharesAcrossNamespaces() {
 			// Same addresses: keep the existing Pool (and its bookkeeping), take the new policy.
 			c.pool = old.pool
 		} else {

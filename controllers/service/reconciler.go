@@ -35,6 +35,9 @@ type Reconciler struct {
 	Recorder recorder.EventRecorder
 	// DefaultClass: Services without spec.loadBalancerClass are Fairlead's.
 	DefaultClass bool
+	// MetalLBPoolAnnotation: record the pool in MetalLB's annotation too, for dashboards and
+	// tools of a MetalLB installation that read it.
+	MetalLBPoolAnnotation bool
 	// ElasticIPs returns the provider for a pool of Elastic IPs (pool name and settings); nil
 	// when the controller runs without them. Release and Owned do not depend on the pool.
 	ElasticIPs func(pool string, spec *v1alpha1.ElasticIPs) (providers.Provider, error)
@@ -111,6 +114,11 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 			ips = ipam.IngressIPs(svc)
 		}
 	}
+	if cur := ipam.IngressIPs(svc); sameSet(ips, cur) {
+		// Keep the order the status has: another implementation's (MetalLB writes IPv4 first
+		// whatever the primary family), taken over, is not ours to rewrite.
+		ips = cur
+	}
 	out := outcome{IPs: ips, Err: err, Strays: r.State.Strays(key)}
 	if len(ips) > 0 && r.State.Held(key) != nil {
 		out.Pools = r.State.PoolsOf(ips)
@@ -165,7 +173,11 @@ func (r *Reconciler) letGo(ctx context.Context, svc *corev1.Service) error {
 	if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
 		return nil
 	}
-	if err := LetGo(ctx, r.Client, svc, v1alpha1.ServiceFinalizer); err != nil {
+	var extra []string
+	if r.MetalLBPoolAnnotation {
+		extra = append(extra, v1alpha1.MetalLBAnnotationAllocatedFromPool)
+	}
+	if err := LetGo(ctx, r.Client, svc, v1alpha1.ServiceFinalizer, extra...); err != nil {
 		return err
 	}
 	if len(released) > 0 {
@@ -217,7 +229,7 @@ func (r *Reconciler) write(ctx context.Context, svc *corev1.Service, out outcome
 	}
 	prev := meta.FindStatusCondition(base.Status.Conditions, v1alpha1.ConditionIPAllocated)
 	meta.SetStatusCondition(&svc.Status.Conditions, cond)
-	needAnnotation := setPoolAnnotation(svc, ips, out.Pools)
+	needAnnotation := r.setPoolAnnotations(svc, ips, out.Pools)
 
 	// The finalizer and the pool annotation ride along with the status: a Service's status subresource keeps metadata
 	// changes, so a new Service costs the apiserver one write instead of two (on a busy
@@ -233,11 +245,11 @@ func (r *Reconciler) write(ctx context.Context, svc *corev1.Service, out outcome
 		}
 	}
 	lostFinalizer := needFinalizer && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer)
-	lostAnnotation := needAnnotation && setPoolAnnotation(svc.DeepCopy(), ips, out.Pools)
+	lostAnnotation := needAnnotation && r.setPoolAnnotations(svc.DeepCopy(), ips, out.Pools)
 	if lostFinalizer || lostAnnotation {
 		mbase := svc.DeepCopy()
 		controllerutil.AddFinalizer(svc, v1alpha1.ServiceFinalizer)
-		setPoolAnnotation(svc, ips, out.Pools)
+		r.setPoolAnnotations(svc, ips, out.Pools)
 		if err := r.Client.Patch(ctx, svc, client.MergeFromWithOptions(mbase, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("adding finalizer and pool annotation: %w", err)
 		}
@@ -265,13 +277,23 @@ func (r *Reconciler) write(ctx context.Context, svc *corev1.Service, out outcome
 // address its pool no longer covers or no longer lets it have.
 const ReasonOutsidePool = "OutsidePool"
 
-// setPoolAnnotation records the pools the addresses came from (one name when they agree),
-// removes the record from a Service without addresses, and reports whether it changed anything.
-func setPoolAnnotation(svc *corev1.Service, ips []netip.Addr, pools []string) bool {
-	cur, has := svc.Annotations[v1alpha1.AnnotationAllocatedFromPool]
+// setPoolAnnotations writes Fairlead's pool annotation and, when asked, MetalLB's.
+func (r *Reconciler) setPoolAnnotations(svc *corev1.Service, ips []netip.Addr, pools []string) bool {
+	changed := setPoolAnnotation(svc, v1alpha1.AnnotationAllocatedFromPool, ips, pools)
+	if r.MetalLBPoolAnnotation && setPoolAnnotation(svc, v1alpha1.MetalLBAnnotationAllocatedFromPool, ips, pools) {
+		changed = true
+	}
+	return changed
+}
+
+// setPoolAnnotation records in annotation name the pools the addresses came from (one name
+// when they agree), removes the record from a Service without addresses, and reports whether
+// it changed anything.
+func setPoolAnnotation(svc *corev1.Service, name string, ips []netip.Addr, pools []string) bool {
+	cur, has := svc.Annotations[name]
 	if len(ips) == 0 {
 		if has {
-			delete(svc.Annotations, v1alpha1.AnnotationAllocatedFromPool)
+			delete(svc.Annotations, name)
 		}
 		return has
 	}
@@ -292,7 +314,7 @@ func setPoolAnnotation(svc *corev1.Service, ips []netip.Addr, pools []string) bo
 	if svc.Annotations == nil {
 		svc.Annotations = map[string]string{}
 	}
-	svc.Annotations[v1alpha1.AnnotationAllocatedFromPool] = v
+	svc.Annotations[name] = v
 	return true
 }
 
@@ -301,6 +323,11 @@ func asError(err error) *ipam.Error {
 		return e
 	}
 	return &ipam.Error{Reason: "Error", Message: err.Error()}
+}
+
+// sameSet says whether a and b hold the same addresses, in any order.
+func sameSet(a, b []netip.Addr) bool {
+	return len(a) == len(b) && len(diff(a, b)) == 0 && len(diff(b, a)) == 0
 }
 
 func diff(a, b []netip.Addr) []netip.Addr {
@@ -325,8 +352,9 @@ func joinAddrs(ips []netip.Addr) string {
 }
 
 // LetGo undoes what a reconciler wrote on a Service it no longer serves: the addresses and
-// the IPAllocated condition (unless the Service is being deleted anyway), then its finalizer.
-func LetGo(ctx context.Context, c client.Client, svc *corev1.Service, finalizer string) error {
+// the IPAllocated condition (unless the Service is being deleted anyway), then its finalizer,
+// its pool annotation and the other annotations named.
+func LetGo(ctx context.Context, c client.Client, svc *corev1.Service, finalizer string, annotations ...string) error {
 	if svc.DeletionTimestamp.IsZero() {
 		base := svc.DeepCopy()
 		svc.Status.LoadBalancer.Ingress = nil
@@ -340,6 +368,9 @@ func LetGo(ctx context.Context, c client.Client, svc *corev1.Service, finalizer 
 	base := svc.DeepCopy()
 	controllerutil.RemoveFinalizer(svc, finalizer)
 	delete(svc.Annotations, v1alpha1.AnnotationAllocatedFromPool)
+	for _, a := range annotations {
+		delete(svc.Annotations, a)
+	}
 	if err := c.Patch(ctx, svc, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}

@@ -76,6 +76,8 @@ type Allocator struct {
 	held   *btree.BTreeG[netip.Addr]
 	byKey  map[string][]netip.Addr
 	groups map[group]map[netip.Addr]int // address -> number of group members holding it
+	// keys is groups without the namespace, for pools that share across namespaces.
+	keys map[string]map[netip.Addr]int
 }
 
 // NewAllocator returns an allocator with no pools and nothing held.
@@ -86,6 +88,7 @@ func NewAllocator() *Allocator {
 		held:   btree.NewG(32, netip.Addr.Less),
 		byKey:  map[string][]netip.Addr{},
 		groups: map[group]map[netip.Addr]int{},
+		keys:   map[string]map[netip.Addr]int{},
 	}
 }
 
@@ -219,7 +222,11 @@ func (al *Allocator) AllocateFrom(svc Service, pool string, f Family) (netip.Add
 	}
 	if svc.SharingKey != "" {
 		var best netip.Addr
-		for a := range al.groups[group{svc.Namespace, svc.SharingKey}] {
+		candidates := al.groups[group{svc.Namespace, svc.SharingKey}]
+		if e.p.shareAcross {
+			candidates = al.keys[svc.SharingKey]
+		}
+		for a := range candidates {
 			if FamilyOf(a) == f && e.p.Usable(a) && (!best.IsValid() || a.Less(best)) && al.sharingConflict(a, svc) == nil {
 				best = a
 			}
@@ -273,6 +280,10 @@ func (al *Allocator) hold(svc Service, a netip.Addr) {
 			al.groups[g] = map[netip.Addr]int{}
 		}
 		al.groups[g][a]++
+		if al.keys[svc.SharingKey] == nil {
+			al.keys[svc.SharingKey] = map[netip.Addr]int{}
+		}
+		al.keys[svc.SharingKey][a]++
 	}
 }
 
@@ -288,6 +299,14 @@ func (al *Allocator) unindex(h Service, a netip.Addr) {
 		}
 		if len(m) == 0 {
 			delete(al.groups, g)
+		}
+	}
+	if m := al.keys[h.SharingKey]; m != nil {
+		if m[a]--; m[a] <= 0 {
+			delete(m, a)
+		}
+		if len(m) == 0 {
+			delete(al.keys, h.SharingKey)
 		}
 	}
 }
@@ -430,11 +449,17 @@ func (al *Allocator) sharingConflict(a netip.Addr, svc Service) error {
 	if l == nil {
 		return nil
 	}
+	across := false
+	for _, e := range al.pools {
+		if e.p.shareAcross && e.p.Contains(a) {
+			across = true
+		}
+	}
 	for _, h := range l.holders {
 		if h.Key == svc.Key {
 			continue
 		}
-		if err := shareConflict(a, h, svc); err != nil {
+		if err := shareConflict(a, h, svc, across); err != nil {
 			return err
 		}
 	}
@@ -442,15 +467,22 @@ func (al *Allocator) sharingConflict(a netip.Addr, svc Service) error {
 }
 
 // shareConflict applies MetalLB's sharing rule between the holder h of a
-// and svc. The message ends up in svc's condition and Events, which svc's
-// namespace can read: a holder in another namespace is not named, nor is
-// its namespace.
-func shareConflict(a netip.Addr, h, svc Service) error {
+// and svc; across says a's pool lets namespaces share. The message ends up
+// in svc's condition and Events, which svc's namespace can read: a holder
+// in another namespace is not named, nor is its namespace.
+func shareConflict(a netip.Addr, h, svc Service, across bool) error {
+	if h.Namespace != svc.Namespace && !across {
+		return wrapf(ErrInUse, "%v is in use by a Service in another namespace (only Services in the same namespace can share an address, unless their pool has shareAcrossNamespaces)", a)
+	}
+	if h.Namespace != svc.Namespace && (h.SharingKey == "" || h.SharingKey != svc.SharingKey) {
+		return wrapf(ErrInUse, "%v is in use by a Service in another namespace with another sharing key or none", a)
+	}
+	who := h.Key
 	if h.Namespace != svc.Namespace {
-		return wrapf(ErrInUse, "%v is in use by a Service in another namespace (only Services in the same namespace can share an address)", a)
+		who = "a Service in another namespace"
 	}
 	conflict := func(why string, args ...any) error {
-		return wrapf(ErrInUse, "%v is used by %s (%s)", a, h.Key, fmt.Sprintf(why, args...))
+		return wrapf(ErrInUse, "%v is used by %s (%s)", a, who, fmt.Sprintf(why, args...))
 	}
 	switch {
 	case h.SharingKey == "":
@@ -467,7 +499,7 @@ func shareConflict(a netip.Addr, h, svc Service) error {
 	for _, p := range svc.Ports {
 		for _, q := range h.Ports {
 			if p.Port == q.Port && p.protocol() == q.protocol() {
-				return wrapf(ErrInUse, "%v: port %v is also used by %s", a, p, h.Key)
+				return wrapf(ErrInUse, "%v: port %v is also used by %s", a, p, who)
 			}
 		}
 	}

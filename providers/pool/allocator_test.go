@@ -67,8 +67,8 @@ func TestSharing(t *testing.T) {
 		{"port clash", svc("default/api", "a", "TCP/443", "TCP/80"), `198.51.100.0: port TCP/80 is also used by default/web`},
 		{"key differs", svc("default/api", "b", "TCP/443"), `198.51.100.0 is used by default/web (sharing key "a" differs from "b")`},
 		{"no key", svc("default/api", "", "TCP/443"), `198.51.100.0 is used by default/web (default/api has no sharing key)`},
-		{"other namespace", svc("other/api", "a", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address)`},
-		{"other namespace, holder without key", svc("other/api", "", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address)`},
+		{"other namespace", svc("other/api", "a", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address, unless their pool has shareAcrossNamespaces)`},
+		{"other namespace, holder without key", svc("other/api", "", "TCP/443"), `198.51.100.0 is in use by a Service in another namespace (only Services in the same namespace can share an address, unless their pool has shareAcrossNamespaces)`},
 		{"local vs cluster", local(svc("default/api", "a", "TCP/443"), "app=web"), `198.51.100.0 is used by default/web (externalTrafficPolicy Local and Cluster services cannot share)`},
 	}
 	for _, tt := range tests {
@@ -449,5 +449,49 @@ func TestAllocatorConcurrent(t *testing.T) {
 	st, _ := al.PoolStats("blue")
 	if st[IPv4].Used != 4*(200-67) {
 		t.Errorf("Used = %d, want %d", st[IPv4].Used, 4*(200-67))
+	}
+}
+
+// A pool that opts in lets Services of different namespaces share by key, as MetalLB does;
+// every other rule still holds, and a holder in another namespace is never named.
+func TestSharingAcrossNamespaces(t *testing.T) {
+	al := newAllocator(t, newPool(t, false, "198.51.100.0/24").ShareAcrossNamespaces())
+	web := svc("a/web", "k", "TCP/80")
+	a := mustAllocate(t, al, web, "blue", IPv4)
+	// Found by key from another namespace, and assignable there.
+	if b := mustAllocate(t, al, svc("b/dns", "k", "UDP/53"), "blue", IPv4); b != a {
+		t.Errorf("b/dns got %v, want the shared %v", b, a)
+	}
+	if err := al.Assign(svc("c/api", "k", "TCP/443"), a); err != nil {
+		t.Errorf("c/api: %v", err)
+	}
+	for _, tt := range []struct {
+		other Service
+		want  string
+	}{
+		{svc("d/x", "other", "TCP/8080"), "198.51.100.0 is in use by a Service in another namespace with another sharing key or none"},
+		{svc("d/x", "", "TCP/8080"), "198.51.100.0 is in use by a Service in another namespace with another sharing key or none"},
+		{svc("d/x", "k", "TCP/80"), "198.51.100.0: port TCP/80 is also used by a Service in another namespace"},
+	} {
+		if err := al.Assign(tt.other, a); !errors.Is(err, ErrInUse) || err.Error() != tt.want {
+			t.Errorf("%+v: error %q, want %q", tt.other, err, tt.want)
+		}
+	}
+	// Releasing the sharers one by one frees the address only after the last.
+	for _, k := range []string{"a/web", "b/dns", "c/api"} {
+		al.ReleaseAll(k)
+	}
+	if h := al.Holders(a); len(h) != 0 {
+		t.Errorf("holders after release: %v", h)
+	}
+	if b := mustAllocate(t, al, svc("e/new", "k", "TCP/80"), "blue", IPv4); b != a {
+		t.Errorf("the freed address was not handed out again: got %v", b)
+	}
+
+	// Without the opt-in, the same key in another namespace gets its own address.
+	al = newAllocator(t, newPool(t, false, "198.51.100.0/24"))
+	a = mustAllocate(t, al, web, "blue", IPv4)
+	if b := mustAllocate(t, al, svc("b/dns", "k", "UDP/53"), "blue", IPv4); b == a {
+		t.Errorf("b/dns shares %v with a/web without the pool's opt-in", a)
 	}
 }

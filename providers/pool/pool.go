@@ -73,7 +73,9 @@ type Pool struct {
 	name   string
 	ranges []Range
 	avoid  bool
-	v4, v6 *family
+	// shareAcross: Services of different namespaces may share its addresses.
+	shareAcross bool
+	v4, v6      *family
 }
 
 // NewPool builds an empty pool. ranges should come from ParseRange or
@@ -135,6 +137,17 @@ func (p *Pool) Name() string { return p.name }
 
 // Ranges returns the pool's ranges, sorted.
 func (p *Pool) Ranges() []Range { return slices.Clone(p.ranges) }
+
+// ShareAcrossNamespaces lets Services of different namespaces share the pool's addresses
+// (their sharing keys and ports permitting); it returns p. Call it before handing p to an
+// Allocator.
+func (p *Pool) ShareAcrossNamespaces() *Pool {
+	p.shareAcross = true
+	return p
+}
+
+// SharesAcrossNamespaces reports whether ShareAcrossNamespaces was called.
+func (p *Pool) SharesAcrossNamespaces() bool { return p.shareAcross }
 
 // AvoidBuggyIPs reports whether IPv4 .0 and .255 addresses are withheld.
 func (p *Pool) AvoidBuggyIPs() bool { return p.avoid }

@@ -348,3 +348,23 @@ func writeImpersonating(t *testing.T, env *controlplane.Env, path, user string) 
 func leaseIn(ns string) *coordinationv1.Lease {
 	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-yours"}}
 }
+
+// controller.metallbPoolAnnotation turns on the controller flag, and only it does.
+func TestRendersMetalLBPoolAnnotation(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		objs, err := render(load(t), map[string]any{"controller": map[string]any{"metallbPoolAnnotation": on}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			var dep appsv1.Deployment
+			mustConvert(t, o, &dep)
+			if got := slicesContain(dep.Spec.Template.Spec.Containers[0].Args, "--metallb-pool-annotation"); got != on {
+				t.Errorf("metallbPoolAnnotation %v: args %v", on, dep.Spec.Template.Spec.Containers[0].Args)
+			}
+		}
+	}
+}

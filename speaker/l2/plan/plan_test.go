@@ -295,9 +295,12 @@ func TestInvalidAdvertisementIsIgnoredWhole(t *testing.T) {
 // A Service keeps an address its pool no longer covers (shrunk, deleted): the controller
 // records the pool on the Service, and the address stays announced as that pool's.
 func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
-	recorded := func(s *corev1.Service, pool string) *corev1.Service {
-		s.Annotations = map[string]string{v1alpha1.AnnotationAllocatedFromPool: pool}
+	recordedBy := func(s *corev1.Service, annotation, pool string) *corev1.Service {
+		s.Annotations = map[string]string{annotation: pool}
 		return s
+	}
+	recorded := func(s *corev1.Service, pool string) *corev1.Service {
+		return recordedBy(s, v1alpha1.AnnotationAllocatedFromPool, pool)
 	}
 	svcs := []*corev1.Service{
 		service("inside", false, "198.51.100.1"),
@@ -306,6 +309,8 @@ func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
 		recorded(service("dual", false, "198.51.100.201", "2001:db8::9"), "blue,red"),
 		service("unrecorded", false, "198.51.100.202"),
 		recorded(service("loopback", false, "127.0.0.1"), "blue"),
+		// Taken over from MetalLB, not yet rewritten by the controller: MetalLB's record.
+		recordedBy(service("metallb", false, "198.51.100.203"), v1alpha1.MetalLBAnnotationAllocatedFromPool, "blue"),
 	}
 	pools := []*v1alpha1.IPPool{ippool("blue", map[string]string{"l2": "yes"}, "198.51.100.0/25")}
 	for _, tc := range []struct {
@@ -314,11 +319,11 @@ func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
 		want []string
 	}{
 		{"every pool", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{})},
-			[]string{"192.0.2.9", "198.51.100.1", "198.51.100.200", "198.51.100.201", "2001:db8::9"}},
+			[]string{"192.0.2.9", "198.51.100.1", "198.51.100.200", "198.51.100.201", "198.51.100.203", "2001:db8::9"}},
 		{"the shrunk pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})},
-			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201"}},
+			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201", "198.51.100.203"}},
 		{"the shrunk pool by selector", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"l2": "yes"}}}})},
-			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201"}},
+			[]string{"198.51.100.1", "198.51.100.200", "198.51.100.201", "198.51.100.203"}},
 		{"the deleted pool by name", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"deleted"}})},
 			[]string{"192.0.2.9"}},
 	} {

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
 
 // fairlead builds this checkout's controller.
@@ -43,38 +41,22 @@ func fairlead(work string) (*implementation, error) {
 	}, nil
 }
 
-const (
-	metallbVersion   = "v0.15.2"
-	metallbNamespace = "metallb-system"
-)
+const metallbNamespace = "metallb-system"
 
-// metallb builds MetalLB's controller from its module (cached) and finds its CRDs in the
-// module's source.
+// metallb is MetalLB's controller, built from its module (cached), with its CRDs.
 func metallb(string) (*implementation, error) {
-	dir := filepath.Join(cacheDir(), "tools", "metallb-"+metallbVersion)
-	bin := filepath.Join(dir, "controller")
-	if _, err := os.Stat(bin); err != nil {
-		fmt.Fprintf(os.Stderr, "building MetalLB's controller %s from its module (once)\n", metallbVersion)
-		if err := goCmd(os.TempDir(), []string{"GOBIN=" + dir, "GOFLAGS=-mod=mod"},
-			"install", "go.universe.tf/metallb/controller@"+metallbVersion); err != nil {
-			return nil, err
-		}
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", "go.universe.tf/metallb@"+metallbVersion)
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
+	bin, err := mlb.Controller()
 	if err != nil {
-		return nil, fmt.Errorf("downloading MetalLB's module: %w", err)
+		return nil, err
 	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil {
+	crds, err := mlb.CRDDir()
+	if err != nil {
 		return nil, err
 	}
 	class := "metallb.io/bench"
 	return &implementation{
 		name:  "metallb",
-		crds:  []string{filepath.Join(mod.Dir, "config", "crd", "bases")},
+		crds:  []string{crds},
 		class: class,
 		pool: func(ctx context.Context, r *round) error {
 			if err := ensureNamespace(ctx, r.env.Client, metallbNamespace); err != nil {
@@ -94,8 +76,7 @@ func metallb(string) (*implementation, error) {
 			return r.env.Client.Create(ctx, p)
 		},
 		start: func(r *round) *exec.Cmd {
-			return exec.Command(bin, "-kubeconfig", r.kubeconfig, "-namespace", metallbNamespace,
-				"-webhook-mode", "disabled", "-lb-class", class, "-port", "0")
+			return exec.Command(bin, mlb.ControllerArgs(r.kubeconfig, metallbNamespace, class)...)
 		},
 	}, nil
 }

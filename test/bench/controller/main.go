@@ -136,14 +136,6 @@ type implementation struct {
 	start func(r *round) *exec.Cmd
 }
 
-func cacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "fairlead")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "fairlead")
-}
-
 func goCmd(dir string, env []string, args ...string) error {
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
