@@ -185,7 +185,21 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	node.Forward(apiAddr, apiAddr)
 	kubeconfig := filepath.Join(t.TempDir(), "speaker.kubeconfig")
 	writeImpersonating(t, env, kubeconfig, saUser(ds.Spec.Template.Spec.ServiceAccountName))
-	args := append(slices.Clone(ds.Spec.Template.Spec.Containers[0].Args),
+	// The member list key, as the DaemonSet mounts it from the chart's Secret.
+	var keySecret corev1.Secret
+	find(t, objs, "Secret", release+"-memberlist", &keySecret)
+	keyFile := filepath.Join(t.TempDir(), "memberlist-key")
+	if err := os.WriteFile(keyFile, keySecret.Data["key"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dsArgs := slices.Clone(ds.Spec.Template.Spec.Containers[0].Args)
+	const keyArg = "--memberlist-secret-file=/etc/fairlead/memberlist/key"
+	if i := slices.Index(dsArgs, keyArg); i < 0 || len(keySecret.Data["key"]) != 32 {
+		t.Fatalf("the DaemonSet does not use a 32-byte member list key from the chart's Secret: %v", dsArgs)
+	} else {
+		dsArgs[i] = "--memberlist-secret-file=" + keyFile
+	}
+	args := append(dsArgs,
 		"--kubeconfig", kubeconfig, "--node-name", "node1", "--bgp-secret-namespace", namespace,
 		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
 		"-v", "6") // the most verbose logs: a password printed at any level must show

@@ -140,6 +140,19 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 	}
 	w := watchAddresses(t, env, want)
 
+	memberlistKey := func() string {
+		t.Helper()
+		var sec corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release + "-memberlist"}, &sec); err != nil {
+			t.Fatalf("the member list key's Secret: %v", err)
+		}
+		if len(sec.Data["key"]) != 32 {
+			t.Fatalf("the member list key is %d bytes, want 32", len(sec.Data["key"]))
+		}
+		return string(sec.Data["key"])
+	}
+	key := memberlistKey()
+
 	// Upgrade: a new appVersion and changed values, applied by Helm's upgrade action.
 	ch := load(t)
 	ch.Metadata.Version, ch.Metadata.AppVersion = "0.2.0", "0.2.0"
@@ -153,6 +166,9 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 	args := dep.Spec.Template.Spec.Containers[0].Args
 	if img := dep.Spec.Template.Spec.Containers[0].Image; !strings.HasSuffix(img, ":0.2.0") || !slices.Contains(args, "--workers=4") {
 		t.Fatalf("after the upgrade the Deployment runs %s with %v, want the new appVersion and --workers=4", img, args)
+	}
+	if memberlistKey() != key {
+		t.Fatal("the upgrade changed the speakers' member list key: old and new speakers could not talk during the rollout")
 	}
 	// The rollout: the old controller goes, the new one starts from what the API holds.
 	// A Service created while no controller runs: the new one must read back every address
@@ -211,8 +227,12 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 	ctrl.stop()
 	w.check(t, "the uninstall")
 
-	// Reinstall: Helm adopts the kept pools, and the controller carries on with every address.
+	// Reinstall: Helm adopts the kept pools (and the kept key), and the controller carries on
+	// with every address.
 	h.install(valuesV2)
+	if memberlistKey() != key {
+		t.Error("the reinstall replaced the kept member list key")
+	}
 	startController(t, env, deployment(t, c))
 	if err := c.Create(ctx, lbService("after-reinstall")); err != nil {
 		t.Fatal(err)

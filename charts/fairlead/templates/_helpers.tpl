@@ -28,3 +28,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- $doc := .root.Files.Get (printf "files/rbac/%s/role.yaml" .component) | fromYaml -}}
 {{- toYaml (default list $doc.rules) -}}
 {{- end -}}
+
+{{/* The Secret holding the speakers' member list key. */}}
+{{- define "fairlead.memberlistSecret" -}}
+{{- .Values.speaker.memberlistEncryption.existingSecret | default (printf "%s-memberlist" (include "fairlead.fullname" .)) -}}
+{{- end -}}
