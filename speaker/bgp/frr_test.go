@@ -12,7 +12,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -298,15 +297,9 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 func TestFRRClientReachesAdvertisingNode(t *testing.T) {
 	l := newLab(t, 2)
 	routers.StartFRR(t, l.router, frrConfig(routerASN, l.nodes, nil))
-	client := netns.New(t, "client")
-	netns.Veth(t, client, "eth0", l.router, "cl0")
-	l.router.Addr("cl0", "203.0.113.1/24")
-	client.Addr("eth0", "203.0.113.2/24")
-	client.MustRun("ip", "route", "add", "default", "via", "203.0.113.1")
-	l.router.Sysctl("net.ipv4.ip_forward", "1")
+	client := l.clientBehindRouter()
 	const vip = "198.51.100.10"
 	for _, n := range l.nodes {
-		n.ns.MustRun("ip", "route", "add", "203.0.113.0/24", "via", routerAddr4)
 		n.ns.Addr("lo", vip+"/32")
 		n.ns.Start("socat", "TCP-LISTEN:8080,bind="+vip+",fork,reuseaddr", "SYSTEM:echo "+n.name)
 	}

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -28,14 +27,8 @@ func TestFRRGracefulRestart(t *testing.T) {
 	l := newLab(t, 1)
 	n := l.nodes[0]
 	frr := routers.StartFRR(t, l.router, frrConfig(routerASN, l.nodes, nil))
-	cli := netns.New(t, "client")
-	netns.Veth(t, cli, "eth0", l.router, "cl0")
-	l.router.Addr("cl0", "203.0.113.1/24")
-	cli.Addr("eth0", "203.0.113.2/24")
-	cli.MustRun("ip", "route", "add", "default", "via", "203.0.113.1")
-	l.router.Sysctl("net.ipv4.ip_forward", "1")
+	cli := l.clientBehindRouter()
 	const vip = "198.51.100.10"
-	n.ns.MustRun("ip", "route", "add", "203.0.113.0/24", "via", routerAddr4)
 	n.ns.Addr("lo", vip+"/32")
 	// The node answers on the address itself, from this process (no fork per connection that a
 	// loaded machine could delay): the path through the proxy is speaker/proxy's to prove.

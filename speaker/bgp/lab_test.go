@@ -115,6 +115,22 @@ func newLab(t testing.TB, nodes int) *lab {
 	return l
 }
 
+// clientBehindRouter adds a client namespace on its own subnet behind the router (which
+// forwards), and gives every node the route back to it.
+func (l *lab) clientBehindRouter() *netns.NS {
+	l.t.Helper()
+	c := netns.New(l.t, "client")
+	netns.Veth(l.t, c, "eth0", l.router, "cl0")
+	l.router.Addr("cl0", "203.0.113.1/24")
+	c.Addr("eth0", "203.0.113.2/24")
+	c.MustRun("ip", "route", "add", "default", "via", "203.0.113.1")
+	l.router.Sysctl("net.ipv4.ip_forward", "1")
+	for _, n := range l.nodes {
+		n.ns.MustRun("ip", "route", "add", "203.0.113.0/24", "via", routerAddr4)
+	}
+	return c
+}
+
 func (l *lab) createNode(n *node) {
 	l.t.Helper()
 	obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: map[string]string{"kubernetes.io/hostname": n.name}}}
