@@ -84,10 +84,11 @@ bench: control-plane
 	go test -run '^$$' -bench Sync10k -benchtime 1x ./speaker/proxy/nftsync/
 	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	go test -run '^$$' -bench VsKubeProxy -benchtime 1x -timeout 2h ./test/bench/proxy/ -args -sizes 10,1000,10000,30000
-	go run ./test/bench/plots -readme README.md -samples $(BENCH_OUT) -out $(BENCH_OUT)
+	go run ./test/bench/plots -readme "" -samples $(BENCH_OUT) -out $(BENCH_OUT)
 
-## plots: the README's figures, as SVG files in test/bench/plots, from the committed samples in
-## test/bench/plots/data and, for a figure whose samples are not there, the README's table.
+## plots: the README's figures, as SVG files in test/bench/plots: the proxy and controller bars
+## from the README's tables, the latency CDF and failover distributions from the samples
+## committed in test/bench/plots/data.
 plots:
 	go run ./test/bench/plots -readme README.md -samples test/bench/plots/data -out test/bench/plots
 

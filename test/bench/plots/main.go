@@ -3,10 +3,10 @@
 // (Fairlead and MetalLB) as bars and as a latency CDF, and the failover time distributions
 // (layer 2, and BGP with and without BFD).
 //
-// The proxy and controller bars come from the benchmarks' sample files when -samples holds
-// them (make bench: what was just measured), else from README.md's tables (make plots: the
-// figures the README quotes). The CDF and the distributions need every sample, so they are
-// drawn only from sample files; a figure whose file is missing is skipped and said so.
+// The proxy and controller bars come from README.md's tables (make plots: the figures show the
+// numbers the README quotes), or with -readme "" from the benchmarks' sample files (make bench:
+// what was just measured). The CDF and the distributions need every sample, so they are
+// always drawn from sample files; a figure whose file is missing is skipped and said so.
 package main
 
 import (
@@ -22,13 +22,16 @@ import (
 )
 
 func main() {
-	readme := flag.String("readme", "README.md", "The README whose benchmark tables are drawn when -samples has no file for them.")
+	readme := flag.String("readme", "README.md", "The README whose proxy and controller tables are drawn as bars; empty: draw them from -samples.")
 	dir := flag.String("samples", "test/bench/plots/data", "Directory of the benchmarks' sample files (proxy-sync.json, controller-latency.json, l2-failover.json, bgp-linkcut.json).")
 	out := flag.String("out", "test/bench/plots", "Directory the SVG files are written to.")
 	flag.Parse()
-	md, err := os.ReadFile(*readme)
-	if err != nil {
-		log.Fatal(err)
+	var md []byte
+	if *readme != "" {
+		var err error
+		if md, err = os.ReadFile(*readme); err != nil {
+			log.Fatal(err)
+		}
 	}
 	written, skipped, err := drawAll(string(md), *dir, *out)
 	for _, p := range written {
@@ -51,6 +54,7 @@ const (
 )
 
 // drawAll writes every figure it has the numbers for into out, and names the ones it skipped.
+// With md empty, the proxy and controller bars are drawn from the sample files too.
 func drawAll(md, dir, out string) (written, skipped []string, err error) {
 	files := map[string]*samples.File{}
 	for _, name := range []string{proxyFile, controllerFile, l2File, bgpFile} {
@@ -78,22 +82,30 @@ func drawAll(md, dir, out string) (written, skipped []string, err error) {
 		return nil
 	}
 
-	proxy, caption, err := proxyData(md, files[proxyFile])
-	if err != nil {
-		return nil, nil, err
-	}
-	fig, err := drawProxy(proxy, caption)
-	if err := save("proxy-sync.svg", fig, err); err != nil {
-		return written, skipped, err
+	if md == "" && files[proxyFile] == nil {
+		skipped = append(skipped, "proxy-sync.svg: no README and no "+proxyFile+".json in "+dir)
+	} else {
+		proxy, caption, err := proxyData(md, files[proxyFile])
+		if err != nil {
+			return written, skipped, err
+		}
+		fig, err := drawProxy(proxy, caption)
+		if err := save("proxy-sync.svg", fig, err); err != nil {
+			return written, skipped, err
+		}
 	}
 
-	ctrl, caption, err := controllerData(md, files[controllerFile])
-	if err != nil {
-		return written, skipped, err
-	}
-	fig, err = drawController(ctrl, caption)
-	if err := save("controller-allocation.svg", fig, err); err != nil {
-		return written, skipped, err
+	if md == "" && files[controllerFile] == nil {
+		skipped = append(skipped, "controller-allocation.svg: no README and no "+controllerFile+".json in "+dir)
+	} else {
+		ctrl, caption, err := controllerData(md, files[controllerFile])
+		if err != nil {
+			return written, skipped, err
+		}
+		fig, err := drawController(ctrl, caption)
+		if err := save("controller-allocation.svg", fig, err); err != nil {
+			return written, skipped, err
+		}
 	}
 
 	if f := files[controllerFile]; f != nil {

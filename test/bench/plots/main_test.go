@@ -107,7 +107,7 @@ func TestPlotsFromREADME(t *testing.T) {
 }
 
 // The committed sample files (test/bench/plots/data) are whole, and every figure is drawn
-// from them with its caption saying when and where.
+// (the bars from the README, the rest from the samples) with the caption saying when and where.
 func TestPlotsFromCommittedSamples(t *testing.T) {
 	dir := filepath.Join(controlplane.RepoRoot(), "test", "bench", "plots", "data")
 	ctrl, err := samples.Read(filepath.Join(dir, controllerFile+".json"))
@@ -146,15 +146,16 @@ func TestPlotsFromCommittedSamples(t *testing.T) {
 	if len(written) != 4 {
 		t.Fatalf("wrote %q, skipped %q; want all four figures", written, skipped)
 	}
+	wantText(t, filepath.Join(out, "controller-allocation.svg"), "53.2 s", "5k Services")
 	wantText(t, filepath.Join(out, "allocation-latency-cdf.svg"), "MetalLB: p50", "Fairlead: p50", "1000 Services created while running",
 		ctrl.Measured.Format("2006-01-02"), "load average")
 	wantText(t, filepath.Join(out, "failover.svg"), "gratuitous ARP", "first connection", l2.Measured.Format("2006-01-02"),
 		"BFD 300 ms × 3: p50", "hold timer 9 s only: p50", bgp.Measured.Format("2006-01-02"))
 }
 
-// A benchmark's sample file wins over the README's table, and its numbers are summarised the
-// way the benchmarks' tables do.
-func TestSamplesOverREADME(t *testing.T) {
+// Without a README (make bench), the bars are drawn from the sample files, summarised the way
+// the benchmarks' tables do.
+func TestBarsFromSamples(t *testing.T) {
 	dir := t.TempDir()
 	f := samples.Begin("test")
 	ms := func(v ...int) []time.Duration {
@@ -184,21 +185,34 @@ func TestSamplesOverREADME(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	written, _, err := drawAll(readme(t), dir, out)
+	written, skipped, err := drawAll("", dir, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(written) != 3 {
-		t.Fatalf("wrote %q; want proxy, controller and CDF", written)
+	if len(written) != 3 || len(skipped) != 1 {
+		t.Fatalf("wrote %q, skipped %q; want proxy, controller and CDF written, failover skipped", written, skipped)
 	}
 	// p99 of 1..100 ms by the controller table's rule (element at 0.99·99 = 98) is 99 ms.
 	wantText(t, filepath.Join(out, "proxy-sync.svg"), "1.5 s", "20 ms", "90 s", "800 ms", "10k")
 	wantText(t, filepath.Join(out, "controller-allocation.svg"), "4.2 s", "99 ms", "100 Services")
 	wantText(t, filepath.Join(out, "allocation-latency-cdf.svg"), "p50 50 ms, p99 99 ms")
-	for _, s := range []string{"288.6 s", "53.2 s"} {
-		if strings.Contains(svgText(t, filepath.Join(out, "proxy-sync.svg"))+svgText(t, filepath.Join(out, "controller-allocation.svg")), s) {
-			t.Errorf("README value %q drawn although the samples replace the table", s)
-		}
+	wantText(t, filepath.Join(out, "proxy-sync.svg"), "measured "+f.Measured.Format("2006-01-02"))
+
+	// With the README, its tables win over the same samples.
+	out = t.TempDir()
+	if _, _, err := drawAll(readme(t), dir, out); err != nil {
+		t.Fatal(err)
+	}
+	wantText(t, filepath.Join(out, "proxy-sync.svg"), "288.6 s")
+	wantText(t, filepath.Join(out, "controller-allocation.svg"), "53.2 s")
+	if got := svgText(t, filepath.Join(out, "proxy-sync.svg")); strings.Contains(got, "90 s") || strings.Contains(got, "measured") {
+		t.Errorf("proxy figure from the README shows the samples' values or caption")
+	}
+
+	// No README and no samples: the bars are skipped, not drawn empty.
+	written, skipped, err = drawAll("", t.TempDir(), t.TempDir())
+	if err != nil || len(written) != 0 || len(skipped) != 4 {
+		t.Errorf("drawAll with nothing: wrote %q, skipped %q, err %v; want all four skipped", written, skipped, err)
 	}
 
 	// A proxy file whose partial series is missing is an error, not a plot without it.
@@ -207,7 +221,7 @@ func TestSamplesOverREADME(t *testing.T) {
 	if _, err := bad.Write(dir, proxyFile); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := drawAll(readme(t), dir, t.TempDir()); err == nil || !strings.Contains(err.Error(), "partial") {
+	if _, _, err := drawAll("", dir, t.TempDir()); err == nil || !strings.Contains(err.Error(), "partial") {
 		t.Errorf("drawAll with a full sync but no partial series: err %v, want one naming the partial series", err)
 	}
 }

@@ -8,11 +8,11 @@ import (
 	"github.com/fairlead-lb/fairlead/test/bench/samples"
 )
 
-// proxyData is the proxy table: from the benchmark's samples when there are some, else from
-// the README. The caption is empty for the README's numbers (the README says when they were
+// proxyData is the proxy table: from the README when there is one, else from the benchmark's
+// samples. The caption is empty for the README's numbers (the README says when they were
 // taken, next to the figure).
 func proxyData(md string, f *samples.File) ([]proxyRow, string, error) {
-	if f == nil {
+	if md != "" {
 		rows, err := proxyRows(md)
 		return rows, "", err
 	}
@@ -36,10 +36,10 @@ func proxyData(md string, f *samples.File) ([]proxyRow, string, error) {
 	return rows, caption(f), nil
 }
 
-// controllerData is the controller table: from the benchmark's samples when there are some,
-// else from the README.
+// controllerData is the controller table: from the README when there is one, else from the
+// benchmark's samples.
 func controllerData(md string, f *samples.File) ([]controllerRow, string, error) {
-	if f == nil {
+	if md != "" {
 		rows, err := controllerRows(md)
 		return rows, "", err
 	}
