@@ -68,7 +68,13 @@ verify-generated: $(CONTROLLER_GEN)
 	    diff -r $$tmp/$${d#files/} charts/fairlead/$$d >/dev/null || { echo "charts/fairlead/$$d is stale: run make generate"; diff -r $$tmp/$${d#files/} charts/fairlead/$$d | head -20; exit 1; }; \
 	  done
 
-## bench: Go benchmarks and the scenario runners; prints the tables the README quotes.
+## bench: Go benchmarks and the scenario runners; prints the tables the README quotes. The
+## runners also write every sample they took to $(BENCH_OUT) (controller-latency.json,
+## l2-failover.json, bgp-linkcut.json, proxy-sync.json), and the last step draws them there as
+## SVG plots. To publish a run: copy the JSON files to test/bench/plots/data, update the
+## README's tables and figure notes, then `make plots`.
+BENCH_OUT ?= $(BIN)/bench
+bench: export FAIRLEAD_BENCH_OUT = $(BENCH_OUT)
 bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
 	go run ./test/bench/controller -services 1000,5000
@@ -78,11 +84,13 @@ bench: control-plane
 	go test -run '^$$' -bench Sync10k -benchtime 1x ./speaker/proxy/nftsync/
 	@WANT="kube-proxy" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	go test -run '^$$' -bench VsKubeProxy -benchtime 1x -timeout 2h ./test/bench/proxy/ -args -sizes 10,1000,10000,30000
+	go run ./test/bench/plots -readme "" -samples $(BENCH_OUT) -out $(BENCH_OUT)
 
-## plots: the README's benchmark tables drawn as PNG files in test/bench/plots (after updating
-## the tables from `make bench`).
+## plots: the README's figures, as SVG files in test/bench/plots: the proxy and controller bars
+## from the README's tables, the latency CDF and failover distributions from the samples
+## committed in test/bench/plots/data.
 plots:
-	go run ./test/bench/plots -readme README.md -out test/bench/plots
+	go run ./test/bench/plots -readme README.md -samples test/bench/plots/data -out test/bench/plots
 
 ## image: the container image the chart deploys: `docker build` where a Docker engine answers,
 ## else image-tar. image-tar: the same image assembled in Go without Docker (test/images), written

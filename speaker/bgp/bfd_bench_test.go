@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/bench/samples"
+	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -16,10 +18,12 @@ import (
 // BenchmarkFRRLinkCut measures node failure detection: one node advertises a Service to FRR
 // (BGP timers 3/9 s on both sides); the node's link is cut at the router, and the time until
 // FRR's kernel drops the route is taken from `ip -ts monitor route`. 20 trials with BFD
-// (300 ms × 3 on both sides) and 20 without (the 9 s hold time). Prints p50/p99/max.
+// (300 ms × 3 on both sides) and 20 without (the 9 s hold time). Prints p50/p99/max, and
+// writes every trial's time to bgp-linkcut.json (samples.Dir) for the plots.
 func BenchmarkFRRLinkCut(b *testing.B) {
 	const trials = 20
 	for range b.N {
+		file := samples.Begin("speaker/bgp BenchmarkFRRLinkCut")
 		res := map[string][]time.Duration{}
 		for _, withBFD := range []bool{true, false} {
 			name := "hold timer 9s"
@@ -34,7 +38,13 @@ func BenchmarkFRRLinkCut(b *testing.B) {
 			ds := res[name]
 			fmt.Fprintf(os.Stdout, "| %s | %d ms | %d ms | %d ms |\n", name, percentile(ds, 0.5).Milliseconds(),
 				percentile(ds, 0.99).Milliseconds(), percentile(ds, 1).Milliseconds())
+			file.AddDurations(ds, "detection", name)
 		}
+		path, err := file.Write(samples.Dir(controlplane.RepoRoot()), "bgp-linkcut")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("wrote %s", path)
 	}
 }
 

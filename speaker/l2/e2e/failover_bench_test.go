@@ -12,19 +12,31 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
+
+	"github.com/fairlead-lb/fairlead/test/bench/samples"
+	"github.com/fairlead-lb/fairlead/test/controlplane"
 )
 
 // BenchmarkFailover measures, over 20 trials, the time from SIGKILL of the owner's speaker to
 // (a) the first gratuitous ARP from the new owner seen by the client and (b) the client's
 // first TCP connection that lands on the new owner. It reports p50 and p99 of both; the
-// target is p99 < 1 s. Run it with -benchtime 1x: one run is 20 failovers.
+// target is p99 < 1 s. Run it with -benchtime 1x: one run is 20 failovers. Every trial's
+// times go to l2-failover.json (samples.Dir) for the plots.
 func BenchmarkFailover(b *testing.B) {
 	const trials = 20
 	for range b.N {
+		file := samples.Begin("speaker/l2/e2e BenchmarkFailover")
 		var garp, conn []time.Duration
 		runTrials(b, trials, &garp, &conn)
+		file.AddDurations(garp, "event", "garp")
+		file.AddDurations(conn, "event", "connect")
 		report(b, "garp", garp)
 		report(b, "connect", conn)
+		path, err := file.Write(samples.Dir(controlplane.RepoRoot()), "l2-failover")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("wrote %s", path)
 	}
 }
 

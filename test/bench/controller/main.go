@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fairlead-lb/fairlead/test/bench/samples"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 )
 
@@ -35,6 +36,7 @@ func main() {
 	flag.StringVar(&fairleadArgs, "fairlead-args", "", "Extra flags for fairlead-controller, space-separated (e.g. --workers=16).")
 	backlog := flag.Bool("backlog", true, "After each creation round, also time each controller draining a backlog of the same size created before it starts.")
 	timeout := flag.Duration("timeout", 15*time.Minute, "Give up on one round after this long.")
+	flag.StringVar(&samplesDir, "samples", samples.Dir(controlplane.RepoRoot()), "Directory the per-Service latencies are written to (controller-latency.json), for the plots.")
 	flag.Parse()
 
 	var ns []int
@@ -50,7 +52,7 @@ func main() {
 	}
 }
 
-var fairleadArgs string
+var fairleadArgs, samplesDir string
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
@@ -99,6 +101,7 @@ func run(sizes []int, impls []string, creators int, backlog bool, timeout time.D
 	}
 
 	ctx := context.Background()
+	file := samples.Begin("test/bench/controller")
 	var results []result
 	modes := []bool{false}
 	if backlog {
@@ -122,6 +125,15 @@ func run(sizes []int, impls []string, creators int, backlog bool, timeout time.D
 		}
 	}
 	printTable(os.Stdout, results, creators)
+	for _, r := range results {
+		file.AddDurations(r.latencies, "impl", r.impl, "services", strconv.Itoa(r.n), "created", mode(r.backlog), "measure", "latency")
+		file.AddDurations([]time.Duration{r.wall}, "impl", r.impl, "services", strconv.Itoa(r.n), "created", mode(r.backlog), "measure", "all allocated")
+	}
+	path, err := file.Write(samplesDir, "controller-latency")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "wrote", path)
 	return nil
 }
 

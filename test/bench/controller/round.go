@@ -50,6 +50,7 @@ type result struct {
 	cpu        float64
 	peak       int64
 	duplicates int
+	latencies  []time.Duration // every Service's, for the plots
 }
 
 func (r *round) service(name string) *corev1.Service {
@@ -187,6 +188,7 @@ func (r *round) run(ctx context.Context, timeout time.Duration) (result, error) 
 	mu.Unlock()
 	res.wall = last.Sub(start)
 	res.p50, res.p99, res.max = percentiles(lat)
+	res.latencies = lat
 	if res.duplicates, err = r.duplicates(ctx); err != nil {
 		return result{}, err
 	}

@@ -46,6 +46,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/fairlead-lb/fairlead/test/bench/samples"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
@@ -110,6 +111,9 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Every sync time goes to proxy-sync.json for the plots; the load is taken before the
+	// builds below make it rise.
+	file := samples.Begin("test/bench/proxy BenchmarkVsKubeProxy")
 	dir := b.TempDir()
 	root := controlplane.RepoRoot()
 	speakerBin, echoBin := filepath.Join(dir, "fairlead-speaker"), filepath.Join(dir, "echo")
@@ -193,6 +197,24 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 		}
 	}
 	printTable(os.Stdout, results, ab)
+	for _, r := range results {
+		n := strconv.Itoa(r.services)
+		file.AddDurations([]time.Duration{r.full}, "proxy", proxyName(r.impl), "services", n, "sync", "full")
+		file.AddDurations(r.partials, "proxy", proxyName(r.impl), "services", n, "sync", "partial")
+	}
+	path, err := file.Write(samples.Dir(root), "proxy-sync")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("wrote %s", path)
+}
+
+// proxyName is how the README's tables and plots name a proxy.
+func proxyName(impl string) string {
+	if impl == "fairlead" {
+		return "Fairlead"
+	}
+	return impl
 }
 
 // cluster is a control plane with the bench's namespace, Node and target Service.
