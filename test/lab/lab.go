@@ -161,8 +161,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		}
 	} else {
 		l.say("• fairlead-controller in %s", l.CP())
-		if err := l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
-			"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false"); err != nil {
+		if err := l.StartController(); err != nil {
 			return err
 		}
 		for _, n := range l.Nodes() {
@@ -419,6 +418,17 @@ func (l *Lab) StartAgent(n Node) error {
 	}
 	return l.daemon(n.NS, "agent-"+n.Name, l.self(), args...)
 }
+
+// StartController runs fairlead-controller in the control-plane namespace (agent nodes; with
+// kubelet nodes it is the chart's Deployment).
+func (l *Lab) StartController() error {
+	return l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
+		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false")
+}
+
+// StopController kills fairlead-controller (agent nodes), as when another controller is to
+// hold the addresses meanwhile; StartController brings it back.
+func (l *Lab) StopController() error { return l.killDaemon("fairlead-controller") }
 
 // KillSpeaker SIGKILLs node n's speaker (agent nodes), as a crash would; StartSpeaker brings
 // it back.
