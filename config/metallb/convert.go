@@ -12,14 +12,15 @@ import (
 	"maps"
 	"math"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -58,11 +59,17 @@ type converter struct {
 	out Result
 	// What the input holds, by name, for references.
 	pools     map[string]*IPAddressPool
-	families  sets.Set[pool.Family] // of all pools' addresses
 	ranges    map[string][]pool.Range
 	peers     map[string]bool
 	profiles  map[string]bool
-	community map[string]string // alias → value
+	community map[string]alias
+}
+
+// alias is one of MetalLB's community aliases: its value in Fairlead's spelling, and whether
+// Fairlead's Community can hold its name (else advertisements get the value instead).
+type alias struct {
+	value string
+	kept  bool
 }
 
 // Convert converts in. On error nothing is returned: a partial configuration would announce or
@@ -74,8 +81,8 @@ func Convert(in *Input, o Options) (*Result, error) {
 	if o.SecretNamespace == "" {
 		o.SecretNamespace = "fairlead-system"
 	}
-	c := &converter{o: o, in: in, pools: map[string]*IPAddressPool{}, families: sets.New[pool.Family](),
-		ranges: map[string][]pool.Range{}, peers: map[string]bool{}, profiles: map[string]bool{}, community: map[string]string{}}
+	c := &converter{o: o, in: in, pools: map[string]*IPAddressPool{},
+		ranges: map[string][]pool.Range{}, peers: map[string]bool{}, profiles: map[string]bool{}, community: map[string]alias{}}
 	c.out.Report = append(c.out.Report, in.Ignored...)
 	for _, step := range []func() error{c.bfdProfiles, c.ipPools, c.communities, c.l2Advertisements, c.bgpPeers, c.bgpAdvertisements, c.services} {
 		if err := step(); err != nil {
@@ -92,8 +99,10 @@ func id(kind string, m metav1.ObjectMeta) string {
 	return kind + " " + m.Namespace + "/" + m.Name
 }
 
-// mine says whether MetalLB would read the object, and checks its name.
-func (c *converter) mine(kind string, m metav1.ObjectMeta, seen map[string]bool) (bool, error) {
+// mine says whether MetalLB would read the object, and checks its name. seen maps the names of
+// the kind so far to their objects: Fairlead's kinds are cluster-scoped, so two objects of one
+// name (a file's without a namespace and one in MetalLB's) would become one object.
+func (c *converter) mine(kind string, m metav1.ObjectMeta, seen map[string]string) (bool, error) {
 	if m.Namespace != "" && m.Namespace != c.o.Namespace {
 		c.report("%s: left out: MetalLB reads only its own namespace, %s", id(kind, m), c.o.Namespace)
 		return false, nil
@@ -101,10 +110,10 @@ func (c *converter) mine(kind string, m metav1.ObjectMeta, seen map[string]bool)
 	if m.Name == "" {
 		return false, fmt.Errorf("%s: metadata.name is empty", id(kind, m))
 	}
-	if seen[m.Name] {
-		return false, fmt.Errorf("%s: metadata.name: a second %s named %q", id(kind, m), kind, m.Name)
+	if first, dup := seen[m.Name]; dup {
+		return false, fmt.Errorf("%s: metadata.name: %s has the same name, and both would be Fairlead's cluster-scoped %s %q", id(kind, m), first, kind, m.Name)
 	}
-	seen[m.Name] = true
+	seen[m.Name] = id(kind, m)
 	return true, nil
 }
 
@@ -164,7 +173,7 @@ func between(objID, field string, v *uint32, lo, hi uint32) error {
 }
 
 func (c *converter) bfdProfiles() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range c.in.BFDProfiles {
 		p := &c.in.BFDProfiles[i]
 		if ok, err := c.mine("BFDProfile", p.ObjectMeta, seen); !ok {
@@ -209,7 +218,7 @@ func (c *converter) bfdProfiles() error {
 // by name; so a pool with a serviceAllocation keeps its priority, one with priority 0 gets one
 // more than the highest in use, and pools without a serviceAllocation get none.
 func (c *converter) ipPools() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	var pools []*IPAddressPool
 	for i := range c.in.Pools {
 		p := &c.in.Pools[i]
@@ -270,9 +279,6 @@ func (c *converter) ipPools() error {
 			}
 		}
 		c.ranges[p.Name] = rs
-		for _, r := range rs {
-			c.families.Insert(r.Family())
-		}
 		out := &v1alpha1.IPPool{TypeMeta: typeMeta("IPPool"), ObjectMeta: meta("IPAddressPool", p.APIVersion, p.ObjectMeta),
 			Spec: v1alpha1.IPPoolSpec{Addresses: addrs, AutoAssign: s.AutoAssign, AvoidBuggyIPs: s.AvoidBuggyIPs}}
 		if a := s.ServiceAllocation; a != nil {
@@ -316,8 +322,11 @@ func (c *converter) ipPools() error {
 	return nil
 }
 
+// communities converts each Community into Fairlead's (cluster-scoped, same name), with the
+// aliases whose names Fairlead can hold; BGPAdvertisements then keep naming them. An alias
+// Fairlead cannot hold is written out as its value where it is used.
 func (c *converter) communities() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range c.in.Communities {
 		cm := &c.in.Communities[i]
 		ok, err := c.mine("Community", cm.ObjectMeta, seen)
@@ -328,7 +337,10 @@ func (c *converter) communities() error {
 			continue
 		}
 		objID := id("Community", cm.ObjectMeta)
-		var names []string
+		if n := len(cm.Spec.Communities); n > 256 {
+			return fmt.Errorf("%s: spec.communities has %d aliases; a Fairlead Community holds at most 256 (split it)", objID, n)
+		}
+		out := &v1alpha1.Community{TypeMeta: typeMeta("Community"), ObjectMeta: meta("Community", cm.APIVersion, cm.ObjectMeta)}
 		for j, a := range cm.Spec.Communities {
 			field := fmt.Sprintf("spec.communities[%d]", j)
 			if a.Name == "" {
@@ -337,34 +349,67 @@ func (c *converter) communities() error {
 			if _, dup := c.community[a.Name]; dup {
 				return fmt.Errorf("%s: %s.name: alias %q is defined twice", objID, field, a.Name)
 			}
-			if _, _, err := parseCommunity(a.Value); err != nil {
+			v, err := parseCommunity(a.Value)
+			if err != nil {
 				return fmt.Errorf("%s: %s.value: %w", objID, field, err)
 			}
-			c.community[a.Name] = a.Value
-			names = append(names, a.Name)
+			why := aliasRefused(a.Name)
+			c.community[a.Name] = alias{value: v, kept: why == ""}
+			if why != "" {
+				c.report("%s: %s: alias %q cannot be a Fairlead alias: %s; BGPAdvertisements that use it get its value %s instead (the same community is sent)", objID, field, a.Name, why, v)
+				continue
+			}
+			out.Spec.Communities = append(out.Spec.Communities, v1alpha1.CommunityAlias{Name: a.Name, Value: v})
 		}
-		c.out.Report = append(c.out.Report, communityKindLine(objID, names))
+		c.out.Objects = append(c.out.Objects, out)
 	}
 	return nil
 }
 
+// aliasName is what Fairlead's Community and BGPAdvertisement accept as an alias: a name that
+// cannot be mistaken for a number or a large community.
+var aliasName = regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9_.]*$`)
+
+// aliasRefused says why Fairlead cannot take name as an alias, or "" when it can.
+func aliasRefused(name string) string {
+	switch {
+	case len(name) > 64:
+		return "Fairlead's alias names have at most 64 characters"
+	case !aliasName.MatchString(name):
+		return "Fairlead's alias names start with a letter and hold only letters, digits, '-', '_' and '.'"
+	case slices.Contains(wellKnownCommunities, name):
+		return "in Fairlead it is the name of a well-known community (RFC 1997, RFC 3765)"
+	}
+	return ""
+}
+
+// wellKnownCommunities are the names Fairlead reads as well-known communities, never as aliases.
+var wellKnownCommunities = []string{"no-export", "no-advertise", "no-export-subconfed", "no-peer"}
+
 // parseCommunity reads MetalLB's community syntax: "65535:65282" (two 16-bit numbers) or
-// "large:1:2:3" (three 32-bit numbers). It returns Fairlead's spelling and whether it is large.
-func parseCommunity(v string) (string, bool, error) {
+// "large:1:2:3" (three 32-bit numbers), and returns it as Fairlead writes it: the same
+// syntax, numbers without leading zeros (Fairlead's fields are shorter than MetalLB's).
+func parseCommunity(v string) (string, error) {
 	parts := strings.Split(v, ":")
 	large := len(parts) == 4 && parts[0] == "large"
 	bits := 16
 	if large {
 		parts, bits = parts[1:], 32
 	} else if len(parts) != 2 {
-		return "", false, fmt.Errorf("%q is neither a community (65535:65282) nor a large community (large:64512:1:2)", v)
+		return "", fmt.Errorf("%q is neither a community (65535:65282) nor a large community (large:64512:1:2)", v)
 	}
-	for _, p := range parts {
-		if _, err := strconv.ParseUint(p, 10, bits); err != nil {
-			return "", false, fmt.Errorf("%q: %q is not a %d-bit number", v, p, bits)
+	nums := make([]string, len(parts))
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, bits)
+		if err != nil {
+			return "", fmt.Errorf("%q: %q is not a %d-bit number", v, p, bits)
 		}
+		nums[i] = strconv.FormatUint(n, 10)
 	}
-	return strings.Join(parts, ":"), large, nil
+	if large {
+		return "large:" + strings.Join(nums, ":"), nil
+	}
+	return strings.Join(nums, ":"), nil
 }
 
 func (c *converter) poolRefs(objID string, names []string, sels []metav1.LabelSelector) ([]string, error) {
@@ -380,7 +425,7 @@ func (c *converter) poolRefs(objID string, names []string, sels []metav1.LabelSe
 }
 
 func (c *converter) l2Advertisements() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range c.in.L2Advertisements {
 		a := &c.in.L2Advertisements[i]
 		ok, err := c.mine("L2Advertisement", a.ObjectMeta, seen)
@@ -414,7 +459,7 @@ func (c *converter) l2Advertisements() error {
 }
 
 func (c *converter) bgpPeers() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range c.in.Peers {
 		p := &c.in.Peers[i]
 		ok, err := c.mine("BGPPeer", p.ObjectMeta, seen)
@@ -442,9 +487,8 @@ func (c *converter) bgpPeers() error {
 		if (s.PeerAddress == "") == (s.Interface == "") {
 			return fmt.Errorf("%s: spec.peerAddress and spec.interface: set exactly one", objID)
 		}
-		var peerAddr netip.Addr
 		if s.PeerAddress != "" {
-			if peerAddr, err = netip.ParseAddr(s.PeerAddress); err != nil || peerAddr.Zone() != "" {
+			if a, err := netip.ParseAddr(s.PeerAddress); err != nil || a.Zone() != "" {
 				return fmt.Errorf("%s: spec.peerAddress: %q is not an IP address", objID, s.PeerAddress)
 			}
 		}
@@ -471,6 +515,21 @@ func (c *converter) bgpPeers() error {
 		if err := checkSelectors(objID, "spec.nodeSelectors", s.NodeSelectors); err != nil {
 			return err
 		}
+		// MetalLB takes any address as router ID and leaves it to FRR; a BGP identifier is
+		// four bytes, and Fairlead's API says so.
+		if s.RouterID != "" {
+			if a, err := netip.ParseAddr(s.RouterID); err != nil || !a.Is4() || a.IsUnspecified() {
+				return fmt.Errorf("%s: spec.routerID: %q is not a non-zero IPv4 address (a BGP identifier is 4 bytes)", objID, s.RouterID)
+			}
+		}
+		if t := s.ConnectTime; t != nil && (t.Duration < time.Second || t.Duration > 65535*time.Second || t.Duration%time.Second != 0) {
+			return fmt.Errorf("%s: spec.connectTime: %s is not a whole number of seconds from 1s to 65535s", objID, t.Duration)
+		}
+		if s.VRF != "" {
+			if err := v1alpha1.InterfaceName(s.VRF); err != nil {
+				return fmt.Errorf("%s: spec.vrf: %w", objID, err)
+			}
+		}
 		converted := true
 		for _, f := range peerNotYet {
 			v := f.set(s)
@@ -488,9 +547,18 @@ func (c *converter) bgpPeers() error {
 			continue
 		}
 		out := &v1alpha1.BGPPeer{TypeMeta: typeMeta("BGPPeer"), ObjectMeta: meta("BGPPeer", p.APIVersion, p.ObjectMeta),
-			Spec: v1alpha1.BGPPeerSpec{PeerAddress: s.PeerAddress, PeerASN: s.PeerASN, LocalASN: s.MyASN,
-				Port: int32(s.PeerPort), HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime,
-				SourceAddress: s.SourceAddress, NodeSelectors: s.NodeSelectors, BFDProfile: s.BFDProfile}}
+			Spec: v1alpha1.BGPPeerSpec{PeerAddress: s.PeerAddress, PeerASN: s.PeerASN, DynamicASN: s.DynamicASN, LocalASN: s.MyASN,
+				RouterID: s.RouterID, Port: int32(s.PeerPort), HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime,
+				ConnectTime: s.ConnectTime, VRF: s.VRF, SourceAddress: s.SourceAddress, NodeSelectors: s.NodeSelectors,
+				BFDProfile: s.BFDProfile,
+				// A MetalLB session carries only its own family's prefixes unless
+				// dualStackAddressFamily is true; disableMP (deprecated) true keeps them apart
+				// whatever dualStackAddressFamily says.
+				DisableMP: s.DisableMP || !s.DualStackAddressFamily}}
+		if s.VRF != "" && s.BFDProfile != "" {
+			out.Spec.BFDProfile = ""
+			c.out.Report = append(c.out.Report, bfdInVRFLine(objID, s.BFDProfile, s.VRF))
+		}
 		if s.EBGPMultiHop {
 			ttl := int32(255) // what MetalLB's FRR configures for ebgp-multihop without a TTL
 			out.Spec.EBGPMultihop = &ttl
@@ -509,38 +577,29 @@ func (c *converter) bgpPeers() error {
 			c.report("%s: spec.password: moved to Secret %s/%s (Fairlead reads passwords from Secrets only)", objID, c.o.SecretNamespace, name)
 		}
 		if ref := s.PasswordSecret; ref.Name != "" {
-			out.Spec.PasswordSecret = &v1alpha1.SecretKeyRef{Name: ref.Name, Key: "password"}
+			// MetalLB reads the Secret in its own namespace when none is named; Fairlead in
+			// the speakers', so the namespace is always written.
 			ns := ref.Namespace
 			if ns == "" {
 				ns = c.o.Namespace
 			}
+			out.Spec.PasswordSecret = &v1alpha1.SecretKeyRef{Name: ref.Name, Namespace: ns, Key: "password"}
 			if ns != c.o.SecretNamespace {
-				c.report("%s: spec.passwordSecret: copy Secret %s/%s to %s: Fairlead's speakers read Secrets only in their own namespace", objID, ns, ref.Name, c.o.SecretNamespace)
+				c.report("%s: spec.passwordSecret: Secret %s/%s is read where it is: grant the speakers namespace %s with the chart value speaker.bgpSecretNamespaces (else the session is Invalid)", objID, ns, ref.Name, ns)
 			}
 		}
-		if !s.DualStackAddressFamily && peerAddr.IsValid() {
-			other := pool.IPv6
-			if peerAddr.Is6() && !peerAddr.Is4In6() {
-				other = pool.IPv4
-			}
-			if c.families.Has(other) {
-				c.report("%s: spec.dualStackAddressFamily unset: MetalLB sent this %s session only %s prefixes; Fairlead's sessions carry both families (MP-BGP), so the peer now also receives the IPv%d addresses its advertisements select", objID, familyName(peerAddr), familyName(peerAddr), other)
-			}
+		// What the speakers would refuse, checked here too: nothing is written that Fairlead
+		// would not run.
+		if err := out.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", objID, err)
 		}
 		c.out.Objects = append(c.out.Objects, out)
 	}
 	return nil
 }
 
-func familyName(a netip.Addr) string {
-	if a.Is4() || a.Is4In6() {
-		return "IPv4"
-	}
-	return "IPv6"
-}
-
 func (c *converter) bgpAdvertisements() error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range c.in.BGPAdvertisements {
 		a := &c.in.BGPAdvertisements[i]
 		ok, err := c.mine("BGPAdvertisement", a.ObjectMeta, seen)
@@ -556,9 +615,8 @@ func (c *converter) bgpAdvertisements() error {
 		if err != nil {
 			return err
 		}
-		if len(s.IPAddressPoolSelectors) > 0 {
-			pools = c.selectPools(pools, s.IPAddressPoolSelectors)
-			c.out.Report = append(c.out.Report, poolSelectorsLine(objID, pools))
+		if n := len(s.IPAddressPoolSelectors); n > 16 {
+			return fmt.Errorf("%s: spec.ipAddressPoolSelectors has %d selectors; Fairlead's ipPoolSelectors takes at most 16", objID, n)
 		}
 		if err := checkSelectors(objID, "spec.nodeSelectors", s.NodeSelectors); err != nil {
 			return err
@@ -580,27 +638,31 @@ func (c *converter) bgpAdvertisements() error {
 		if err := noDuplicates(objID, "spec.communities", s.Communities); err != nil {
 			return err
 		}
+		if n := len(s.Communities); n > 64 {
+			return fmt.Errorf("%s: spec.communities has %d entries; Fairlead's takes at most 64", objID, n)
+		}
 		out := &v1alpha1.BGPAdvertisement{TypeMeta: typeMeta("BGPAdvertisement"), ObjectMeta: meta("BGPAdvertisement", a.APIVersion, a.ObjectMeta),
-			Spec: v1alpha1.BGPAdvertisementSpec{IPPools: pools, AggregationLength: s.AggregationLength,
+			Spec: v1alpha1.BGPAdvertisementSpec{IPPools: pools, IPPoolSelectors: s.IPAddressPoolSelectors, AggregationLength: s.AggregationLength,
 				AggregationLengthV6: s.AggregationLengthV6, Peers: s.Peers, NodeSelectors: s.NodeSelectors}}
 		if s.LocalPref != 0 {
 			lp := s.LocalPref
 			out.Spec.LocalPref = &lp
 		}
+		// As in MetalLB, a name is an alias before it is a value.
 		for j, cm := range s.Communities {
-			v := cm
-			if alias, ok := c.community[cm]; ok {
-				v = alias
+			if al, ok := c.community[cm]; ok {
+				if al.kept {
+					out.Spec.Communities = appendNew(out.Spec.Communities, cm)
+				} else {
+					out.Spec.Communities = appendNew(out.Spec.Communities, al.value)
+				}
+				continue
 			}
-			spelled, large, err := parseCommunity(v)
+			v, err := parseCommunity(cm)
 			if err != nil {
 				return fmt.Errorf("%s: spec.communities[%d]: %q is not an alias of a Community, and %w", objID, j, cm, err)
 			}
-			if large {
-				out.Spec.LargeCommunities = appendNew(out.Spec.LargeCommunities, spelled)
-			} else {
-				out.Spec.Communities = appendNew(out.Spec.Communities, spelled)
-			}
+			out.Spec.Communities = appendNew(out.Spec.Communities, v)
 		}
 		for _, p := range s.Peers {
 			if !c.converted("BGPPeer", p) {
@@ -612,7 +674,8 @@ func (c *converter) bgpAdvertisements() error {
 	return nil
 }
 
-// appendNew appends v unless present: an alias and a literal may name the same community.
+// appendNew appends v unless present: an alias written out as its value and a literal may be
+// the same community.
 func appendNew(list []string, v string) []string {
 	if slices.Contains(list, v) {
 		return list
@@ -627,20 +690,6 @@ func (c *converter) converted(kind, name string) bool {
 		}
 	}
 	return false
-}
-
-// selectPools adds to names the pools the selectors match today.
-func (c *converter) selectPools(names []string, sels []metav1.LabelSelector) []string {
-	set := sets.New(names...)
-	for name, p := range c.pools {
-		for i := range sels {
-			s, _ := metav1.LabelSelectorAsSelector(&sels[i]) // checked by poolRefs
-			if s.Matches(labels.Set(p.Labels)) {
-				set.Insert(name)
-			}
-		}
-	}
-	return sets.List(set)
 }
 
 // poolHolding returns the converted pool whose addresses include ip.

@@ -2,8 +2,10 @@ package metallb
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -146,18 +148,31 @@ kind: BGPPeer
 metadata: {name: both, namespace: metallb-system}
 spec: {myASN: 64512, peerASN: 64500, peerAddress: "2001:db8::1", dualStackAddressFamily: true}
 ---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: both-but-mp-off, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: "2001:db8::2", dualStackAddressFamily: true, disableMP: true}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPPeer
+metadata: {name: old, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.3}
+---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
 metadata: {name: to-dyn, namespace: metallb-system}
-spec: {peers: [dyn]}
+spec: {peers: [dyn, unnumbered]}
 `)
 	p := find[*v1alpha1.BGPPeer](t, res, "p")
 	if p.Spec.LocalASN != 4200000000 || p.Spec.PeerASN != 64500 || p.Labels["a"] != "b" {
 		t.Errorf("peer %+v", p)
 	}
+	if s := p.Spec; s.RouterID != "192.0.2.9" || s.ConnectTime == nil || s.ConnectTime.Duration != 5*time.Second || s.VRF != "red" || !s.DisableMP {
+		t.Errorf("routerID, connectTime, vrf, disableMP not carried over: %+v", s)
+	}
 	sec := find[*corev1.Secret](t, res, "p-bgp-password")
 	if sec.Namespace != "fairlead-system" || sec.StringData["password"] != "sesame" ||
-		p.Spec.PasswordSecret == nil || p.Spec.PasswordSecret.Name != sec.Name || p.Spec.PasswordSecret.Key != "password" {
+		p.Spec.PasswordSecret == nil || p.Spec.PasswordSecret.Name != sec.Name || p.Spec.PasswordSecret.Key != "password" || p.Spec.PasswordSecret.Namespace != "" {
 		t.Errorf("password: secret %+v, ref %+v", sec, p.Spec.PasswordSecret)
 	}
 	for _, l := range res.Report {
@@ -165,26 +180,168 @@ spec: {peers: [dyn]}
 			t.Errorf("the report shows the password: %s", l)
 		}
 	}
-	for _, f := range []string{"spec.routerID", "spec.connectTime", "spec.vrf", "spec.disableMP"} {
-		hasLine(t, res, "BGPPeer metallb-system/p: "+f, "cannot be carried over yet", "converted without it")
+	if d := find[*v1alpha1.BGPPeer](t, res, "dyn").Spec; d.DynamicASN != "external" || d.PeerASN != 0 {
+		t.Errorf("dyn: dynamicASN %q, peerASN %d", d.DynamicASN, d.PeerASN)
 	}
-	hasLine(t, res, "BGPPeer metallb-system/p: spec.dualStackAddressFamily unset", "IPv4 session")
-	hasLine(t, res, "BGPPeer metallb-system/dyn: spec.dynamicASN \"external\" cannot be carried over yet", "not converted")
-	hasLine(t, res, "BGPPeer metallb-system/unnumbered: spec.interface \"eth1\" cannot be carried over yet", "not converted")
-	hasLine(t, res, "BGPAdvertisement metallb-system/to-dyn: spec.peers: BGPPeer dyn is not converted")
+	// MetalLB keeps a session to its own family unless dualStackAddressFamily says otherwise;
+	// disableMP (deprecated) true wins.
+	for name, want := range map[string]bool{"p": true, "dyn": true, "both": false, "both-but-mp-off": true, "old": true} {
+		if got := find[*v1alpha1.BGPPeer](t, res, name).Spec.DisableMP; got != want {
+			t.Errorf("%s: disableMP %v, want %v", name, got, want)
+		}
+	}
 	for _, o := range res.Objects {
-		if o.GetName() == "dyn" || o.GetName() == "unnumbered" {
+		if o.GetName() == "unnumbered" {
 			t.Errorf("%s was converted", o.GetName())
 		}
 	}
-	for _, l := range res.Report {
-		if strings.Contains(l, "metallb-system/both") {
-			t.Errorf("a dual-stack peer needs no report line: %s", l)
+	// What carries over exactly says nothing; what does not, one line each.
+	want := []string{
+		"BGPPeer metallb-system/p: spec.password: moved to Secret fairlead-system/p-bgp-password (Fairlead reads passwords from Secrets only)",
+		`BGPPeer metallb-system/unnumbered: spec.interface "eth1" cannot be carried over yet: Fairlead peers by address only (no unnumbered BGP); the peer is not converted`,
+		"BGPAdvertisement metallb-system/to-dyn: spec.peers: BGPPeer unnumbered is not converted (see above), so these paths go to the other peers only",
+	}
+	if !slices.Equal(res.Report, want) {
+		t.Errorf("report:\n%s\nwant:\n%s", strings.Join(res.Report, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A BGPPeer of MetalLB with vrf and bfdProfile: Fairlead's speakers refuse both together, so the
+// peer keeps its VRF and loses BFD, and the report says so.
+func TestPeerBFDInVRF(t *testing.T) {
+	res := mustConvert(t, `
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: fast, namespace: metallb-system}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: p, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, vrf: red, bfdProfile: fast}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: q, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.2, bfdProfile: fast}
+`)
+	p := find[*v1alpha1.BGPPeer](t, res, "p")
+	if p.Spec.VRF != "red" || p.Spec.BFDProfile != "" {
+		t.Errorf("p: vrf %q, bfdProfile %q", p.Spec.VRF, p.Spec.BFDProfile)
+	}
+	if q := find[*v1alpha1.BGPPeer](t, res, "q"); q.Spec.BFDProfile != "fast" {
+		t.Errorf("q: bfdProfile %q", q.Spec.BFDProfile)
+	}
+	hasLine(t, res, `BGPPeer metallb-system/p: spec.bfdProfile "fast" cannot be carried over yet together with spec.vrf "red"`, "converted without BFD")
+	if len(res.Report) != 1 {
+		t.Errorf("report:\n%s", strings.Join(res.Report, "\n"))
+	}
+}
+
+// passwordSecret: MetalLB reads it in its own namespace (also when none is named), Fairlead's
+// speakers in theirs unless granted another: the namespace is written, and the grant reported.
+func TestPasswordSecretNamespace(t *testing.T) {
+	const doc = `apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: p, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, passwordSecret: {name: md5}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: q, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.2, passwordSecret: {name: md5, namespace: metallb-system}}
+`
+	for _, secrets := range []string{"fairlead-system", "metallb-system"} {
+		var in Input
+		if err := in.AddYAML(strings.NewReader(doc), "test"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Convert(&in, Options{SecretNamespace: secrets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"p", "q"} {
+			ref := find[*v1alpha1.BGPPeer](t, res, name).Spec.PasswordSecret
+			if ref == nil || *ref != (v1alpha1.SecretKeyRef{Name: "md5", Namespace: "metallb-system", Key: "password"}) {
+				t.Errorf("speakers in %s: %s: passwordSecret %+v", secrets, name, ref)
+			}
+		}
+		if secrets == "metallb-system" {
+			if len(res.Report) != 0 {
+				t.Errorf("speakers in MetalLB's namespace need no grant:\n%s", strings.Join(res.Report, "\n"))
+			}
+			continue
+		}
+		for _, name := range []string{"p", "q"} {
+			hasLine(t, res, "BGPPeer metallb-system/"+name+": spec.passwordSecret: Secret metallb-system/md5 is read where it is: grant the speakers namespace metallb-system with the chart value speaker.bgpSecretNamespaces")
 		}
 	}
 }
 
-func TestSelectorsResolvedForBGP(t *testing.T) {
+// Community aliases become Fairlead aliases, and advertisements keep naming them; a name
+// Fairlead reads otherwise (a well-known community) or refuses is written out as its value.
+func TestCommunities(t *testing.T) {
+	long := strings.Repeat("a", 65)
+	res := mustConvert(t, fmt.Sprintf(`
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: one, namespace: metallb-system}
+spec:
+  communities:
+  - {name: vpn-only, value: "64512:100"}
+  - {name: Big.Deal_1, value: "large:64512:1:2"}
+  - {name: no-export, value: "64512:1"}
+  - {name: no-advertise, value: "64512:2"}
+  - {name: no-export-subconfed, value: "64512:3"}
+  - {name: no-peer, value: "64512:4"}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: two}
+spec:
+  communities:
+  - {name: 7up, value: "64512:7"}
+  - {name: "with space", value: "large:1:2:3"}
+  - {name: %s, value: "64512:65"}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: empty, namespace: metallb-system}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: a, namespace: metallb-system}
+spec:
+  communities: [vpn-only, Big.Deal_1, no-export, no-advertise, no-export-subconfed, no-peer, 7up, with space, %s, "64512:1", "large:0:00:1", "65535:65281"]
+`, long, long))
+	one := find[*v1alpha1.Community](t, res, "one")
+	if got := fmt.Sprint(one.Spec.Communities); got != "[{vpn-only 64512:100} {Big.Deal_1 large:64512:1:2}]" {
+		t.Errorf("Community one: %s", got)
+	}
+	if two := find[*v1alpha1.Community](t, res, "two"); len(two.Spec.Communities) != 0 {
+		t.Errorf("Community two: %v", two.Spec.Communities)
+	}
+	find[*v1alpha1.Community](t, res, "empty")
+	a := find[*v1alpha1.BGPAdvertisement](t, res, "a")
+	// 64512:1 is listed once: as no-export's value and as itself. 65535:65281 is the
+	// well-known NO_EXPORT, by number, as MetalLB sends it.
+	want := "vpn-only Big.Deal_1 64512:1 64512:2 64512:3 64512:4 64512:7 large:1:2:3 64512:65 large:0:0:1 65535:65281"
+	if got := strings.Join(a.Spec.Communities, " "); got != want || len(a.Spec.LargeCommunities) != 0 {
+		t.Errorf("communities %q, large %q; want %q", got, a.Spec.LargeCommunities, want)
+	}
+	for _, n := range []string{"no-export", "no-advertise", "no-export-subconfed", "no-peer"} {
+		hasLine(t, res, "Community metallb-system/one", fmt.Sprintf("alias %q cannot be a Fairlead alias: in Fairlead it is the name of a well-known community", n), "get its value 64512:")
+	}
+	hasLine(t, res, `Community two: spec.communities[0]: alias "7up" cannot be a Fairlead alias: Fairlead's alias names start with a letter`, "get its value 64512:7 instead")
+	hasLine(t, res, `Community two: spec.communities[1]: alias "with space" cannot be a Fairlead alias`, "get its value large:1:2:3 instead")
+	hasLine(t, res, `Community two: spec.communities[2]: alias "`+long+`" cannot be a Fairlead alias: Fairlead's alias names have at most 64 characters`)
+	if len(res.Report) != 7 {
+		t.Errorf("report: %d lines, want 7:\n%s", len(res.Report), strings.Join(res.Report, "\n"))
+	}
+}
+
+// ipAddressPoolSelectors are carried over as selectors: a pool labelled later is advertised, as
+// in MetalLB, and selectors that match no pool select none (not every pool).
+func TestPoolSelectorsForBGP(t *testing.T) {
 	res := mustConvert(t, `
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -197,22 +354,31 @@ metadata: {name: blue, namespace: metallb-system}
 spec: {addresses: [192.0.2.16/28]}
 ---
 apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: green, namespace: metallb-system}
-spec: {addresses: [192.0.2.32/28]}
----
-apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
 metadata: {name: adv, namespace: metallb-system}
 spec:
   ipAddressPools: [blue]
   ipAddressPoolSelectors: [{matchLabels: {color: red}}]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: none, namespace: metallb-system}
+spec:
+  ipAddressPoolSelectors: [{matchLabels: {color: green}}]
 `)
 	a := find[*v1alpha1.BGPAdvertisement](t, res, "adv")
-	if got := strings.Join(a.Spec.IPPools, ","); got != "blue,red" {
-		t.Errorf("ipPools %s, want blue,red", got)
+	if got := strings.Join(a.Spec.IPPools, ","); got != "blue" || len(a.Spec.IPPoolSelectors) != 1 || a.Spec.IPPoolSelectors[0].MatchLabels["color"] != "red" {
+		t.Errorf("adv: ipPools %s, ipPoolSelectors %+v", got, a.Spec.IPPoolSelectors)
 	}
-	hasLine(t, res, "BGPAdvertisement metallb-system/adv: spec.ipAddressPoolSelectors cannot be carried over yet", "pools blue, red")
+	n := find[*v1alpha1.BGPAdvertisement](t, res, "none")
+	if len(n.Spec.IPPools) != 0 || len(n.Spec.IPPoolSelectors) != 1 || n.Spec.IPPoolSelectors[0].MatchLabels["color"] != "green" {
+		t.Errorf("none: ipPools %v, ipPoolSelectors %+v", n.Spec.IPPools, n.Spec.IPPoolSelectors)
+	}
+	for _, l := range res.Report {
+		if strings.Contains(l, "BGPAdvertisement") {
+			t.Errorf("selectors carry over exactly: %s", l)
+		}
+	}
 }
 
 func TestOtherNamespacesAndKinds(t *testing.T) {

@@ -1,6 +1,7 @@
 package metallb
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,18 @@ func TestInvalidInput(t *testing.T) {
 			[]string{"BGPPeer p", "spec.holdTime"}},
 		{"keepalive", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 10s}",
 			[]string{"BGPPeer p", "spec.keepaliveTime"}},
+		{"router ID of IPv6", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, routerID: '2001:db8::1'}",
+			[]string{"BGPPeer p", "spec.routerID", "IPv4"}},
+		{"router ID zero", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, routerID: 0.0.0.0}",
+			[]string{"BGPPeer p", "spec.routerID", "non-zero"}},
+		{"connect time in milliseconds", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, connectTime: 1500ms}",
+			[]string{"BGPPeer p", "spec.connectTime", "1.5s"}},
+		{"connect time too long", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, connectTime: 20h}",
+			[]string{"BGPPeer p", "spec.connectTime", "65535s"}},
+		{"vrf name", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, vrf: a-name-far-too-long-for-linux}",
+			[]string{"BGPPeer p", "spec.vrf"}},
+		{"source of the other family", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, sourceAddress: '2001:db8::2'}",
+			[]string{"BGPPeer p", "sourceAddress", "different families"}},
 		{"missing BFD profile", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, bfdProfile: fast}",
 			[]string{"BGPPeer p", "spec.bfdProfile", `"fast" does not exist`}},
 		{"BFD range", "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: b}\nspec: {detectMultiplier: 1}",
@@ -61,6 +74,14 @@ func TestInvalidInput(t *testing.T) {
 			[]string{"Community c", "spec.communities[0].value", "16-bit"}},
 		{"community alias twice", "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}\nspec: {communities: [{name: x, value: '1:1'}, {name: x, value: '1:2'}]}",
 			[]string{"Community c", "spec.communities[1].name"}},
+		{"two Communities of one name", "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c, namespace: metallb-system}\n---\napiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}",
+			[]string{"Community c: metadata.name", "Community metallb-system/c has the same name", "cluster-scoped Community"}},
+		{"too many aliases", "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}\nspec: {communities: [" + strings.Repeat("{name: x, value: '1:1'},", 257) + "]}",
+			[]string{"Community c", "257 aliases", "256"}},
+		{"too many communities", okPool + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec: {communities: [" + numbered("'1:%d'", 65) + "]}",
+			[]string{"BGPAdvertisement a", "spec.communities", "65 entries", "64"}},
+		{"too many pool selectors", okPool + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec: {ipAddressPoolSelectors: [" + numbered("{matchLabels: {n: '%d'}}", 17) + "]}",
+			[]string{"BGPAdvertisement a", "spec.ipAddressPoolSelectors", "17 selectors", "16"}},
 		{"unknown community", okPool + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec: {communities: [no-such-alias]}",
 			[]string{"BGPAdvertisement a", "spec.communities[0]", "no-such-alias"}},
 		{"large community", okPool + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec: {communities: ['large:1:2:4294967296']}",
@@ -87,4 +108,13 @@ func TestInvalidInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// numbered is n list items of format, numbered from 1.
+func numbered(format string, n int) string {
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf(format, i+1)
+	}
+	return strings.Join(items, ", ")
 }

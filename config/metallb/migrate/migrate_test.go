@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,8 @@ func fairleadObjects(t *testing.T, c client.Client) []string {
 	var peers v1alpha1.BGPPeerList
 	var advs v1alpha1.BGPAdvertisementList
 	var bfd v1alpha1.BFDProfileList
-	for _, l := range []client.ObjectList{&pools, &l2, &peers, &advs, &bfd} {
+	var comms v1alpha1.CommunityList
+	for _, l := range []client.ObjectList{&pools, &l2, &peers, &advs, &bfd, &comms} {
 		must(t, c.List(ctx, l))
 	}
 	for _, p := range pools.Items {
@@ -69,12 +71,17 @@ func fairleadObjects(t *testing.T, c client.Client) []string {
 	for _, p := range bfd.Items {
 		out = append(out, "BFDProfile/"+p.Name)
 	}
+	for _, p := range comms.Items {
+		out = append(out, "Community/"+p.Name)
+	}
 	return out
 }
 
 // fairleadctl migrate metallb on a real apiserver with MetalLB's CRDs: the documentation's
 // examples, created as MetalLB objects (so MetalLB's own schemas accept them), are read back
-// from the cluster and applied as Fairlead objects that Fairlead's schemas accept; the same
+// from the cluster and applied as Fairlead objects that Fairlead's schemas accept (with the BGP
+// fields of bgp-fields.yaml: dynamicASN, routerID, connectTime, vrf, disableMP, a Secret's
+// namespace, Community aliases, ipPoolSelectors); the same
 // files given with -f convert to the same objects; invalid MetalLB input writes nothing.
 func TestMigrateMetalLB(t *testing.T) {
 	crds, err := mlb.CRDDir()
@@ -89,7 +96,7 @@ func TestMigrateMetalLB(t *testing.T) {
 	}
 	testdata := filepath.Join(controlplane.RepoRoot(), "config/metallb/testdata")
 
-	for _, name := range []string{"docs-ipaddresspool", "docs-l2advertisement", "docs-bgp"} {
+	for _, name := range []string{"docs-ipaddresspool", "docs-l2advertisement", "docs-bgp", "bgp-fields"} {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(testdata, name+".yaml")
 			created := createYAML(t, c, file)
@@ -97,7 +104,7 @@ func TestMigrateMetalLB(t *testing.T) {
 				for _, u := range created {
 					_ = c.Delete(ctx, u)
 				}
-				for _, k := range []client.Object{&v1alpha1.IPPool{}, &v1alpha1.L2Advertisement{}, &v1alpha1.BGPPeer{}, &v1alpha1.BGPAdvertisement{}, &v1alpha1.BFDProfile{}} {
+				for _, k := range []client.Object{&v1alpha1.IPPool{}, &v1alpha1.L2Advertisement{}, &v1alpha1.BGPPeer{}, &v1alpha1.BGPAdvertisement{}, &v1alpha1.BFDProfile{}, &v1alpha1.Community{}} {
 					_ = c.DeleteAllOf(ctx, k)
 				}
 			}()
@@ -115,6 +122,17 @@ func TestMigrateMetalLB(t *testing.T) {
 				u := &unstructured.Unstructured{}
 				must(t, utilyaml.Unmarshal([]byte(doc), &u.Object))
 				want = append(want, u.GetKind()+"/"+u.GetName())
+				// The apiserver kept every field (a field its schema lacks would be pruned
+				// without an error); it may add defaults.
+				stored := &unstructured.Unstructured{}
+				stored.SetGroupVersionKind(u.GroupVersionKind())
+				if err := c.Get(ctx, client.ObjectKeyFromObject(u), stored); err != nil {
+					t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
+					continue
+				}
+				if path, ok := within(u.Object["spec"], stored.Object["spec"], "spec"); !ok {
+					t.Errorf("%s %s: %s printed as %v, stored as %v", u.GetKind(), u.GetName(), path, u.Object["spec"], stored.Object["spec"])
+				}
 			}
 			got := fairleadObjects(t, c)
 			if strings.Join(sorted(got), " ") != strings.Join(sorted(want), " ") {
@@ -166,4 +184,36 @@ func sorted(s []string) []string {
 		}
 	}
 	return out
+}
+
+// within says whether every field of want is in got with the same value (got may have more
+// fields: the apiserver's defaults), and if not, where it differs.
+func within(want, got any, path string) (string, bool) {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return path, false
+		}
+		for k, v := range w {
+			if p, ok := within(v, g[k], path+"."+k); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return path, false
+		}
+		for i := range w {
+			if p, ok := within(w[i], g[i], fmt.Sprintf("%s[%d]", path, i)); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	default:
+		// Numbers may come back as another Go type; their text is the same.
+		return path, got != nil && fmt.Sprint(want) == fmt.Sprint(got)
+	}
 }
