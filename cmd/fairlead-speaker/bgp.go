@@ -16,7 +16,7 @@ var bgpSecretNamespace = flag.String("bgp-secret-namespace", envOr("POD_NAMESPAC
 	"Namespace of the Secrets that BGPPeers' passwordSecret name (default $POD_NAMESPACE, else fairlead-system).")
 
 var bgpExtraSecretNamespaces = flag.String("bgp-extra-secret-namespaces", "",
-	"Comma-separated further namespaces a passwordSecret may name (the chart grants read access there: speaker.bgp.secretNamespaces).")
+	"Comma-separated further namespaces a passwordSecret may name (the chart grants read access there: speaker.bgpSecretNamespaces).")
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

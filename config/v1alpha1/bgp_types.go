@@ -104,7 +104,7 @@ type BGPPeerSpec struct {
 
 	// PasswordSecret names a Secret holding the TCP MD5 password (RFC 2385) of the session, in
 	// the speaker's namespace unless it names another one that the chart lets the speakers read
-	// (speaker.bgp.secretNamespaces).
+	// (speaker.bgpSecretNamespaces).
 	// +optional
 	PasswordSecret *SecretKeyRef `json:"passwordSecret,omitempty"`
 
@@ -132,7 +132,7 @@ type SecretKeyRef struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Namespace of the Secret; empty: the speaker's own namespace. Any other must be granted to
-	// the speakers explicitly (chart value speaker.bgp.secretNamespaces), else the session is
+	// the speakers explicitly (chart value speaker.bgpSecretNamespaces), else the session is
 	// Invalid.
 	// +kubebuilder:validation:MaxLength=63
 	// +optional

@@ -51,7 +51,7 @@ type Options struct {
 	// SecretNamespace is where passwordSecrets live by default (the speaker's own namespace).
 	SecretNamespace string
 	// ExtraSecretNamespaces are other namespaces a passwordSecret may name: granted by the
-	// chart explicitly (speaker.bgp.secretNamespaces). Only these namespaces' Secrets are
+	// chart explicitly (speaker.bgpSecretNamespaces). Only these namespaces' Secrets are
 	// watched; a reference to any other makes its BGPPeer Invalid.
 	ExtraSecretNamespaces []string
 	// Members returns the speakers' failure detector (joined): with it, the lowest-named live
@@ -354,7 +354,7 @@ func (c *Controller) password(ref v1alpha1.SecretKeyRef) (string, error) {
 	ns := cmp.Or(ref.Namespace, c.o.SecretNamespace)
 	inf, ok := c.secretInf[ns]
 	if !ok {
-		return "", fmt.Errorf("Secret %s/%s: the speakers may not read Secrets in namespace %s (grant it with the chart value speaker.bgp.secretNamespaces)", ns, ref.Name, ns)
+		return "", fmt.Errorf("Secret %s/%s: the speakers may not read Secrets in namespace %s (grant it with the chart value speaker.bgpSecretNamespaces)", ns, ref.Name, ns)
 	}
 	obj, ok, err := inf.GetStore().GetByKey(ns + "/" + ref.Name)
 	if err != nil {
