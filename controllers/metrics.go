@@ -13,3 +13,8 @@ var FencedWrites = prometheus.NewCounter(prometheus.CounterOpts{
 })
 
 func init() { metrics.Registry.MustRegister(FencedWrites) }
+
+// The metrics endpoint reviews every scraper's token and its right to the path
+// (cmd/fairlead-controller's --metrics-secure).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

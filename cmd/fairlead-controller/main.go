@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
@@ -24,6 +25,7 @@ func main() {
 		o                                    controllers.Options
 		metricsAddr, probeAddr, leaderNS     string
 		pprofAddr                            string
+		metricsOpts                          metricsserver.Options
 		leaderElect                          bool
 		leaseDuration, renewDeadline, period time.Duration
 		qps                                  float64
@@ -34,6 +36,10 @@ func main() {
 	flag.IntVar(&o.Workers, "workers", 8, "Services reconciled in parallel.")
 	flag.DurationVar(&o.PoolStatusInterval, "pool-status-interval", time.Second, "Least time between two writes of one IPPool's usage to its status.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":7472", "Address of the Prometheus metrics endpoint ('0' disables it).")
+	flag.BoolVar(&metricsOpts.SecureServing, "metrics-secure", true, "Serve metrics over HTTPS to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (false: plain HTTP to anyone).")
+	flag.StringVar(&metricsOpts.CertDir, "metrics-cert-dir", "", "Directory of the metrics server's certificate and key (default: a self-signed certificate made at start).")
+	flag.StringVar(&metricsOpts.CertName, "metrics-cert-name", "tls.crt", "Certificate file in --metrics-cert-dir.")
+	flag.StringVar(&metricsOpts.KeyName, "metrics-key-name", "tls.key", "Key file in --metrics-cert-dir.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":7473", "Address of the /healthz and /readyz endpoints.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's pprof endpoints (off by default).")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader through a Lease, so that replicas never allocate at once.")
@@ -86,9 +92,13 @@ func main() {
 		f := fence.New(leaderNS, leaderID, fence.OnRefused(controllers.FencedWrites.Inc))
 		cfg.Wrap(f.Wrap)
 	}
+	metricsOpts.BindAddress = metricsAddr
+	if metricsOpts.SecureServing {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.NewScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  probeAddr,
 		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 var (
@@ -397,4 +399,41 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 	after := waitAllocated(t, ns, 35, 30*time.Second)
 	unchanged(t, before, after)
 	holders.check(t)
+}
+
+// The controller's metrics as a scraper meets them: the apiserver reviews the token
+// (controller-runtime's filter); health probes stay plain, on their own port.
+func TestMetricsNeedAGrantedToken(t *testing.T) {
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	if err := scrape.Grant(ctx, cs, "metrics-reader", scrape.MetricsReader, "default", "prometheus"); err != nil {
+		t.Fatal(err)
+	}
+	granted, err := scrape.Token(ctx, cs, "default", "prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied, err := scrape.Token(ctx, cs, "default", "nosy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, health := freeAddr(t), freeAddr(t)
+	startController(t, "--leader-elect=false", "--metrics-bind-address", metrics, "--health-probe-bind-address", health)
+	body := scrape.CheckAuth(t, ctx, nil, metrics, granted, denied)
+	if !strings.Contains(string(body), "fairlead_fenced_writes_total") {
+		t.Errorf("granted scrape lacks fairlead_fenced_writes_total")
+	}
+	if code, body, err := scrape.GetPlain(ctx, nil, health, "/healthz"); err != nil || code != 200 {
+		t.Errorf("GET http://%s/healthz: %d %q %v", health, code, body, err)
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

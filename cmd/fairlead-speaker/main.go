@@ -6,10 +6,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/fairlead-lb/fairlead/speaker/serving"
 )
 
 // speaker is what every component gets: the API connection, a shared informer factory (so a
@@ -53,7 +58,13 @@ var components = []component{
 func main() {
 	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig (default: in-cluster).")
 	node := flag.String("node-name", os.Getenv("NODE_NAME"), "This node's name (default $NODE_NAME).")
-	metricsAddr := flag.String("metrics-bind-address", ":7474", "Address of the Prometheus metrics endpoint ('0' disables it).")
+	var ep endpoints
+	flag.StringVar(&ep.metricsAddr, "metrics-bind-address", ":7474", "Address of the Prometheus metrics endpoint ('0' disables it).")
+	flag.BoolVar(&ep.metrics.Secure, "metrics-secure", true, "Serve metrics over HTTPS to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (false: plain HTTP to anyone).")
+	flag.StringVar(&ep.metrics.CertDir, "metrics-cert-dir", "", "Directory of the metrics server's certificate and key (default: a self-signed certificate made at start).")
+	flag.StringVar(&ep.metrics.CertName, "metrics-cert-name", "tls.crt", "Certificate file in --metrics-cert-dir.")
+	flag.StringVar(&ep.metrics.KeyName, "metrics-key-name", "tls.key", "Key file in --metrics-cert-dir.")
+	flag.StringVar(&ep.probeAddr, "health-probe-bind-address", "127.0.0.1:7475", "Address of the /healthz and /readyz endpoints ('0' disables them).")
 	qps := flag.Float64("kube-api-qps", 50, "Requests per second to the apiserver (client-side limit).")
 	cleanup := flag.Bool("cleanup", false, "Remove the proxy's nftables table (inet fairlead) and exit.")
 	klog.InitFlags(nil)
@@ -65,13 +76,19 @@ func main() {
 		}
 		return
 	}
-	if err := run(*kubeconfig, *node, *metricsAddr, float32(*qps)); err != nil {
+	if err := run(*kubeconfig, *node, ep, float32(*qps)); err != nil {
 		klog.ErrorS(err, "speaker stopped")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, node, metricsAddr string, qps float32) error {
+// endpoints are the speaker's HTTP listeners.
+type endpoints struct {
+	metricsAddr, probeAddr string
+	metrics                serving.Options
+}
+
+func run(kubeconfig, node string, ep endpoints, qps float32) error {
 	if node == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
 	}
@@ -93,6 +110,13 @@ func run(kubeconfig, node, metricsAddr string, qps float32) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)
+	// Both ports are opened before any component starts, so that a taken port fails the start
+	// cleanly instead of leaving announcements behind.
+	var synced atomic.Bool
+	servers, err := ep.listen(ctx, reg, cfg, synced.Load)
+	if err != nil {
+		return err
+	}
 	var runs []func(context.Context) error
 	for _, c := range components {
 		if !*c.on {
@@ -100,6 +124,7 @@ func run(kubeconfig, node, metricsAddr string, qps float32) error {
 		}
 		r, err := c.setup(s)
 		if err != nil {
+			closeAll(servers)
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		runs = append(runs, r)
@@ -109,19 +134,52 @@ func run(kubeconfig, node, metricsAddr string, qps float32) error {
 	for _, r := range runs {
 		g.Go(func() error { return r(ctx) })
 	}
-	if metricsAddr != "0" {
-		srv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
-		g.Go(func() error {
-			go func() { <-ctx.Done(); _ = srv.Close() }()
-			if err := srv.ListenAndServe(); err != http.ErrServerClosed {
-				return err
-			}
-			return nil
-		})
+	for _, sv := range servers {
+		g.Go(func() error { return serving.Serve(ctx, sv.l, sv.srv) })
+	}
+	if servers != nil {
+		go func() {
+			s.informer.WaitForCacheSync(ctx.Done())
+			synced.Store(ctx.Err() == nil)
+		}()
 	}
 	err = g.Wait()
 	if s.members != nil {
 		s.members.wait()
 	}
 	return err
+}
+
+type server struct {
+	l   net.Listener
+	srv *http.Server
+}
+
+func closeAll(servers []server) {
+	for _, sv := range servers {
+		_ = sv.l.Close()
+	}
+}
+
+// listen opens the metrics and health ports that are not disabled.
+func (ep endpoints) listen(ctx context.Context, reg *prometheus.Registry, cfg *rest.Config, ready func() bool) ([]server, error) {
+	var out []server
+	if ep.metricsAddr != "0" {
+		l, srv, err := serving.Listen(ctx, ep.metricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ep.metrics, cfg, klog.Background().WithName("metrics"))
+		if err != nil {
+			return nil, err
+		}
+		klog.InfoS("serving metrics", "address", l.Addr().String(), "secure", ep.metrics.Secure)
+		out = append(out, server{l, srv})
+	}
+	if ep.probeAddr != "0" {
+		l, err := net.Listen("tcp", ep.probeAddr)
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("health probes: %w", err)
+		}
+		klog.InfoS("serving health probes", "address", l.Addr().String())
+		out = append(out, server{l, &http.Server{Handler: serving.Health(ready), ReadHeaderTimeout: 10 * time.Second}})
+	}
+	return out, nil
 }

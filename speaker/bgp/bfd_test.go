@@ -100,7 +100,7 @@ func TestFRRBFD(t *testing.T) {
 	}})
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}, Spec: v1alpha1.BGPAdvertisementSpec{Peers: []string{"frr"}}})
 	for i, n := range l.nodes {
-		n.extraArg = []string{"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", 17480+i)}
+		n.extraArg = []string{"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", 17480+i), "--metrics-secure=false"}
 	}
 	l.startAll()
 	const vip = "198.51.100.10/32"

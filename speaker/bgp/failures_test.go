@@ -65,7 +65,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	}}
 	l.create(wrongASN)
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
-	n.extraArg = []string{"--metrics-bind-address", "127.0.0.1:17474"}
+	n.extraArg = []string{"--metrics-bind-address", "127.0.0.1:17474", "--metrics-secure=false"}
 	n.start()
 	l.service("web", false, "198.51.100.10")
 

@@ -166,7 +166,7 @@ func newClusterEnv(t *testing.T, env []string, extraArgs ...string) *cluster {
 	}
 	c.relay = c.node.ForwardRelay(apiAddr, apiAddr)
 	c.args = append([]string{"--proxy", "--l2=false", "--node-name", nodeName, "--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
+		"--metrics-bind-address", "127.0.0.1:7474", "--metrics-secure=false", "--healthz-bind-address", "127.0.0.1:10256",
 		"--proxy-min-sync-interval", "50ms", "--cluster-cidr", "10.244.0.0/16,fd00:244::/32",
 		// nf_conntrack_max is host-wide: a test never asks to change it.
 		"--conntrack-max-per-core", "0", "--conntrack-min", "0"}, extraArgs...)

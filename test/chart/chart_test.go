@@ -150,6 +150,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		`controler: {replicas: 2}`, // misspelt key
 		`ipPools: [{name: Bad_Name, spec: {}}]`,
 		`metrics: {serviceMonitor: {interval: soon}}`,
+		`metrics: {secure: "no"}`,
+		`metrics: {reader: {serviceAccount: {name: prometheus, namspace: monitoring}}}`, // misspelt key
 		`aws: {nlb: true, vpcID: vpc-1}`,           // no cluster name to tag with
 		`aws: {elasticIPs: true, clusterName: ""}`, // the same
 		// the ccm's Elastic IPs go to unclassed Services, which the speakers would then ignore
@@ -201,6 +203,27 @@ func TestRendersSecureDefaults(t *testing.T) {
 	}
 	if !slicesContain(s.Args, "--proxy=false") {
 		t.Errorf("the proxy must be off by default: %v", s.Args)
+	}
+	// Metrics for authorized scrapers only; probes on a port of their own, the speaker's on
+	// loopback (it shares the node's network).
+	if !slicesContain(c.Args, "--metrics-secure=true") || !slicesContain(s.Args, "--metrics-secure=true") {
+		t.Errorf("metrics are not secure by default: controller %v, speaker %v", c.Args, s.Args)
+	}
+	if !slicesContain(s.Args, "--health-probe-bind-address=127.0.0.1:7475") || s.LivenessProbe == nil || s.ReadinessProbe == nil ||
+		s.LivenessProbe.HTTPGet.Host != "127.0.0.1" || s.ReadinessProbe.HTTPGet.Port.IntValue() != 7475 {
+		t.Errorf("speaker probes: args %v, liveness %+v, readiness %+v; want both on 127.0.0.1:7475", s.Args, s.LivenessProbe, s.ReadinessProbe)
+	}
+	var reader *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-metrics-reader") {
+			reader = o
+		}
+		if o.GetKind() == "ClusterRoleBinding" && strings.HasSuffix(o.GetName(), "-metrics-reader") {
+			t.Errorf("metrics-reader bound to %v without metrics.reader.serviceAccount", o.Object["subjects"])
+		}
+	}
+	if reader == nil || fmt.Sprint(reader.Object["rules"]) != "[map[nonResourceURLs:[/metrics] verbs:[get]]]" {
+		t.Errorf("no ClusterRole granting get /metrics and nothing else: %v", reader)
 	}
 }
 

@@ -2,6 +2,8 @@ package chart
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 // Grafana's dashboard linter (github.com/grafana/dashboard-linter) cannot be built here: the
@@ -365,8 +368,8 @@ func checkServedMetrics(t *testing.T, served map[string]bool) {
 	}
 }
 
-// scrapeMetrics reads a /metrics page over conn (already connected, possibly from inside a
-// network namespace) and returns its series (name{labels} as served) and their values.
+// scrapeMetrics reads a plain-HTTP /metrics page over conn (already connected, possibly from
+// inside a network namespace) and returns its series (name{labels} as served) and their values.
 func scrapeMetrics(conn net.Conn) (map[string]float64, error) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -381,8 +384,40 @@ func scrapeMetrics(conn net.Conn) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
+	return parseMetrics(resp.Body)
+}
+
+// scrapeSecure fetches https://addr/metrics from ns (nil: the test's own) as the chart's
+// ServiceMonitors do, with token, and returns its series and its text.
+func scrapeSecure(ns *netns.NS, addr, token string) (map[string]float64, string, error) {
+	code, body, err := scrape.Get(context.Background(), nsDial(ns), addr, "/metrics", token)
+	if err != nil {
+		return nil, "", err
+	}
+	if code != http.StatusOK {
+		return nil, "", fmt.Errorf("GET https://%s/metrics: %d %s", addr, code, body)
+	}
+	series, err := parseMetrics(bytes.NewReader(body))
+	return series, string(body), err
+}
+
+// nsDial dials from inside ns (nil: the test's own namespace).
+func nsDial(ns *netns.NS) scrape.Dial {
+	return func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+		do := func() error {
+			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		}
+		if ns == nil {
+			return conn, do()
+		}
+		return conn, ns.Do(do)
+	}
+}
+
+func parseMetrics(r io.Reader) (map[string]float64, error) {
 	series := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

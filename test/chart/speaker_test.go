@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,12 +35,14 @@ import (
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 // Values of the speaker test: every speaker component on, an address pool announced by layer 2
 // and by BGP to a router that wants an MD5 password kept in a Secret of another namespace, which
 // the values grant the speakers.
 const speakerValues = `
+metrics: {reader: {serviceAccount: {name: prometheus, namespace: monitoring}}}
 speaker: {l2: true, bgp: true, proxy: true, clusterCIDR: 10.244.0.0/16, bgpSecretNamespaces: [bgp-secrets]}
 ipPools:
   - name: lan
@@ -81,7 +84,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx := context.Background()
 	c := env.Client
-	for _, ns := range []string{namespace, "bgp-secrets"} {
+	for _, ns := range []string{namespace, "bgp-secrets", "monitoring"} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
@@ -339,12 +342,40 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		return fmt.Errorf("no L2Announced Event from the speaker among %d", len(evs.Items))
 	})
+	// Metrics as the chart's ServiceMonitors scrape them: HTTPS with the token of the
+	// ServiceAccount metrics.reader names (bound by the chart), which each component has the
+	// apiserver review with its own chart RBAC; a token without the binding is refused.
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	granted, err := scrape.Token(ctx, cs, "monitoring", "prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied, err := scrape.Token(ctx, cs, "monitoring", "nosy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape.CheckAuth(t, ctx, nil, ctrlMetrics, granted, denied)
+	scrape.CheckAuth(t, ctx, nsDial(node), "127.0.0.1:7474", granted, denied)
+	// The DaemonSet's probes, where kubelet sends them: no token, on the node's loopback.
+	for _, p := range []*corev1.Probe{ds.Spec.Template.Spec.Containers[0].LivenessProbe, ds.Spec.Template.Spec.Containers[0].ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Fatalf("the speaker lacks an HTTP probe: %+v", p)
+		}
+		addr := net.JoinHostPort(p.HTTPGet.Host, p.HTTPGet.Port.String())
+		waitFor(t, 30*time.Second, "the speaker's probe "+addr+p.HTTPGet.Path, func() error {
+			code, body, err := scrape.GetPlain(ctx, nsDial(node), addr, p.HTTPGet.Path)
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("%d %s", code, body)
+			}
+			return err
+		})
+	}
 	// What the dashboard and the alerts query is what the two serve (dashboard_test.go).
-	served, err := scrapeMetrics(dial(t, nil, "tcp", ctrlMetrics))
+	served, ctrlText, err := scrapeSecure(nil, ctrlMetrics, granted)
 	if err != nil {
 		t.Fatalf("scraping the controller: %v", err)
 	}
-	fromSpeaker, err := scrapeMetrics(dial(t, node, "tcp", "127.0.0.1:7474"))
+	fromSpeaker, speakerText, err := scrapeSecure(node, "127.0.0.1:7474", granted)
 	if err != nil {
 		t.Fatalf("scraping the speaker: %v", err)
 	}
@@ -353,8 +384,8 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	checkNoSecretLeaks(t, c, "s3cret-md5", map[string]string{
 		"the speaker's log":        speaker.Output(),
 		"the controller's log":     ctrlProc.output(),
-		"the speaker's metrics":    rawMetrics(t, node, "127.0.0.1:7474"),
-		"the controller's metrics": rawMetrics(t, nil, ctrlMetrics),
+		"the speaker's metrics":    speakerText,
+		"the controller's metrics": ctrlText,
 	})
 	// The speaker's own account of layer 2 and of the proxy, as the alerts read it.
 	for series, want := range map[string]float64{
@@ -452,22 +483,6 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 			t.Errorf("the speaker can %s (err %v), want Forbidden", tc.what, err)
 		}
 	}
-}
-
-// rawMetrics returns the text a metrics endpoint serves.
-func rawMetrics(t *testing.T, ns *netns.NS, addr string) string {
-	t.Helper()
-	conn := dial(t, ns, "tcp", addr)
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // checkNoSecretLeaks fails when the BGP password shows anywhere the components wrote: their

@@ -15,13 +15,16 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -80,12 +83,15 @@ type Monitoring struct {
 	Rules    []byte // the PrometheusRule's spec: a rules file
 	Monitors []promconfig.ServiceMonitor
 	Services []*corev1.Service
+	// Reader is the chart's ClusterRole that lets a scraper GET /metrics.
+	Reader *rbacv1.ClusterRole
 }
 
 // RenderMonitoring renders chartDir as the lab installs it, plus the lab's monitoring values,
 // into a Prometheus configuration. sdDir is where the discovered targets will be, rulesFile
-// where the rules will be.
-func RenderMonitoring(chartDir string, values map[string]any, sdDir, rulesFile string) (*Monitoring, error) {
+// where the rules will be, tokenFile the token Prometheus scrapes with: a Prometheus in a Pod
+// reads its ServiceAccount's from the file the ServiceMonitors name; the lab's runs in no Pod.
+func RenderMonitoring(chartDir string, values map[string]any, sdDir, rulesFile, tokenFile string) (*Monitoring, error) {
 	vals := map[string]any{}
 	for k, v := range values {
 		vals[k] = v
@@ -105,6 +111,13 @@ func RenderMonitoring(chartDir string, values map[string]any, sdDir, rulesFile s
 				return nil, err
 			}
 			mon.Monitors = append(mon.Monitors, m)
+		case "ClusterRole":
+			if strings.HasSuffix(o.GetName(), "-metrics-reader") {
+				mon.Reader = &rbacv1.ClusterRole{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, mon.Reader); err != nil {
+					return nil, fmt.Errorf("ClusterRole %s: %w", o.GetName(), err)
+				}
+			}
 		case "PrometheusRule":
 			if mon.Rules, err = yaml.Marshal(o.Object["spec"]); err != nil {
 				return nil, err
@@ -117,8 +130,8 @@ func RenderMonitoring(chartDir string, values map[string]any, sdDir, rulesFile s
 			services[s.Name] = &s
 		}
 	}
-	if len(mon.Monitors) == 0 || mon.Rules == nil {
-		return nil, fmt.Errorf("the chart rendered %d ServiceMonitors and no PrometheusRule with metrics.serviceMonitor and metrics.alerts enabled", len(mon.Monitors))
+	if len(mon.Monitors) == 0 || mon.Rules == nil || mon.Reader == nil {
+		return nil, fmt.Errorf("the chart rendered %d ServiceMonitors, no PrometheusRule or no metrics-reader ClusterRole with metrics.serviceMonitor and metrics.alerts enabled", len(mon.Monitors))
 	}
 	// The Services each monitor selects, in its namespace: in the lab they are the same objects
 	// the chart installs.
@@ -139,6 +152,11 @@ func RenderMonitoring(chartDir string, values map[string]any, sdDir, rulesFile s
 		Global:        promconfig.Global{ScrapeInterval: "1s", ScrapeTimeout: "1s", EvaluationInterval: "1s"},
 		RuleFiles:     []string{rulesFile},
 		ScrapeConfigs: promconfig.ScrapeConfigs(mon.Monitors, sdDir),
+	}
+	for i, sc := range cfg.ScrapeConfigs {
+		if sc.Authorization != nil && sc.Authorization.CredentialsFile == promconfig.ServiceAccountTokenFile {
+			cfg.ScrapeConfigs[i].Authorization.CredentialsFile = tokenFile
+		}
 	}
 	if mon.Config, err = yaml.Marshal(cfg); err != nil {
 		return nil, err
@@ -192,10 +210,13 @@ func (l *Lab) startPrometheus(ctx context.Context, cs kubernetes.Interface) erro
 			return err
 		}
 	}
-	rules := filepath.Join(dir, "rules.yaml")
-	mon, err := RenderMonitoring(l.chartDir(), l.chartValues(), l.sdDir(), rules)
+	rules, token := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "token")
+	mon, err := RenderMonitoring(l.chartDir(), l.chartValues(), l.sdDir(), rules, token)
 	if err != nil {
 		return fmt.Errorf("rendering the chart's monitoring: %w", err)
+	}
+	if err := grantPrometheus(ctx, cs, mon.Reader, token); err != nil {
+		return err
 	}
 	if !l.kubelets() {
 		if err := l.publishMetricsEndpoints(ctx, cs, mon.Services); err != nil {
@@ -245,6 +266,41 @@ func (l *Lab) startPrometheus(ctx context.Context, cs kubernetes.Interface) erro
 		return fmt.Errorf("prometheus is not ready (see %s): %w", filepath.Join(l.State, "logs", "prometheus.log"), err)
 	}
 	return nil
+}
+
+// PrometheusServiceAccount is the lab Prometheus' identity: a user binds the chart's
+// metrics-reader ClusterRole to their Prometheus' ServiceAccount, and so does the lab.
+var PrometheusServiceAccount = types.NamespacedName{Namespace: "monitoring", Name: "prometheus"}
+
+// grantPrometheus binds reader (the chart's ClusterRole, created here when the chart is not
+// installed: agent nodes) to PrometheusServiceAccount and writes a token of it to tokenFile.
+// The token outlives any lab (30 days): Prometheus reads the file at every scrape, but
+// nothing renews it.
+func grantPrometheus(ctx context.Context, cs kubernetes.Interface, reader *rbacv1.ClusterRole, tokenFile string) error {
+	sa := PrometheusServiceAccount
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, reader, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ClusterRole %s: %w", reader.Name, err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sa.Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa.Name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "lab-prometheus-" + reader.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: reader.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: sa.Namespace, Name: sa.Name}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding %s to %s: %w", reader.Name, sa, err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](30 * 24 * 3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token of %s: %w", sa, err)
+	}
+	return os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600)
 }
 
 // publishMetricsEndpoints creates the chart's metrics Services without their selectors, and

@@ -25,13 +25,13 @@ func TestPrometheusConfig(t *testing.T) {
 			l.NodeMode = KubeletNodes
 		}
 		dir := t.TempDir()
-		rules := filepath.Join(dir, "rules.yaml")
-		mon, err := RenderMonitoring(l.chartDir(), l.chartValues(), dir, rules)
+		rules, token := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "token")
+		mon, err := RenderMonitoring(l.chartDir(), l.chartValues(), dir, rules, token)
 		if err != nil {
 			t.Fatal(err)
 		}
 		config := filepath.Join(dir, "prometheus.yml")
-		for f, b := range map[string][]byte{config: mon.Config, rules: mon.Rules} {
+		for f, b := range map[string][]byte{config: mon.Config, rules: mon.Rules, token: []byte("a-token")} {
 			if err := os.WriteFile(f, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -46,6 +46,14 @@ func TestPrometheusConfig(t *testing.T) {
 			ScrapeConfigs []struct {
 				JobName        string `json:"job_name"`
 				ScrapeInterval string `json:"scrape_interval"`
+				Scheme         string `json:"scheme"`
+				Authorization  struct {
+					Type            string `json:"type"`
+					CredentialsFile string `json:"credentials_file"`
+				} `json:"authorization"`
+				TLSConfig struct {
+					InsecureSkipVerify bool `json:"insecure_skip_verify"`
+				} `json:"tls_config"`
 				RelabelConfigs []struct {
 					SourceLabels []string `json:"source_labels"`
 					TargetLabel  string   `json:"target_label"`
@@ -62,6 +70,10 @@ func TestPrometheusConfig(t *testing.T) {
 		var jobs []string
 		for _, sc := range cfg.ScrapeConfigs {
 			jobs = append(jobs, sc.JobName)
+			// The chart's secure metrics: HTTPS, the lab's token file, the self-signed certificates.
+			if sc.Scheme != "https" || sc.Authorization.Type != "Bearer" || sc.Authorization.CredentialsFile != token || !sc.TLSConfig.InsecureSkipVerify {
+				t.Errorf("%s: job %s scrapes %s with authorization %+v, tls %+v; want https with Bearer %s, insecure_skip_verify", l.NodeMode, sc.JobName, sc.Scheme, sc.Authorization, sc.TLSConfig, token)
+			}
 			if sc.ScrapeInterval != "1s" {
 				t.Errorf("%s: job %s scrapes every %q, want the lab's 1s", l.NodeMode, sc.JobName, sc.ScrapeInterval)
 			}

@@ -49,6 +49,21 @@ type Endpoint struct {
 	HonorLabels       bool      `json:"honorLabels"`
 	Relabelings       []Relabel `json:"relabelings"`
 	MetricRelabelings []Relabel `json:"metricRelabelings"`
+	// BearerTokenFile is read by Prometheus; in a Pod, ServiceAccountTokenFile is its
+	// ServiceAccount's token (a Prometheus outside one swaps in a file of its own).
+	BearerTokenFile string     `json:"bearerTokenFile"`
+	TLSConfig       *TLSConfig `json:"tlsConfig"`
+}
+
+// ServiceAccountTokenFile is where a Pod finds its ServiceAccount's token.
+const ServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// TLSConfig is the part of the Operator's TLSConfig that names no Secret or ConfigMap (those
+// would need the Operator to copy them out of the cluster).
+type TLSConfig struct {
+	InsecureSkipVerify bool   `json:"insecureSkipVerify"`
+	ServerName         string `json:"serverName"`
+	CAFile             string `json:"caFile"`
 }
 
 // Relabel is a ServiceMonitor's RelabelConfig (camelCase).
@@ -105,9 +120,25 @@ type ScrapeConfig struct {
 	ScrapeTimeout        string          `json:"scrape_timeout,omitempty"`
 	MetricsPath          string          `json:"metrics_path,omitempty"`
 	Scheme               string          `json:"scheme,omitempty"`
+	Authorization        *Authorization  `json:"authorization,omitempty"`
+	TLSConfig            *PromTLSConfig  `json:"tls_config,omitempty"`
 	FileSDConfigs        []FileSD        `json:"file_sd_configs"`
 	RelabelConfigs       []RelabelConfig `json:"relabel_configs"`
 	MetricRelabelConfigs []RelabelConfig `json:"metric_relabel_configs,omitempty"`
+}
+
+// Authorization is Prometheus' authorization block: the Operator's translation of a bearer
+// token file.
+type Authorization struct {
+	Type            string `json:"type"`
+	CredentialsFile string `json:"credentials_file"`
+}
+
+// PromTLSConfig is Prometheus' tls_config.
+type PromTLSConfig struct {
+	InsecureSkipVerify bool   `json:"insecure_skip_verify,omitempty"`
+	ServerName         string `json:"server_name,omitempty"`
+	CAFile             string `json:"ca_file,omitempty"`
 }
 
 type FileSD struct {
@@ -169,6 +200,12 @@ func scrapeConfig(m ServiceMonitor, i int, ep Endpoint, sdFile string) ScrapeCon
 		MetricsPath:    ep.Path,
 		Scheme:         ep.Scheme,
 		FileSDConfigs:  []FileSD{{Files: []string{sdFile}, RefreshInterval: "5s"}},
+	}
+	if ep.BearerTokenFile != "" {
+		sc.Authorization = &Authorization{Type: "Bearer", CredentialsFile: ep.BearerTokenFile}
+	}
+	if t := ep.TLSConfig; t != nil {
+		sc.TLSConfig = &PromTLSConfig{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName, CAFile: t.CAFile}
 	}
 
 	r := []RelabelConfig{{SourceLabels: []string{"job"}, TargetLabel: "__tmp_prometheus_job_name"}}

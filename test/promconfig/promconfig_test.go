@@ -26,6 +26,9 @@ selector: {matchLabels: {app.kubernetes.io/name: web, tier: front}}
 endpoints:
   - port: metrics
     interval: 5s
+    scheme: https
+    bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+    tlsConfig: {insecureSkipVerify: true}
     relabelings:
       - {sourceLabels: [__meta_kubernetes_pod_node_name], targetLabel: node, regex: (.+), action: Replace}
 `)
@@ -44,6 +47,9 @@ endpoints:
 	for _, want := range []string{
 		"job_name: serviceMonitor/shop/web/0",
 		"scrape_interval: 5s",
+		"scheme: https",
+		"authorization:\n  credentials_file: /var/run/secrets/kubernetes.io/serviceaccount/token\n  type: Bearer\n",
+		"tls_config:\n  insecure_skip_verify: true\n",
 		"file_sd_configs:\n- files:\n  - /sd/shop_web.json\n",
 		"- action: keep\n  regex: (web);true\n  source_labels:\n  - __meta_kubernetes_service_label_app_kubernetes_io_name\n  - __meta_kubernetes_service_labelpresent_app_kubernetes_io_name\n",
 		"- action: keep\n  regex: (front);true\n  source_labels:\n  - __meta_kubernetes_service_label_tier\n  - __meta_kubernetes_service_labelpresent_tier\n",
@@ -67,7 +73,8 @@ endpoints:
 func TestRefused(t *testing.T) {
 	for spec, want := range map[string]string{
 		`{selector: {matchExpressions: [{key: a, operator: Exists}]}, endpoints: [{port: m}]}`: `unknown field "matchExpressions"`,
-		`{selector: {matchLabels: {a: b}}, endpoints: [{port: m, bearerTokenFile: /t}]}`:       `unknown field "bearerTokenFile"`,
+		`{selector: {matchLabels: {a: b}}, endpoints: [{port: m, basicAuth: {}}]}`:             `unknown field "basicAuth"`,
+		`{selector: {matchLabels: {a: b}}, endpoints: [{port: m, tlsConfig: {ca: {}}}]}`:       `unknown field "ca"`,
 		`{selector: {matchLabels: {a: b}}, endpoints: [{targetPort: 8080}]}`:                   `unknown field "targetPort"`,
 		`{selector: {matchLabels: {a: b}}, endpoints: [{interval: 5s}]}`:                       `endpoint 0 names no port`,
 		`{selector: {matchLabels: {a: b}}}`:                                                    `has no endpoints`,

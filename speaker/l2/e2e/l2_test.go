@@ -222,7 +222,7 @@ func (c *cluster) deleteObjects() {
 
 func (c *cluster) start(n *node) {
 	p := n.ns.Start(speakerBin, "--node-name", n.name, "--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:7474", "--memberlist-secret-file", secretFile, "-v=1")
+		"--metrics-bind-address", "127.0.0.1:7474", "--metrics-secure=false", "--memberlist-secret-file", secretFile, "-v=1")
 	n.speaker = p
 	// The namespace's log tail is short; keep whole logs of a failed test for the post-mortem.
 	c.t.Cleanup(func() {

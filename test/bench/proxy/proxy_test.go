@@ -141,7 +141,8 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 			name: "fairlead", bin: speakerBin, metrics: "127.0.0.1:7474",
 			args: func(kc string) []string {
 				return []string{"--proxy", "--l2=false", "--node-name", nodeName, "--kubeconfig", kc,
-					"--metrics-bind-address", "127.0.0.1:7474", "--healthz-bind-address", "127.0.0.1:10256",
+					// Plain HTTP, as kube-proxy's beside it: the bench reads sync times, not tokens.
+					"--metrics-bind-address", "127.0.0.1:7474", "--metrics-secure=false", "--healthz-bind-address", "127.0.0.1:10256",
 					"--cluster-cidr", clusterCIDR}
 			},
 			fullMetric: "fairlead_proxy_sync_duration_seconds", partialMetric: "fairlead_proxy_sync_duration_seconds",
