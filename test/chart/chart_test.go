@@ -152,8 +152,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		`metrics: {serviceMonitor: {interval: soon}}`,
 		`metrics: {secure: "no"}`,
 		`metrics: {reader: {serviceAccount: {name: prometheus, namspace: monitoring}}}`, // misspelt key
-		`aws: {nlb: true, vpcID: vpc-1}`,           // no cluster name to tag with
-		`aws: {elasticIPs: true, clusterName: ""}`, // the same
+		`aws: {nlb: true, vpcID: vpc-1}`,                                                // no cluster name to tag with
+		`aws: {elasticIPs: true, clusterName: ""}`,                                      // the same
 		// the ccm's Elastic IPs go to unclassed Services, which the speakers would then ignore
 		`{defaultClass: false, ccm: {enabled: true, cloudConfig: {provider: aws-eip, aws: {clusterName: prod, allocateOnDemand: true}}}}`,
 	} {
