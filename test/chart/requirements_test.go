@@ -157,6 +157,27 @@ func TestCCMOption(t *testing.T) {
 	if pod.ServiceAccountName != release+"-ccm" {
 		t.Errorf("ccm runs as %q, want its own ServiceAccount", pod.ServiceAccountName)
 	}
+
+	// Its metrics are scraped like the others', over HTTPS with a token even when the other
+	// components serve plain HTTP (every cloud-controller-manager serves only HTTPS).
+	objs, _ = renderValues(t, `{ccm: {enabled: true}, metrics: {secure: false, serviceMonitor: {enabled: true}}}`)
+	var svc corev1.Service
+	find(t, objs, "Service", release+"-ccm-metrics", &svc)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 10258 || svc.Spec.Ports[0].TargetPort.String() != "metrics" {
+		t.Errorf("ccm metrics Service ports %+v", svc.Spec.Ports)
+	}
+	var sm unstructured.Unstructured
+	find(t, objs, "ServiceMonitor", release+"-ccm", &sm)
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(eps) != 1 || eps[0].(map[string]any)["scheme"] != "https" || eps[0].(map[string]any)["bearerTokenFile"] == nil {
+		t.Errorf("ccm ServiceMonitor endpoints %v, want https with the token", eps)
+	}
+	for _, c := range []string{"controller", "speaker"} {
+		find(t, objs, "ServiceMonitor", release+"-"+c, &sm)
+		if eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints"); eps[0].(map[string]any)["scheme"] == "https" {
+			t.Errorf("%s ServiceMonitor scrapes https with metrics.secure=false", c)
+		}
+	}
 }
 
 // The AWS modes reach both binaries as flags, and the IAM role annotation both ServiceAccounts.
