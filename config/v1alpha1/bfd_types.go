@@ -83,5 +83,5 @@ type BFDProfileList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&BFDProfile{}, &BFDProfileList{})
+	register(&BFDProfile{}, &BFDProfileList{})
 }

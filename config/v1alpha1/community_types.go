@@ -51,5 +51,5 @@ type CommunityList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Community{}, &CommunityList{})
+	register(&Community{}, &CommunityList{})
 }

@@ -143,7 +143,7 @@ type IPPoolList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&IPPool{}, &IPPoolList{})
+	register(&IPPool{}, &IPPoolList{})
 }
 
 // AutoAssigns reports whether the pool serves Services that did not name it.

@@ -151,5 +151,5 @@ type ServiceAnnouncementList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&L2Advertisement{}, &L2AdvertisementList{}, &ServiceAnnouncement{}, &ServiceAnnouncementList{})
+	register(&L2Advertisement{}, &L2AdvertisementList{}, &ServiceAnnouncement{}, &ServiceAnnouncementList{})
 }

@@ -421,6 +421,9 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		held[s.Namespace+"/"+s.Name] = ips(s)
 	}
 	stopWatch()
+	if events() == 0 {
+		t.Error("the take-over's watch saw no event at all: it cannot have checked anything")
+	}
 	// MetalLB writes IPv4 first whatever a Service's primary family: it reorders (only) the
 	// IPv6-primary dual-stack Services Fairlead created.
 	stopWatch, events = watchAddresses(t, c, held, true)

@@ -82,12 +82,12 @@ func Run(ctx context.Context, c client.Client, o Options, stdin io.Reader, out, 
 	// A dry run of everything first: an object the apiserver refuses (a CRD rule MetalLB did
 	// not have) stops the migration before anything is written.
 	for _, u := range objs {
-		if err := c.Patch(ctx, u.DeepCopy(), client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()), client.FieldOwner(FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
 			return fmt.Errorf("nothing applied: %s %s: %w", u.GetKind(), objName(u), err)
 		}
 	}
 	for _, u := range objs {
-		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 			return fmt.Errorf("%s %s: %w", u.GetKind(), objName(u), err)
 		}
 		fmt.Fprintf(out, "%s %s applied\n", strings.ToLower(u.GetKind()), objName(u))
