@@ -21,9 +21,9 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/cloud"
-	"github.com/fairlead-lb/fairlead/controllers/describe"
 	"github.com/fairlead-lb/fairlead/providers"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 // AWSOptions turn on the AWS providers.

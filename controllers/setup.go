@@ -23,10 +23,10 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/bgppeer"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
 	"github.com/fairlead-lb/fairlead/controllers/ippool"
 	"github.com/fairlead-lb/fairlead/controllers/l2advertisement"
 	"github.com/fairlead-lb/fairlead/controllers/service"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // Options configure the controllers.

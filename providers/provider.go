@@ -1,5 +1,5 @@
 // Package providers defines what the Service reconciler asks of a source of external addresses:
-// the local pools (providers/pool behind controllers/ipam), AWS (providers/aws) or anything a
+// the local pools (providers/pool behind providers/ipam), AWS (providers/aws) or anything a
 // cloud-controller-manager adapter wraps. It has no Kubernetes imports: the reconciler translates
 // a Service, its Nodes and its EndpointSlices into a Service description, and writes the Ingress
 // it gets back into status.loadBalancer.

@@ -23,9 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/describe"
 	"github.com/fairlead-lb/fairlead/controllers/service"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 // Reconciler converges the Services of one loadBalancerClass onto a provider.

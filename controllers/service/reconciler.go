@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // Reconciler allocates addresses for the LoadBalancer Services Fairlead owns.

@@ -14,11 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // pools allocates from the IPPools with the allocation state fairlead-controller uses
-// (controllers/ipam): same pool selection, sharing, requested addresses and annotations.
+// (providers/ipam): same pool selection, sharing, requested addresses and annotations.
 //
 // As in the controller, the state lives in the API: before the first allocation it is rebuilt
 // from the status of every Service the service controller balances (no loadBalancerClass, its

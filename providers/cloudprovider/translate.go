@@ -7,12 +7,12 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/fairlead-lb/fairlead/controllers/describe"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 // ServiceFor describes a Service for a providers.Provider, with the translation
-// fairlead-controller uses (controllers/describe), so a Service means the same to a provider
+// fairlead-controller uses (providers/describe), so a Service means the same to a provider
 // whichever way it arrives. Errors are the Service's fault and name the field.
 //
 // Two things differ, both because the upstream service controller decides them:

@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 )
 
