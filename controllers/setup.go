@@ -70,7 +70,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		MetalLBPoolAnnotation: o.MetalLBPoolAnnotation,
 	}
 	state := ipam.New(ipam.Hooks{
-		Owns: svcR.Owns,
+		Claim: svcR.Claim,
 		PoolChanged: func(name string) {
 			select {
 			case poolEvents <- event.TypedGenericEvent[reconcile.Request]{Object: reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}}:

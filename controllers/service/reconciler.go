@@ -61,6 +61,23 @@ func (r *Reconciler) Owns(svc *corev1.Service) bool {
 	return *svc.Spec.LoadBalancerClass == v1alpha1.LoadBalancerClass
 }
 
+// Claim is the controller's rule for rebuilding the allocation state (ipam.Hooks.Claim): a
+// Service holding its finalizer has the status it wrote; one of its class whose status another
+// implementation wrote is adopted; one naming a pool of Elastic IPs holds the cloud's address,
+// not a local pool's.
+func (r *Reconciler) Claim(svc *corev1.Service, req ipam.Request) ipam.Claim {
+	if _, elastic := r.State.ElasticPool(req.Pool); elastic {
+		return ipam.NotHeld
+	}
+	switch {
+	case controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer):
+		return ipam.Wrote
+	case svc.DeletionTimestamp.IsZero() && r.Owns(svc):
+		return ipam.Adopted
+	}
+	return ipam.NotHeld
+}
+
 // Reconcile converges one Service; running it twice changes nothing.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if err := r.State.LoadFromAPI(ctx, r.Client); err != nil {

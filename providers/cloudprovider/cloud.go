@@ -17,7 +17,6 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
-	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // ProviderName is the name to pass as --cloud-provider.
@@ -58,7 +57,7 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 	c.lb = &LoadBalancer{kube: c.client}
 	switch cfg.Provider {
 	case BackendPools:
-		c.lb.pools = &pools{kube: c.client, state: ipam.New(ipam.Hooks{})}
+		c.lb.pools = newPools(c.client)
 	case BackendAWSNLB, BackendAWSEIP:
 		clients, err := fairaws.NewClients(ctx, fairaws.Config{Region: cfg.AWS.Region, Endpoint: cfg.AWS.Endpoint})
 		if err != nil {

@@ -21,19 +21,27 @@ import (
 // (providers/ipam): same pool selection, sharing, requested addresses and annotations.
 //
 // As in the controller, the state lives in the API: before the first allocation it is rebuilt
-// from the status of every Service the service controller balances (no loadBalancerClass, its
-// cleanup finalizer present), so a restarted or newly elected fairlead-ccm never hands out an
-// address a Service already holds.
+// (ipam's LoadFromAPI, with claim as the rule) from the status of every Service the service
+// controller balances, so a restarted or newly elected fairlead-ccm never hands out an address
+// a Service already holds.
 type pools struct {
 	kube  func() (client.Client, error)
 	state *ipam.State
 }
 
-// wantsUs mirrors the upstream service controller's choice of Services, plus its finalizer,
-// which it adds before asking for a load balancer: such a Service's status is ours.
-func wantsUs(svc *v1.Service) bool {
-	return svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
-		servicehelpers.HasLBFinalizer(svc)
+func newPools(kube func() (client.Client, error)) *pools {
+	return &pools{kube: kube, state: ipam.New(ipam.Hooks{Claim: claim})}
+}
+
+// claim mirrors the upstream service controller's choice of Services, plus its finalizer,
+// which it adds before asking for a load balancer: such a Service's status is ours, whatever
+// it names.
+func claim(svc *v1.Service, _ ipam.Request) ipam.Claim {
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
+		servicehelpers.HasLBFinalizer(svc) {
+		return ipam.Wrote
+	}
+	return ipam.NotHeld
 }
 
 // load restores the state once (pools, then the addresses Services hold).
@@ -42,38 +50,7 @@ func (p *pools) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.state.Once(func() error {
-		var list v1alpha1.IPPoolList
-		if err := kube.List(ctx, &list); err != nil {
-			return fmt.Errorf("listing IPPools: %w", err)
-		}
-		p.state.LoadPools(list.Items)
-		var svcs v1.ServiceList
-		if err := kube.List(ctx, &svcs); err != nil {
-			return fmt.Errorf("listing Services: %w", err)
-		}
-		var hs []ipam.Holding
-		for i := range svcs.Items {
-			svc := &svcs.Items[i]
-			if !wantsUs(svc) {
-				continue
-			}
-			ips := ipam.IngressIPs(svc)
-			if len(ips) == 0 {
-				continue
-			}
-			// The request's Service part (ports, sharing key) matters for sharing; a request
-			// that no longer parses still holds its addresses.
-			r, _ := ipam.RequestFor(svc, labels.Set{})
-			hs = append(hs, ipam.Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time})
-		}
-		errs := p.state.Restore(hs)
-		for _, err := range errs {
-			klog.FromContext(ctx).Error(err, "address conflict in Service status; the later Service will get a new address")
-		}
-		klog.FromContext(ctx).Info("allocation state restored", "pools", len(list.Items), "services", len(hs), "conflicts", len(errs))
-		return nil
-	})
+	return p.state.LoadFromAPI(ctx, kube)
 }
 
 // refresh reloads the pools before an allocation: they are read on every call rather than
