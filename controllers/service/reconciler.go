@@ -16,7 +16,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
@@ -153,21 +153,18 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
 		return ctrl.Result{}, err
 	}
-	var ips []netip.Addr
-	request, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
-	r.warn(ctx, svc, key, request.Warnings)
-	if err == nil && request.Pool != "" {
-		if spec, ok := r.State.ElasticPool(request.Pool); ok {
+	d := describe.Spec(svc, ns.Labels)
+	if spec, ok := r.State.ElasticPool(ipam.PoolName(d.Annotations)); ok {
+		// A request that does not parse stays with the local pools, which report it and keep
+		// what the Service holds.
+		if request, err := ipam.RequestOf(d); err == nil {
+			r.warn(ctx, svc, key, request.Warnings)
 			return r.allocateElastic(ctx, svc, key, request, spec)
 		}
 	}
-	if err != nil {
-		// Bad input on the Service: report it, keep whatever it holds.
-		ips = r.State.Held(key)
-		err = &ipam.Error{Reason: ipam.ReasonInvalidRequest, Message: err.Error()}
-	} else {
-		ips, err = r.State.Ensure(request)
-	}
+	ing, err := ipam.Pools{State: r.State}.Ensure(ctx, d)
+	r.warn(ctx, svc, key, ing.Warnings)
+	ips := ing.IPs
 	ipam.PendingServices.Set(float64(len(r.State.Pending())))
 	if r.ElasticIPs != nil {
 		if err := r.leaveElastic(ctx, svc, key, ips, err); err != nil {

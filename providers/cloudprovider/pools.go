@@ -7,13 +7,13 @@ import (
 	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	servicehelpers "k8s.io/cloud-provider/service/helpers"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
@@ -85,12 +85,9 @@ func (p *pools) ensure(ctx context.Context, svc *v1.Service) ([]netip.Addr, erro
 	if err := kube.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", svc.Namespace, err)
 	}
-	r, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
-	if err != nil {
-		// Bad input: nothing is allocated or released; the Service keeps its status.
-		return nil, fmt.Errorf("%s: %w", ipam.ReasonInvalidRequest, err)
-	}
-	ips, err := p.state.Ensure(r)
+	// Bad input is an InvalidRequest: nothing is allocated or released; the Service keeps its
+	// status.
+	in, err := ipam.Pools{State: p.state}.Ensure(ctx, describe.Spec(svc, ns.Labels))
 	if err != nil {
 		var e *ipam.Error
 		if errors.As(err, &e) {
@@ -98,7 +95,7 @@ func (p *pools) ensure(ctx context.Context, svc *v1.Service) ([]netip.Addr, erro
 		}
 		return nil, err
 	}
-	return ips, nil
+	return in.IPs, nil
 }
 
 func (p *pools) held(ctx context.Context, key string) ([]netip.Addr, error) {

@@ -25,6 +25,23 @@ const annotationSourceRanges = "service.beta.kubernetes.io/load-balancer-source-
 // here), slices the Service's EndpointSlices (nil when the provider sends traffic to nodes
 // only). The error is the Service's fault and names the field.
 func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.Node, slices []*discoveryv1.EndpointSlice) (*providers.Service, error) {
+	d := Spec(svc, nsLabels)
+	ranges, err := SourceRanges(svc)
+	if err != nil {
+		return nil, err
+	}
+	d.SourceRanges = ranges
+	d.Nodes = Nodes(nodes)
+	endpoints := readyEndpoints(slices)
+	for i, p := range d.Ports {
+		d.Ports[i].Endpoints = endpoints[portKey{p.Name, p.Protocol}]
+	}
+	return d, nil
+}
+
+// Spec describes what svc itself asks for, without its source ranges, Nodes or endpoints:
+// all the local pools need, and it cannot fail (their bad input is found where it is read).
+func Spec(svc *corev1.Service, nsLabels map[string]string) *providers.Service {
 	d := &providers.Service{
 		Namespace:           svc.Namespace,
 		Name:                svc.Name,
@@ -32,9 +49,10 @@ func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.No
 		Annotations:         svc.Annotations,
 		Labels:              svc.Labels,
 		NamespaceLabels:     nsLabels,
+		LoadBalancerIP:      svc.Spec.LoadBalancerIP,
 		LocalTraffic:        svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		HealthCheckNodePort: svc.Spec.HealthCheckNodePort,
-		Nodes:               Nodes(nodes),
+		Selector:            svc.Spec.Selector,
 	}
 	for _, f := range svc.Spec.IPFamilies {
 		d.Families = append(d.Families, string(f))
@@ -42,26 +60,20 @@ func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.No
 	if len(d.Families) == 0 {
 		d.Families = []string{string(corev1.IPv4Protocol)}
 	}
-	if p := svc.Spec.IPFamilyPolicy; p == nil || *p == corev1.IPFamilyPolicySingleStack {
+	switch p := svc.Spec.IPFamilyPolicy; {
+	case p == nil || *p == corev1.IPFamilyPolicySingleStack:
 		d.Families = d.Families[:1]
+	case *p == corev1.IPFamilyPolicyPreferDualStack:
+		d.PreferDualStack = true
 	}
-	ranges, err := SourceRanges(svc)
-	if err != nil {
-		return nil, err
-	}
-	d.SourceRanges = ranges
-	endpoints := readyEndpoints(slices)
 	for _, p := range svc.Spec.Ports {
 		proto := string(p.Protocol)
 		if proto == "" {
 			proto = string(corev1.ProtocolTCP)
 		}
-		d.Ports = append(d.Ports, providers.Port{
-			Name: p.Name, Protocol: proto, Port: p.Port, NodePort: p.NodePort,
-			Endpoints: endpoints[portKey{p.Name, proto}],
-		})
+		d.Ports = append(d.Ports, providers.Port{Name: p.Name, Protocol: proto, Port: p.Port, NodePort: p.NodePort})
 	}
-	return d, nil
+	return d
 }
 
 // SourceRanges returns spec.loadBalancerSourceRanges, or the older annotation's ranges.
