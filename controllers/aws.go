@@ -91,8 +91,8 @@ func setupNLB(mgr ctrl.Manager, o *AWSOptions, nlb *fairaws.NLB) error {
 	if resync <= 0 {
 		resync = 10 * time.Minute
 	}
-	// The Service reconciler of the local pools, with the NLB as its provider: a queue of its
-	// own, so that slow AWS calls never hold up allocation from the pools.
+	// The Service reconciler with the NLB as its provider, in a queue of its own: slow AWS
+	// calls never hold up allocation from the pools.
 	r := &service.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("fairlead-controller"),
