@@ -154,12 +154,14 @@ func (r *Reconciler) allocate(ctx context.Context, svc *corev1.Service, key stri
 		return ctrl.Result{}, err
 	}
 	d := describe.Spec(svc, ns.Labels)
-	if spec, ok := r.State.ElasticPool(ipam.PoolName(d.Annotations)); ok {
-		// A request that does not parse stays with the local pools, which report it and keep
-		// what the Service holds.
-		if request, err := ipam.RequestOf(d); err == nil {
-			r.warn(ctx, svc, key, request.Warnings)
-			return r.allocateElastic(ctx, svc, key, request, spec)
+	if pool := ipam.PoolName(d.Annotations); pool != "" {
+		if spec, ok := r.State.ElasticPool(pool); ok {
+			// A request that does not parse stays with the local pools, which report it and
+			// keep what the Service holds.
+			if request, err := ipam.RequestOf(d); err == nil {
+				r.warn(ctx, svc, key, request.Warnings)
+				return r.allocateElastic(ctx, svc, key, request, spec)
+			}
 		}
 	}
 	ing, err := ipam.Pools{State: r.State}.Ensure(ctx, d)
