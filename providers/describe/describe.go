@@ -1,7 +1,8 @@
 // Package describe translates a LoadBalancer Service, the cluster's Nodes and the Service's
 // EndpointSlices into the plain description providers work from (providers.Service). The
-// controller's cloud reconciler and the cloud-controller-manager adapter both use it, so a
-// Service means the same thing to a provider whichever way it arrives.
+// controller's Service reconciler (for every provider, the local pools included) and the
+// cloud-controller-manager adapter both use it, so a Service means the same thing to a
+// provider whichever way it arrives.
 package describe
 
 import (
@@ -100,22 +101,26 @@ func SourceRanges(svc *corev1.Service) ([]netip.Prefix, error) {
 func Nodes(nodes []*corev1.Node) []providers.Node {
 	var out []providers.Node
 	for _, n := range nodes {
-		if !Eligible(n) {
-			continue
+		if Eligible(n) {
+			out = append(out, Node(n))
 		}
-		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
-		for _, a := range n.Status.Addresses {
-			if a.Type != corev1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				pn.Addresses = append(pn.Addresses, ip.Unmap())
-			}
-		}
-		out = append(out, pn)
 	}
 	slices.SortFunc(out, func(a, b providers.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Node describes n with its internal addresses, whether or not it may receive traffic.
+func Node(n *corev1.Node) providers.Node {
+	pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			pn.Addresses = append(pn.Addresses, ip.Unmap())
+		}
+	}
+	return pn
 }
 
 // Eligible reports whether n may receive load balancer traffic.
