@@ -21,9 +21,10 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/cloud"
-	"github.com/fairlead-lb/fairlead/controllers/describe"
+	"github.com/fairlead-lb/fairlead/controllers/service"
 	"github.com/fairlead-lb/fairlead/providers"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 // AWSOptions turn on the AWS providers.
@@ -90,16 +91,18 @@ func setupNLB(mgr ctrl.Manager, o *AWSOptions, nlb *fairaws.NLB) error {
 	if resync <= 0 {
 		resync = 10 * time.Minute
 	}
-	r := &cloud.Reconciler{
+	// The Service reconciler with the NLB as its provider, in a queue of its own: slow AWS
+	// calls never hold up allocation from the pools.
+	r := &service.Reconciler{
 		Client:   mgr.GetClient(),
-		Provider: nlb,
 		Recorder: mgr.GetEventRecorder("fairlead-controller"),
+		Cloud:    nlb,
 		Class:    v1alpha1.AWSNLBClass,
 		Resync:   resync,
 	}
 	relevant := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		svc, ok := obj.(*corev1.Service)
-		return ok && (r.Owns(svc) || controllerutil.ContainsFinalizer(svc, v1alpha1.ProviderFinalizer))
+		return ok && (r.Owns(svc) || controllerutil.ContainsFinalizer(svc, r.Finalizer()))
 	})
 	// Every NLB Service's targets depend on the set of eligible nodes.
 	allServices := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -148,7 +151,7 @@ func setupNLB(mgr ctrl.Manager, o *AWSOptions, nlb *fairaws.NLB) error {
 	return mgr.Add(&cloud.Collector{
 		Name: "aws-nlb", Provider: nlb, Reader: mgr.GetAPIReader(), Backoff: o.CollectorBackoff,
 		Keep: func(svc *corev1.Service) bool {
-			return r.Owns(svc) || controllerutil.ContainsFinalizer(svc, v1alpha1.ProviderFinalizer)
+			return r.Owns(svc) || controllerutil.ContainsFinalizer(svc, r.Finalizer())
 		},
 	})
 }

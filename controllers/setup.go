@@ -23,10 +23,10 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers/bgppeer"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
 	"github.com/fairlead-lb/fairlead/controllers/ippool"
 	"github.com/fairlead-lb/fairlead/controllers/l2advertisement"
 	"github.com/fairlead-lb/fairlead/controllers/service"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // Options configure the controllers.
@@ -70,7 +70,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		MetalLBPoolAnnotation: o.MetalLBPoolAnnotation,
 	}
 	state := ipam.New(ipam.Hooks{
-		Owns: svcR.Owns,
+		Claim: svcR.Claim,
 		PoolChanged: func(name string) {
 			select {
 			case poolEvents <- event.TypedGenericEvent[reconcile.Request]{Object: reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}}:

@@ -1,5 +1,5 @@
 // Package providers defines what the Service reconciler asks of a source of external addresses:
-// the local pools (providers/pool behind controllers/ipam), AWS (providers/aws) or anything a
+// the local pools (providers/pool behind providers/ipam), AWS (providers/aws) or anything a
 // cloud-controller-manager adapter wraps. It has no Kubernetes imports: the reconciler translates
 // a Service, its Nodes and its EndpointSlices into a Service description, and writes the Ingress
 // it gets back into status.loadBalancer.
@@ -43,6 +43,14 @@ type Service struct {
 	NamespaceLabels     map[string]string
 	// Families are the Service's IP families, primary first: "IPv4", "IPv6".
 	Families []string
+	// PreferDualStack: the second family is best effort (ipFamilyPolicy PreferDualStack).
+	PreferDualStack bool
+	// LoadBalancerIP is spec.loadBalancerIP, an address asked for (deprecated, still honoured
+	// by the providers that hand out addresses).
+	LoadBalancerIP string
+	// Selector is spec.selector: under local traffic, two Services share an address only when
+	// the same pods answer for both.
+	Selector map[string]string
 	Ports    []Port
 	// SourceRanges restricts the clients (spec.loadBalancerSourceRanges); empty means any.
 	SourceRanges []netip.Prefix
@@ -89,6 +97,9 @@ func (n Node) Equal(o Node) bool {
 type Ingress struct {
 	IPs      []netip.Addr
 	Hostname string
+	// Warnings describe input that was used although it looks wrong (two annotations for one
+	// setting that disagree); the reconciler reports each as an Event.
+	Warnings []string
 }
 
 // Reasons for a failed Ensure or Release; the reconciler reports them in conditions and

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/fairlead-lb/fairlead/controllers"
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -72,7 +72,7 @@ func kubeClient(kubeconfig string) (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	return client.New(cfg, client.Options{Scheme: scheme.New()})
 }
 
 func labCommand(ctx context.Context, verb string, args []string) error {

@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/describe"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // exhaustedRetry is how often a Service waiting for a free Elastic IP looks again: addresses

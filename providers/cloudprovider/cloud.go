@@ -12,13 +12,10 @@ import (
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	cloudprovider "k8s.io/cloud-provider"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 )
 
@@ -60,7 +57,7 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 	c.lb = &LoadBalancer{kube: c.client}
 	switch cfg.Provider {
 	case BackendPools:
-		c.lb.pools = &pools{kube: c.client, state: ipam.New(ipam.Hooks{})}
+		c.lb.pools = newPools(c.client)
 	case BackendAWSNLB, BackendAWSEIP:
 		clients, err := fairaws.NewClients(ctx, fairaws.Config{Region: cfg.AWS.Region, Endpoint: cfg.AWS.Endpoint})
 		if err != nil {
@@ -87,18 +84,6 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 	return c, nil
 }
 
-// NewScheme knows client-go's types and Fairlead's (IPPools).
-func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Initialize implements cloudprovider.Interface: it builds the API client the provider uses.
 // The cloud-controller-manager calls it once it leads, before starting the service controller.
 func (c *Cloud) Initialize(b cloudprovider.ControllerClientBuilder, _ <-chan struct{}) {
@@ -113,7 +98,7 @@ func (c *Cloud) Initialize(b cloudprovider.ControllerClientBuilder, _ <-chan str
 		c.initErr = fmt.Errorf("fairlead: building the API client: %w", err)
 		return
 	}
-	kube, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	kube, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		c.initErr = fmt.Errorf("fairlead: building the API client: %w", err)
 		return

@@ -7,33 +7,41 @@ import (
 	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	servicehelpers "k8s.io/cloud-provider/service/helpers"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers/describe"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // pools allocates from the IPPools with the allocation state fairlead-controller uses
-// (controllers/ipam): same pool selection, sharing, requested addresses and annotations.
+// (providers/ipam): same pool selection, sharing, requested addresses and annotations.
 //
 // As in the controller, the state lives in the API: before the first allocation it is rebuilt
-// from the status of every Service the service controller balances (no loadBalancerClass, its
-// cleanup finalizer present), so a restarted or newly elected fairlead-ccm never hands out an
-// address a Service already holds.
+// (ipam's LoadFromAPI, with claim as the rule) from the status of every Service the service
+// controller balances, so a restarted or newly elected fairlead-ccm never hands out an address
+// a Service already holds.
 type pools struct {
 	kube  func() (client.Client, error)
 	state *ipam.State
 }
 
-// wantsUs mirrors the upstream service controller's choice of Services, plus its finalizer,
-// which it adds before asking for a load balancer: such a Service's status is ours.
-func wantsUs(svc *v1.Service) bool {
-	return svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
-		servicehelpers.HasLBFinalizer(svc)
+func newPools(kube func() (client.Client, error)) *pools {
+	return &pools{kube: kube, state: ipam.New(ipam.Hooks{Claim: claim})}
+}
+
+// claim mirrors the upstream service controller's choice of Services, plus its finalizer,
+// which it adds before asking for a load balancer: such a Service's status is ours, whatever
+// it names.
+func claim(svc *v1.Service, _ ipam.Request) ipam.Claim {
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
+		servicehelpers.HasLBFinalizer(svc) {
+		return ipam.Wrote
+	}
+	return ipam.NotHeld
 }
 
 // load restores the state once (pools, then the addresses Services hold).
@@ -42,38 +50,7 @@ func (p *pools) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.state.Once(func() error {
-		var list v1alpha1.IPPoolList
-		if err := kube.List(ctx, &list); err != nil {
-			return fmt.Errorf("listing IPPools: %w", err)
-		}
-		p.state.LoadPools(list.Items)
-		var svcs v1.ServiceList
-		if err := kube.List(ctx, &svcs); err != nil {
-			return fmt.Errorf("listing Services: %w", err)
-		}
-		var hs []ipam.Holding
-		for i := range svcs.Items {
-			svc := &svcs.Items[i]
-			if !wantsUs(svc) {
-				continue
-			}
-			ips := ipam.IngressIPs(svc)
-			if len(ips) == 0 {
-				continue
-			}
-			// The request's Service part (ports, sharing key) matters for sharing; a request
-			// that no longer parses still holds its addresses.
-			r, _ := ipam.RequestFor(svc, labels.Set{})
-			hs = append(hs, ipam.Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time})
-		}
-		errs := p.state.Restore(hs)
-		for _, err := range errs {
-			klog.FromContext(ctx).Error(err, "address conflict in Service status; the later Service will get a new address")
-		}
-		klog.FromContext(ctx).Info("allocation state restored", "pools", len(list.Items), "services", len(hs), "conflicts", len(errs))
-		return nil
-	})
+	return p.state.LoadFromAPI(ctx, kube)
 }
 
 // refresh reloads the pools before an allocation: they are read on every call rather than
@@ -108,12 +85,9 @@ func (p *pools) ensure(ctx context.Context, svc *v1.Service) ([]netip.Addr, erro
 	if err := kube.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", svc.Namespace, err)
 	}
-	r, err := ipam.RequestFor(svc, labels.Set(ns.Labels))
-	if err != nil {
-		// Bad input: nothing is allocated or released; the Service keeps its status.
-		return nil, fmt.Errorf("%s: %w", ipam.ReasonInvalidRequest, err)
-	}
-	ips, err := p.state.Ensure(r)
+	// Bad input is an InvalidRequest: nothing is allocated or released; the Service keeps its
+	// status.
+	in, err := ipam.Pools{State: p.state}.Ensure(ctx, describe.Spec(svc, ns.Labels))
 	if err != nil {
 		var e *ipam.Error
 		if errors.As(err, &e) {
@@ -121,7 +95,7 @@ func (p *pools) ensure(ctx context.Context, svc *v1.Service) ([]netip.Addr, erro
 		}
 		return nil, err
 	}
-	return ips, nil
+	return in.IPs, nil
 }
 
 func (p *pools) held(ctx context.Context, key string) ([]netip.Addr, error) {

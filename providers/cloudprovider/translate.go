@@ -1,18 +1,17 @@
 package cloudprovider
 
 import (
-	"net/netip"
 	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/fairlead-lb/fairlead/controllers/describe"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 // ServiceFor describes a Service for a providers.Provider, with the translation
-// fairlead-controller uses (controllers/describe), so a Service means the same to a provider
+// fairlead-controller uses (providers/describe), so a Service means the same to a provider
 // whichever way it arrives. Errors are the Service's fault and name the field.
 //
 // Two things differ, both because the upstream service controller decides them:
@@ -30,16 +29,7 @@ func ServiceFor(svc *v1.Service, nsLabels map[string]string, nodes []*v1.Node) (
 	}
 	d.Nodes = nil
 	for _, n := range nodes {
-		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
-		for _, a := range n.Status.Addresses {
-			if a.Type != v1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				pn.Addresses = append(pn.Addresses, ip.Unmap())
-			}
-		}
-		d.Nodes = append(d.Nodes, pn)
+		d.Nodes = append(d.Nodes, describe.Node(n))
 	}
 	slices.SortFunc(d.Nodes, func(a, b providers.Node) int { return strings.Compare(a.Name, b.Name) })
 	return d, nil

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -367,6 +368,13 @@ func (al *Allocator) heldBy(key string) []netip.Addr {
 	as := slices.Clone(al.byKey[key])
 	slices.SortFunc(as, netip.Addr.Compare)
 	return as
+}
+
+// Keys returns the keys of every service holding an address, sorted.
+func (al *Allocator) Keys() []string {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	return slices.Sorted(maps.Keys(al.byKey))
 }
 
 // Holders returns the keys of the services holding a, sorted.

@@ -18,7 +18,7 @@ import (
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/fairlead-lb/fairlead/controllers"
+	"github.com/fairlead-lb/fairlead/config/scheme"
 )
 
 // Options tune the control plane.
@@ -68,12 +68,12 @@ func Start(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheme := controllers.NewScheme()
+	sch := scheme.New()
 	e := &envtest.Environment{
 		BinaryAssetsDirectory: bin,
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "charts/fairlead/crds")}, opts.CRDDirs...),
 		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
+		Scheme:                sch,
 		// envtest's 20 s default is too short on two busy cores (a cold apiserver takes longer).
 		ControlPlaneStartTimeout: 2 * time.Minute,
 	}
@@ -93,12 +93,12 @@ func Start(opts Options) (*Env, error) {
 	}
 	// Tests create objects fast; client-go's default 5 QPS would make them measure the limiter.
 	cfg.QPS, cfg.Burst = 500, 1000
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(cfg, client.Options{Scheme: sch})
 	if err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
-	return &Env{env: e, Config: cfg, Client: c, Scheme: scheme}, nil
+	return &Env{env: e, Config: cfg, Client: c, Scheme: sch}, nil
 }
 
 // Stop shuts the control plane down and removes its data.

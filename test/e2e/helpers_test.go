@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -46,7 +46,7 @@ func connect() error {
 	if cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
-	cl, err = client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	cl, err = client.New(cfg, client.Options{Scheme: scheme.New()})
 	return err
 }
 

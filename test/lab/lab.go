@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers"
 )
 
 // Lab is one lab on this machine. Its namespaces have fixed names, from Prefix: two labs run
@@ -212,7 +212,7 @@ func (l *Lab) Up(ctx context.Context) error {
 
 // createPools makes the lab's two pools: one announced on the LAN, one by BGP.
 func createPools(ctx context.Context, cfg *rest.Config) error {
-	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers"
 )
 
 // SpeakerComponents are fairlead-speaker's components and whether the lab runs them on every
@@ -39,7 +39,7 @@ const podCIDRs = "10.244.0.0/16,fd00:10:244::/48"
 // startSpeakers runs fairlead-speaker in every node namespace, with the components in
 // SpeakerComponents.
 func (l *Lab) startSpeakers(ctx context.Context, cfg *rest.Config) error {
-	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (l *Lab) StartSpeaker(n Node) error {
 // createAnnouncements makes the objects that say how the lab's pools are announced: lab-l2 on
 // the LAN, lab-bgp to the router.
 func createAnnouncements(ctx context.Context, cfg *rest.Config) error {
-	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return err
 	}

@@ -8,19 +8,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 )
 
 // LoadFromAPI rebuilds the state from the API: every IPPool, then the addresses recorded in
-// the status of every Service holding Fairlead's finalizer (the ones it wrote status for),
-// and of every Service that is Fairlead's (Hooks.Owns) but whose status another
-// implementation wrote, when its addresses are in pools or name the pool they came from
-// (MetalLB's annotation): taking over from MetalLB keeps each address where it is, instead of
-// handing it to whichever Service is reconciled first.
+// the status of every Service that Hooks.Claim says this allocator wrote, or adopted from the
+// implementation it replaces when those addresses are in pools or name the pool they came
+// from (MetalLB's annotation): taking over from MetalLB keeps each address where it is,
+// instead of handing it to whichever Service is reconciled first.
 func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
+	if s.hooks.Claim == nil {
+		return fmt.Errorf("restoring the allocation state: no rule says which Services' status is ours")
+	}
 	return s.Once(func() error {
 		var pools v1alpha1.IPPoolList
 		if err := c.List(ctx, &pools); err != nil {
@@ -34,10 +35,6 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 		var hs []Holding
 		for i := range svcs.Items {
 			svc := &svcs.Items[i]
-			if !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) &&
-				(!svc.DeletionTimestamp.IsZero() || !s.hooks.Owns(svc)) {
-				continue
-			}
 			ips := IngressIPs(svc)
 			if len(ips) == 0 {
 				continue
@@ -45,8 +42,9 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 			// The request's Service part (ports, sharing key) matters for sharing checks; a
 			// request that no longer parses still holds its addresses.
 			r, _ := RequestFor(svc, labels.Set{})
-			if _, elastic := s.ElasticPool(r.Pool); elastic {
-				continue // the cloud holds its address, not the local pools
+			claim := s.hooks.Claim(svc, r)
+			if claim == NotHeld {
+				continue
 			}
 			h := Holding{Service: r.Service, IPs: ips, Created: svc.CreationTimestamp.Time}
 			foreign := false // an address of neither a pool nor a recorded one: not ours to keep
@@ -54,7 +52,7 @@ func (s *State) LoadFromAPI(ctx context.Context, c client.Reader) error {
 				h.Pools = append(h.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, len(ips)))
 				foreign = foreign || (h.Pools[i] == "" && s.alloc.PoolOf(a) == "")
 			}
-			if foreign && !controllerutil.ContainsFinalizer(svc, v1alpha1.ServiceFinalizer) {
+			if foreign && claim == Adopted {
 				// Written by something else (a cloud's load balancer, say): the Service gets an
 				// address of a pool instead, as it always did.
 				continue

@@ -45,11 +45,26 @@ type Hooks struct {
 	PoolChanged func(pool string)
 	// Retry: addresses were freed or pools changed; pending Services may now succeed.
 	Retry func()
-	// Owns says whether a Service is Fairlead's (its class). At startup, such a Service's
-	// addresses are restored even without Fairlead's finalizer: they were handed out by the
-	// implementation Fairlead replaces.
-	Owns func(*corev1.Service) bool
+	// Claim says, at startup, whose addresses a Service's status records (see LoadFromAPI).
+	// Each allocator has its own rule: fairlead-controller's finalizer and class, the upstream
+	// service controller's finalizer in fairlead-ccm. Required by LoadFromAPI.
+	Claim func(svc *corev1.Service, r Request) Claim
 }
+
+// Claim is what an allocator makes of a Service's status when it rebuilds its state.
+type Claim int
+
+const (
+	// NotHeld: the status is not this allocator's to restore (another class, a Service on its
+	// way out that it never wrote for, an address a cloud holds).
+	NotHeld Claim = iota
+	// Wrote: this allocator wrote the status; every address in it is restored, in a pool or not.
+	Wrote
+	// Adopted: the Service is this allocator's but another implementation (MetalLB) wrote its
+	// status; its addresses are restored when a pool covers them or the Service names their
+	// pool, so taking over keeps each address where it is.
+	Adopted
+)
 
 // State is the allocation state shared by the reconcilers.
 type State struct {
@@ -82,9 +97,6 @@ func New(h Hooks) *State {
 	}
 	if h.Retry == nil {
 		h.Retry = func() {}
-	}
-	if h.Owns == nil {
-		h.Owns = func(*corev1.Service) bool { return false }
 	}
 	return &State{
 		alloc:    pool.NewAllocator(),

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 	"github.com/fairlead-lb/fairlead/providers/pool"
 )
 
@@ -35,30 +37,41 @@ type Request struct {
 // ReasonConflictingAnnotations is the Event reason for a Request's Warnings.
 const ReasonConflictingAnnotations = "ConflictingAnnotations"
 
-// firstAnnotation returns the value of the first of names set on the Service.
-func firstAnnotation(svc *corev1.Service, names ...string) (string, string) {
+// firstAnnotation returns the name and value of the first of names set in annotations.
+func firstAnnotation(annotations map[string]string, names ...string) (string, string) {
 	for _, n := range names {
-		if v, ok := svc.Annotations[n]; ok {
+		if v, ok := annotations[n]; ok {
 			return n, strings.TrimSpace(v)
 		}
 	}
 	return "", ""
 }
 
+// PoolName is the pool a Service names (Fairlead's annotation, else MetalLB's), "" if none.
+func PoolName(annotations map[string]string) string {
+	_, name := firstAnnotation(annotations, append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...)...)
+	return name
+}
+
 // RequestFor translates a Service into a Request. Errors describe bad input on the Service
 // (they become an InvalidRequest condition and Event; nothing is allocated or released).
 func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
+	return RequestOf(describe.Spec(svc, nsLabels))
+}
+
+// RequestOf translates a Service's description into a Request; see RequestFor.
+func RequestOf(d *providers.Service) (Request, error) {
 	r := Request{
 		Service: pool.Service{
-			Key:       svc.Namespace + "/" + svc.Name,
-			Namespace: svc.Namespace,
+			Key:       d.Key(),
+			Namespace: d.Namespace,
 		},
-		NamespaceLabels: nsLabels,
-		ServiceLabels:   labels.Set(svc.Labels),
-		RequireAll:      true,
+		NamespaceLabels: labels.Set(d.NamespaceLabels),
+		ServiceLabels:   labels.Set(d.Labels),
+		RequireAll:      !d.PreferDualStack,
 	}
-	for _, f := range svc.Spec.IPFamilies {
-		switch f {
+	for _, f := range d.Families {
+		switch corev1.IPFamily(f) {
 		case corev1.IPv4Protocol:
 			r.Families = append(r.Families, pool.IPv4)
 		case corev1.IPv6Protocol:
@@ -68,34 +81,24 @@ func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
 	if len(r.Families) == 0 { // not yet defaulted by the apiserver (should not happen)
 		r.Families = []pool.Family{pool.IPv4}
 	}
-	if p := svc.Spec.IPFamilyPolicy; p == nil || *p == corev1.IPFamilyPolicySingleStack {
-		r.Families = r.Families[:1]
-	} else if *p == corev1.IPFamilyPolicyPreferDualStack {
-		r.RequireAll = false
+	for _, p := range d.Ports {
+		r.Service.Ports = append(r.Service.Ports, pool.Port{Protocol: p.Protocol, Port: p.Port})
 	}
-
-	for _, p := range svc.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = "TCP"
-		}
-		r.Service.Ports = append(r.Service.Ports, pool.Port{Protocol: proto, Port: p.Port})
-	}
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+	if d.LocalTraffic {
 		// Services with local traffic policy may share an address only if the same pods (hence
 		// the same nodes) answer for both.
-		r.Service.BackendKey = labels.Set(svc.Spec.Selector).String()
+		r.Service.BackendKey = labels.Set(d.Selector).String()
 		if r.Service.BackendKey == "" {
 			r.Service.BackendKey = "<no selector>"
 		}
 	}
-	_, r.Service.SharingKey = firstAnnotation(svc, append([]string{v1alpha1.AnnotationSharingKey}, v1alpha1.MetalLBAnnotationSharingKey...)...)
-	_, r.Pool = firstAnnotation(svc, append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...)...)
-	r.Warnings = disagreements(svc)
+	_, r.Service.SharingKey = firstAnnotation(d.Annotations, append([]string{v1alpha1.AnnotationSharingKey}, v1alpha1.MetalLBAnnotationSharingKey...)...)
+	r.Pool = PoolName(d.Annotations)
+	r.Warnings = disagreements(d.Annotations, d.LoadBalancerIP)
 
-	name, ips := firstAnnotation(svc, append([]string{v1alpha1.AnnotationIPs}, v1alpha1.MetalLBAnnotationIPs...)...)
-	if name == "" && svc.Spec.LoadBalancerIP != "" {
-		name, ips = "spec.loadBalancerIP", svc.Spec.LoadBalancerIP
+	name, ips := firstAnnotation(d.Annotations, append([]string{v1alpha1.AnnotationIPs}, v1alpha1.MetalLBAnnotationIPs...)...)
+	if name == "" && d.LoadBalancerIP != "" {
+		name, ips = "spec.loadBalancerIP", d.LoadBalancerIP
 	}
 	if name != "" {
 		seen := map[pool.Family]netip.Addr{}
@@ -111,13 +114,13 @@ func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
 				return r, fmt.Errorf("%s: %s and %s are both IPv%d; ask for at most one address per family", name, prev, a, f)
 			}
 			if !slices.Contains(r.Families, f) {
-				return r, fmt.Errorf("%s: %s is IPv%d but the Service's ipFamilies are %v", name, a, f, svc.Spec.IPFamilies)
+				return r, fmt.Errorf("%s: %s is IPv%d but the Service's ipFamilies are %v", name, a, f, d.Families)
 			}
 			seen[f] = a
 			r.IPs = append(r.IPs, a)
 		}
 		if r.RequireAll && len(r.IPs) != len(r.Families) {
-			return r, fmt.Errorf("%s: the Service requires %d address families (%v) but %d addresses are given", name, len(r.Families), svc.Spec.IPFamilies, len(r.IPs))
+			return r, fmt.Errorf("%s: the Service requires %d address families (%v) but %d addresses are given", name, len(r.Families), d.Families, len(r.IPs))
 		}
 		slices.SortFunc(r.IPs, func(a, b netip.Addr) int {
 			return slices.Index(r.Families, pool.FamilyOf(a)) - slices.Index(r.Families, pool.FamilyOf(b))
@@ -129,7 +132,7 @@ func RequestFor(svc *corev1.Service, nsLabels labels.Set) (Request, error) {
 // disagreements lists the places where a Service says two different things about one setting
 // under different names (a migration from MetalLB that left an old annotation behind). The
 // first name wins, as firstAnnotation reads them; saying so beats silently ignoring the other.
-func disagreements(svc *corev1.Service) []string {
+func disagreements(annotations map[string]string, loadBalancerIP string) []string {
 	var out []string
 	check := func(names []string, values map[string]string, same func(a, b string) bool) {
 		winner := ""
@@ -148,12 +151,12 @@ func disagreements(svc *corev1.Service) []string {
 		}
 	}
 	values := map[string]string{}
-	for k, v := range svc.Annotations {
+	for k, v := range annotations {
 		values[k] = strings.TrimSpace(v)
 	}
 	ipNames := append([]string{v1alpha1.AnnotationIPs}, v1alpha1.MetalLBAnnotationIPs...)
-	if svc.Spec.LoadBalancerIP != "" {
-		values["spec.loadBalancerIP"] = svc.Spec.LoadBalancerIP
+	if loadBalancerIP != "" {
+		values["spec.loadBalancerIP"] = loadBalancerIP
 		ipNames = append(ipNames, "spec.loadBalancerIP")
 	}
 	check(ipNames, values, sameAddresses)

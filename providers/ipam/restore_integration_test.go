@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 )
 
@@ -54,8 +54,17 @@ func TestLoadFromAPITakesOverForeignStatus(t *testing.T) {
 	svc("other-class", "192.0.2.4", ptr.To("example.com/lb"), nil, false)
 	svc("ours", "198.51.100.8", nil, nil, true) // outside every pool, but Fairlead's own record
 
-	owns := func(s *corev1.Service) bool { return s.Spec.LoadBalancerClass == nil }
-	st := ipam.New(ipam.Hooks{Owns: owns})
+	// The controller's rule (controllers/service's Claim), for a class-less default.
+	claim := func(s *corev1.Service, _ ipam.Request) ipam.Claim {
+		switch {
+		case slices.Contains(s.Finalizers, v1alpha1.ServiceFinalizer):
+			return ipam.Wrote
+		case s.Spec.LoadBalancerClass == nil:
+			return ipam.Adopted
+		}
+		return ipam.NotHeld
+	}
+	st := ipam.New(ipam.Hooks{Claim: claim})
 	must(st.LoadFromAPI(ctx, c))
 	for name, want := range map[string]string{"metallb": "192.0.2.3", "recorded": "198.51.100.7", "ours": "198.51.100.8", "cloud": "", "other-class": ""} {
 		var got []string

@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/fairlead-lb/fairlead/controllers/describe"
 	"github.com/fairlead-lb/fairlead/providers"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 )
 
 func node(name string, ready bool, labels map[string]string, deleting bool) *corev1.Node {

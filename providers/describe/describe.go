@@ -1,7 +1,8 @@
 // Package describe translates a LoadBalancer Service, the cluster's Nodes and the Service's
 // EndpointSlices into the plain description providers work from (providers.Service). The
-// controller's cloud reconciler and the cloud-controller-manager adapter both use it, so a
-// Service means the same thing to a provider whichever way it arrives.
+// controller's Service reconciler (for every provider, the local pools included) and the
+// cloud-controller-manager adapter both use it, so a Service means the same thing to a
+// provider whichever way it arrives.
 package describe
 
 import (
@@ -25,6 +26,23 @@ const annotationSourceRanges = "service.beta.kubernetes.io/load-balancer-source-
 // here), slices the Service's EndpointSlices (nil when the provider sends traffic to nodes
 // only). The error is the Service's fault and names the field.
 func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.Node, slices []*discoveryv1.EndpointSlice) (*providers.Service, error) {
+	d := Spec(svc, nsLabels)
+	ranges, err := SourceRanges(svc)
+	if err != nil {
+		return nil, err
+	}
+	d.SourceRanges = ranges
+	d.Nodes = Nodes(nodes)
+	endpoints := readyEndpoints(slices)
+	for i, p := range d.Ports {
+		d.Ports[i].Endpoints = endpoints[portKey{p.Name, p.Protocol}]
+	}
+	return d, nil
+}
+
+// Spec describes what svc itself asks for, without its source ranges, Nodes or endpoints:
+// all the local pools need, and it cannot fail (their bad input is found where it is read).
+func Spec(svc *corev1.Service, nsLabels map[string]string) *providers.Service {
 	d := &providers.Service{
 		Namespace:           svc.Namespace,
 		Name:                svc.Name,
@@ -32,9 +50,10 @@ func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.No
 		Annotations:         svc.Annotations,
 		Labels:              svc.Labels,
 		NamespaceLabels:     nsLabels,
+		LoadBalancerIP:      svc.Spec.LoadBalancerIP,
 		LocalTraffic:        svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		HealthCheckNodePort: svc.Spec.HealthCheckNodePort,
-		Nodes:               Nodes(nodes),
+		Selector:            svc.Spec.Selector,
 	}
 	for _, f := range svc.Spec.IPFamilies {
 		d.Families = append(d.Families, string(f))
@@ -42,26 +61,20 @@ func Service(svc *corev1.Service, nsLabels map[string]string, nodes []*corev1.No
 	if len(d.Families) == 0 {
 		d.Families = []string{string(corev1.IPv4Protocol)}
 	}
-	if p := svc.Spec.IPFamilyPolicy; p == nil || *p == corev1.IPFamilyPolicySingleStack {
+	switch p := svc.Spec.IPFamilyPolicy; {
+	case p == nil || *p == corev1.IPFamilyPolicySingleStack:
 		d.Families = d.Families[:1]
+	case *p == corev1.IPFamilyPolicyPreferDualStack:
+		d.PreferDualStack = true
 	}
-	ranges, err := SourceRanges(svc)
-	if err != nil {
-		return nil, err
-	}
-	d.SourceRanges = ranges
-	endpoints := readyEndpoints(slices)
 	for _, p := range svc.Spec.Ports {
 		proto := string(p.Protocol)
 		if proto == "" {
 			proto = string(corev1.ProtocolTCP)
 		}
-		d.Ports = append(d.Ports, providers.Port{
-			Name: p.Name, Protocol: proto, Port: p.Port, NodePort: p.NodePort,
-			Endpoints: endpoints[portKey{p.Name, proto}],
-		})
+		d.Ports = append(d.Ports, providers.Port{Name: p.Name, Protocol: proto, Port: p.Port, NodePort: p.NodePort})
 	}
-	return d, nil
+	return d
 }
 
 // SourceRanges returns spec.loadBalancerSourceRanges, or the older annotation's ranges.
@@ -88,22 +101,26 @@ func SourceRanges(svc *corev1.Service) ([]netip.Prefix, error) {
 func Nodes(nodes []*corev1.Node) []providers.Node {
 	var out []providers.Node
 	for _, n := range nodes {
-		if !Eligible(n) {
-			continue
+		if Eligible(n) {
+			out = append(out, Node(n))
 		}
-		pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
-		for _, a := range n.Status.Addresses {
-			if a.Type != corev1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				pn.Addresses = append(pn.Addresses, ip.Unmap())
-			}
-		}
-		out = append(out, pn)
 	}
 	slices.SortFunc(out, func(a, b providers.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Node describes n with its internal addresses, whether or not it may receive traffic.
+func Node(n *corev1.Node) providers.Node {
+	pn := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Labels: n.Labels}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			pn.Addresses = append(pn.Addresses, ip.Unmap())
+		}
+	}
+	return pn
 }
 
 // Eligible reports whether n may receive load balancer traffic.
