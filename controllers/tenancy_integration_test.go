@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers/ipam"
+	"github.com/fairlead-lb/fairlead/providers/ipam"
 )
 
 // A Service in one namespace is never told the name of a Service in another: it learns that
