@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -32,16 +30,15 @@ import (
 	"github.com/fairlead-lb/fairlead/speaker/members"
 )
 
-var (
-	l2DefaultClass = flag.Bool("default-class", true,
-		"Services without spec.loadBalancerClass are Fairlead's (must match the controller's --default-class).")
-)
-
-// setupL2 wires layer 2: the cluster's objects and the failure detector's live set feed
+// setupL2 wires layer 2: the speaker's snapshot and the failure detector's live set feed
 // plan.Compute, whose answer for this node goes to the ARP/NDP responder and to the
 // ServiceAnnouncement reporter.
 func setupL2(s *speaker) (func(context.Context) error, error) {
 	ml, err := s.memberList()
+	if err != nil {
+		return nil, err
+	}
+	src, err := s.snapshots()
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +54,9 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	// Fairlead's own objects come from a typed controller-runtime cache; core objects from the
-	// speaker's shared factory. Both keep their last state while the apiserver is away, which
-	// is what makes the speaker fail static.
+	// What is announced comes from the snapshot; the reporter reads ServiceAnnouncements from
+	// a typed cache. Both keep their last state while the apiserver is away, which is what
+	// makes the speaker fail static.
 	crds, err := cache.New(s.config, cache.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
@@ -81,27 +78,18 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	services := s.informer.Core().V1().Services()
-	nodes := s.informer.Core().V1().Nodes()
-	epSlices := s.informer.Discovery().V1().EndpointSlices()
-	for _, inf := range []toolscache.SharedIndexInformer{services.Informer(), nodes.Informer(), epSlices.Informer()} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return nil, err
-		}
-	}
+	snapChanges := src.Changes()
 
 	m := newL2Metrics(s.metrics)
 	responder := l2.New(l2.Options{Metrics: s.metrics, Log: log.WithName("responder")})
 
 	return func(ctx context.Context) error {
-		for _, obj := range []client.Object{&v1alpha1.L2Advertisement{}, &v1alpha1.IPPool{}, &v1alpha1.ServiceAnnouncement{}} {
-			inf, err := crds.GetInformer(ctx, obj)
-			if err != nil {
-				return err
-			}
-			if _, err := inf.AddEventHandler(handler); err != nil {
-				return err
-			}
+		inf, err := crds.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{})
+		if err != nil {
+			return err
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return err
 		}
 		go func() {
 			if err := crds.Start(ctx); err != nil {
@@ -116,14 +104,13 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 				return fmt.Errorf("cache of %v did not sync", typ)
 			}
 		}
+		if !src.WaitForCacheSync(ctx) {
+			return ctx.Err()
+		}
 
 		mem, err := ml.get(ctx)
 		if err != nil {
 			return err
-		}
-		allNodes := func() []*corev1.Node {
-			ns, _ := nodes.Lister().List(labels.Everything())
-			return ns
 		}
 		changes := mem.Changes()
 		var stopping sync.WaitGroup
@@ -137,7 +124,7 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 		rep := &report.Reporter{
 			Node:      s.node,
 			Client:    writer,
-			Service:   func(ns, name string) (*corev1.Service, error) { return services.Lister().Services(ns).Get(name) },
+			Service:   src.Service,
 			Announced: responder.Announced,
 			Recorder:  recorder,
 			Log:       log.WithName("report"),
@@ -150,20 +137,7 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 		tick := time.NewTicker(5 * time.Second)
 		defer tick.Stop()
 		for {
-			in := plan.Input{Nodes: allNodes(), Alive: mem.Alive, DefaultClass: *l2DefaultClass}
-			in.Services, _ = services.Lister().List(labels.Everything())
-			in.EndpointSlices, _ = epSlices.Lister().List(labels.Everything())
-			var ads v1alpha1.L2AdvertisementList
-			var pools v1alpha1.IPPoolList
-			if err := crds.List(ctx, &ads); err != nil {
-				log.Error(err, "listing L2Advertisements")
-			}
-			if err := crds.List(ctx, &pools); err != nil {
-				log.Error(err, "listing IPPools")
-			}
-			in.Advertisements = ptrs(ads.Items)
-			in.Pools = ptrs(pools.Items)
-			as, problems := plan.Compute(in)
+			as, problems := plan.Compute(plan.Input{Snapshot: src.Snapshot(), Alive: mem.Alive})
 			reportProblems(problems, reported, mem, s.node, recorder, log)
 
 			want := map[netip.Addr][]string{}
@@ -203,6 +177,7 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 			case <-ctx.Done():
 				return nil
 			case <-kick:
+			case <-snapChanges:
 			case <-changes:
 			case <-tick.C:
 			}
@@ -243,14 +218,6 @@ func reportProblems(problems []plan.Problem, reported map[string]bool, mem *memb
 	for k := range now {
 		reported[k] = true
 	}
-}
-
-func ptrs[T any](items []T) []*T {
-	out := make([]*T, len(items))
-	for i := range items {
-		out[i] = &items[i]
-	}
-	return out
 }
 
 type l2Metrics struct {

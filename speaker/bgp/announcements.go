@@ -161,8 +161,8 @@ func (c *Controller) announce(ctx context.Context, want map[string]map[netip.Add
 // created again gets a new ServiceAnnouncement) and the addresses.
 func (c *Controller) signature(k types.NamespacedName, addrs map[netip.Addr]bool) string {
 	var b strings.Builder
-	if obj, ok, _ := c.services.GetStore().GetByKey(k.String()); ok {
-		b.WriteString(string(obj.(*corev1.Service).UID))
+	if svc, err := c.o.Snapshots.Service(k.Namespace, k.Name); err == nil {
+		b.WriteString(string(svc.UID))
 	}
 	for _, a := range slices.SortedFunc(maps.Keys(addrs), netip.Addr.Compare) {
 		b.WriteString(" " + a.String())
@@ -175,14 +175,14 @@ func (c *Controller) signature(k types.NamespacedName, addrs map[netip.Addr]bool
 func (c *Controller) announceOne(ctx context.Context, k types.NamespacedName, addrs map[netip.Addr]bool) (int, error) {
 	var svc *corev1.Service
 	if len(addrs) > 0 {
-		obj, ok, err := c.services.GetStore().GetByKey(k.String())
+		var err error
+		svc, err = c.o.Snapshots.Service(k.Namespace, k.Name)
+		if apierrors.IsNotFound(err) {
+			return 0, nil // gone meanwhile: its ServiceAnnouncement goes with it (owner reference)
+		}
 		if err != nil {
 			return 0, err
 		}
-		if !ok {
-			return 0, nil // gone meanwhile: its ServiceAnnouncement goes with it (owner reference)
-		}
-		svc = obj.(*corev1.Service)
 	}
 	res := c.o.Dynamic.Resource(gvrAnnouncements).Namespace(k.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

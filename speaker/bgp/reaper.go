@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -102,8 +101,8 @@ func keys(m map[string]bool) []string {
 
 func (r *reaper) round(ctx context.Context, now time.Time) error {
 	var nodes []string
-	for _, o := range r.c.nodes.GetStore().List() {
-		nodes = append(nodes, o.(*corev1.Node).Name)
+	for _, n := range r.c.o.Snapshots.Snapshot().Nodes {
+		nodes = append(nodes, n.Name)
 	}
 	dead := r.deadFunc(r.m.AliveSet(), nodes, now)
 	if dead == nil {

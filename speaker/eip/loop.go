@@ -31,8 +31,9 @@ type Options struct {
 	// Node is this speaker's node.
 	Node  string
 	Mover Mover
-	// Snapshot returns the current objects (from the speaker's informers).
-	Snapshot func() (Input, error)
+	// Snapshot returns the current snapshot and the failure detector's view (Held is the
+	// loop's to fill).
+	Snapshot func() Input
 	// Resync re-checks every owned address this often, so that an association changed behind
 	// the speaker's back is repaired (default 1 minute).
 	Resync time.Duration
@@ -90,11 +91,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer resync.Stop()
 	for {
 		failed := false
-		in, err := l.o.Snapshot()
-		if err != nil {
-			log.Error(err, "reading the cluster's objects")
-			failed = true
-		}
+		in := l.o.Snapshot()
 		if unknown := slices.DeleteFunc(Unexplained(in), func(ip netip.Addr) bool { return checked[ip] }); len(unknown) > 0 {
 			h, err := l.o.Mover.Held(ctx)
 			if err != nil {
@@ -176,10 +173,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 // findSelf looks up this node's instance and interface.
 func (l *Loop) findSelf(ctx context.Context, in Input) (Host, fairaws.Attachment, error) {
-	for _, n := range in.Nodes {
-		if n.Name != l.o.Node {
-			continue
-		}
+	if n := in.Snapshot.NodeObjects[l.o.Node]; n != nil {
 		h, ok := HostOf(n)
 		if !ok {
 			return Host{}, fairaws.Attachment{}, fmt.Errorf("node %s has no AWS providerID or no IPv4 InternalIP", n.Name)
@@ -192,11 +186,9 @@ func (l *Loop) findSelf(ctx context.Context, in Input) (Host, fairaws.Attachment
 
 // hostIn reports whether this node is still the host found before (same instance and address).
 func hostIn(in Input, node string, h Host) bool {
-	for _, n := range in.Nodes {
-		if n.Name == node {
-			got, ok := HostOf(n)
-			return ok && got == h
-		}
+	if n := in.Snapshot.NodeObjects[node]; n != nil {
+		got, ok := HostOf(n)
+		return ok && got == h
 	}
 	return false
 }
