@@ -52,7 +52,7 @@ func setupBGP(s *speaker) (func(context.Context) error, error) {
 		SecretNamespace:       *bgpSecretNamespace,
 		ExtraSecretNamespaces: splitList(*bgpExtraSecretNamespaces),
 		Members: func(ctx context.Context) (bgp.Members, error) {
-			m, err := ml.get(ctx)
+			m, err := ml.Get(ctx)
 			return m, err
 		},
 		Metrics: s.metrics,

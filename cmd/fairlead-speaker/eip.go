@@ -60,7 +60,7 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 		if !src.WaitForCacheSync(ctx) {
 			return ctx.Err()
 		}
-		mem, err := ml.get(ctx)
+		mem, err := ml.Get(ctx)
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/fairlead-lb/fairlead/speaker/members"
 	"github.com/fairlead-lb/fairlead/speaker/serving"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
@@ -40,7 +42,7 @@ type speaker struct {
 	node     string
 	metrics  *prometheus.Registry
 	// members is the failure detector, set up by the first component that elects owners.
-	members *memberList
+	members *members.Shared
 	// snaps is the one view of the cluster the announcing components share, set up by the
 	// first that needs it.
 	snaps        *snapshot.Source
@@ -91,6 +93,9 @@ func main() {
 	cleanup := flag.Bool("cleanup", false, "Remove the proxy's nftables table (inet fairlead) and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
+	// controller-runtime's cache and client log through their own global logger; without one
+	// they complain on stderr and drop their messages.
+	ctrllog.SetLogger(klog.Background().WithName("controller-runtime"))
 	if *cleanup {
 		if err := cleanupProxy(); err != nil {
 			klog.ErrorS(err, "cleanup failed")
@@ -177,7 +182,7 @@ func run(kubeconfig, node string, ep endpoints, qps float32, defaultClass bool) 
 	}
 	err = g.Wait()
 	if s.members != nil {
-		s.members.wait()
+		s.members.Wait()
 	}
 	return err
 }
