@@ -44,11 +44,16 @@ func setupBGP(s *speaker) (func(context.Context) error, error) {
 	if err != nil {
 		return nil, err
 	}
+	w, err := s.announcements()
+	if err != nil {
+		return nil, err
+	}
 	c, err := bgp.New(bgp.Options{
 		Node:                  s.node,
 		Client:                s.client,
 		Dynamic:               s.dynamic,
 		Snapshots:             src,
+		Announcements:         w,
 		SecretNamespace:       *bgpSecretNamespace,
 		ExtraSecretNamespaces: splitList(*bgpExtraSecretNamespaces),
 		Members: func(ctx context.Context) (bgp.Members, error) {

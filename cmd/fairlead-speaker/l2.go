@@ -19,8 +19,12 @@ func setupL2(s *speaker) (func(context.Context) error, error) {
 	if err != nil {
 		return nil, err
 	}
+	w, err := s.announcements()
+	if err != nil {
+		return nil, err
+	}
 	a, err := announcer.New(announcer.Options{Node: s.node, Config: s.config, Client: s.client, Informers: s.informer,
-		Snapshots: src, Members: ml, Metrics: s.metrics, Log: klog.Background().WithName("l2")})
+		Snapshots: src, Members: ml, Announcements: w, Metrics: s.metrics, Log: klog.Background().WithName("l2")})
 	if err != nil {
 		return nil, err
 	}

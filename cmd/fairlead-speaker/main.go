@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/members"
 	"github.com/fairlead-lb/fairlead/speaker/serving"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
@@ -47,6 +48,19 @@ type speaker struct {
 	// first that needs it.
 	snaps        *snapshot.Source
 	defaultClass bool
+	// writer is the one ServiceAnnouncement writer (layer 2 and BGP), made on first use.
+	writer *announcements.Writer
+}
+
+func (s *speaker) announcements() (*announcements.Writer, error) {
+	if s.writer == nil {
+		w, err := announcements.New(s.config)
+		if err != nil {
+			return nil, err
+		}
+		s.writer = w
+	}
+	return s.writer, nil
 }
 
 // snapshots returns the speaker's snapshot source, creating it on first use (in setup, before

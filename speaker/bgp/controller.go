@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
@@ -38,8 +39,10 @@ var gvrPeers = v1alpha1.GroupVersion.WithResource("bgppeers")
 type Options struct {
 	Node   string
 	Client kubernetes.Interface
-	// Dynamic writes BGPPeer status and ServiceAnnouncements.
+	// Dynamic writes BGPPeer status.
 	Dynamic dynamic.Interface
+	// Announcements is the speaker's one ServiceAnnouncement writer, shared with layer 2.
+	Announcements *announcements.Writer
 	// Snapshots is the speaker's one view of the cluster (speaker/snapshot), shared with the
 	// other components; the caller starts it.
 	Snapshots *snapshot.Source
@@ -103,8 +106,8 @@ func New(o Options) (*Controller, error) {
 	if o.Node == "" {
 		return nil, fmt.Errorf("node name is required")
 	}
-	if o.Snapshots == nil {
-		return nil, fmt.Errorf("a snapshot source is required")
+	if o.Snapshots == nil || o.Announcements == nil {
+		return nil, fmt.Errorf("a snapshot source and a ServiceAnnouncement writer are required")
 	}
 	c := &Controller{
 		o: o, log: o.Log,

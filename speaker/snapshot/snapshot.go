@@ -15,7 +15,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers/pool"
@@ -126,9 +125,6 @@ type Pool struct {
 // Name is the pool's name.
 func (p *Pool) Name() string { return p.Object.Name }
 
-// Labels are the pool's labels, which advertisements' ipPoolSelectors match.
-func (p *Pool) Labels() labels.Set { return p.Object.Labels }
-
 // Problem is an input the snapshot could not use.
 type Problem struct {
 	// Object is the offending object (Kind, APIVersion, Namespace, Name).
@@ -156,14 +152,6 @@ func (s *Snapshot) Pool(name string) *Pool {
 		if p.Name() == name {
 			return p
 		}
-	}
-	return nil
-}
-
-// PoolLabels returns the labels of the pool of that name; nil for a pool that is gone.
-func (s *Snapshot) PoolLabels(name string) labels.Set {
-	if p := s.PoolObjects[name]; p != nil {
-		return p.Labels
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -147,18 +146,6 @@ func (s *Source) Snapshot() *Snapshot {
 // Service returns any Service in the informer's cache, ours or not.
 func (s *Source) Service(namespace, name string) (*corev1.Service, error) {
 	return s.services.Services(namespace).Get(name)
-}
-
-// Nodes lists every Node in the informer's cache.
-func (s *Source) Nodes() []*corev1.Node {
-	ns, _ := s.nodes.List(labels.Everything())
-	return ns
-}
-
-// EndpointSlices lists every EndpointSlice in the informer's cache.
-func (s *Source) EndpointSlices() []*discoveryv1.EndpointSlice {
-	es, _ := s.slices.List(labels.Everything())
-	return es
 }
 
 // decodeAll converts the informer's objects; one that does not decode (a schema the CRD

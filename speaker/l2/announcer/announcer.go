@@ -25,9 +25,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/speaker/l2"
 	"github.com/fairlead-lb/fairlead/speaker/l2/plan"
@@ -46,8 +46,10 @@ type Options struct {
 	// Snapshots is the speaker's view of the cluster; the caller starts it.
 	Snapshots *snapshot.Source
 	Members   *members.Shared
-	Metrics   prometheus.Registerer
-	Log       logr.Logger
+	// Announcements is the speaker's one ServiceAnnouncement writer, shared with BGP.
+	Announcements *announcements.Writer
+	Metrics       prometheus.Registerer
+	Log           logr.Logger
 }
 
 // Announcer answers ARP/NDP for the addresses this node is elected for.
@@ -55,7 +57,6 @@ type Announcer struct {
 	o         Options
 	scheme    *runtime.Scheme
 	crds      cache.Cache
-	writer    client.Client
 	kick      chan struct{}
 	snapshots <-chan struct{}
 	responder *l2.Responder
@@ -71,18 +72,14 @@ func New(o Options) (*Announcer, error) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	// The reporter reads ServiceAnnouncements from a typed cache; what is announced comes from
-	// the snapshot. Both keep their last state while the apiserver is away, which is what
-	// makes the speaker fail static.
+	// The reporter finds the ServiceAnnouncements listing this node in a typed cache; what is
+	// announced comes from the snapshot. Both keep their last state while the apiserver is
+	// away, which is what makes the speaker fail static.
 	crds, err := cache.New(o.Config, cache.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
 	}
-	writer, err := client.New(o.Config, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: crds}})
-	if err != nil {
-		return nil, err
-	}
-	return &Announcer{o: o, scheme: scheme, crds: crds, writer: writer,
+	return &Announcer{o: o, scheme: scheme, crds: crds,
 		kick:      make(chan struct{}, 1),
 		snapshots: o.Snapshots.Changes(),
 		responder: l2.New(l2.Options{Metrics: o.Metrics, Log: o.Log.WithName("responder")}),
@@ -145,7 +142,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 	recorder := broadcaster.NewRecorder(a.scheme, corev1.EventSource{Component: "fairlead-speaker", Host: a.o.Node})
 	rep := &report.Reporter{
 		Node:      a.o.Node,
-		Client:    a.writer,
+		Client:    a.crds,
+		Writer:    a.o.Announcements,
 		Service:   src.Service,
 		Announced: responder.Announced,
 		Recorder:  recorder,
