@@ -43,39 +43,18 @@ func setupEIP(s *speaker) (func(context.Context) error, error) {
 	}
 	broadcaster := record.NewBroadcaster()
 	recorder := broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: s.node})
-	var alive func(string) bool // set before the loop runs
 	loop := eip.New(eip.Options{
-		Node:     s.node,
-		Mover:    mover,
-		Metrics:  s.metrics,
-		Recorder: recorder,
-		Log:      klog.Background().WithName("eip"),
-		Snapshot: func() eip.Input { return eip.Input{Snapshot: src.Snapshot(), Alive: alive} },
+		Node:      s.node,
+		Mover:     mover,
+		Snapshots: src,
+		Members:   ml,
+		Metrics:   s.metrics,
+		Recorder:  recorder,
+		Log:       klog.Background().WithName("eip"),
 	})
-	changes := src.Changes()
 	return func(ctx context.Context) error {
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
 		defer broadcaster.Shutdown()
-		s.informer.WaitForCacheSync(ctx.Done())
-		if !src.WaitForCacheSync(ctx) {
-			return ctx.Err()
-		}
-		mem, err := ml.Get(ctx)
-		if err != nil {
-			return err
-		}
-		alive = mem.Alive
-		mem.OnChange(ctx, loop.Kick)
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-changes:
-					loop.Kick()
-				}
-			}
-		}()
 		return loop.Run(ctx)
 	}, nil
 }

@@ -302,24 +302,12 @@ func startSpeaker(t *testing.T, node, endpoint string) {
 	t.Cleanup(broadcaster.Shutdown)
 	loop := eip.New(eip.Options{
 		Node: node, Mover: mover, Log: testr.New(t).WithValues("speaker", node),
-		Recorder: broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: node}),
-		Snapshot: func() eip.Input { return eip.Input{Snapshot: src.Snapshot()} },
+		Recorder:  broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: node}),
+		Snapshots: src,
 	})
-	changes := src.Changes()
 	sctx, cancel := context.WithCancel(ctx)
 	f.Start(sctx.Done())
 	src.Start(sctx)
-	src.WaitForCacheSync(sctx)
-	go func() {
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-changes:
-				loop.Kick()
-			}
-		}
-	}()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
