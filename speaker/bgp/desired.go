@@ -1,11 +1,12 @@
 // Package bgp announces Service addresses over BGP. It embeds GoBGP (one in-process BgpServer
-// per session) and converges the sessions and paths to a desired state computed from BGPPeer,
-// BGPAdvertisement, IPPool, Service, EndpointSlice and Node objects.
+// per session) and converges the sessions and paths to a desired state computed from the
+// speaker's snapshot (speaker/snapshot: BGPPeers, BGPAdvertisements, pools, Services, their
+// endpoint nodes, Nodes).
 //
-// The package has three parts: desired.go turns a snapshot of the API objects into the sessions
-// and paths this node wants (pure, table tested); sessions.go converges GoBGP to that; and
-// controller.go watches the API, feeds the snapshot in and publishes the sessions' state
-// (BGPPeer status, Events, metrics).
+// The package has three parts: desired.go turns the snapshot into the sessions and paths this
+// node wants (pure, table tested); sessions.go converges GoBGP to that; and controller.go feeds
+// each new snapshot in and publishes the sessions' state (BGPPeer status, Events, metrics,
+// ServiceAnnouncement entries through speaker/announcements).
 package bgp
 
 import (
