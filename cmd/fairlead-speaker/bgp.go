@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
 
 	"github.com/fairlead-lb/fairlead/speaker/bgp"
@@ -41,19 +40,24 @@ func setupBGP(s *speaker) (func(context.Context) error, error) {
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := dynamic.NewForConfig(s.config)
+	src, err := s.snapshots()
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.announcements()
 	if err != nil {
 		return nil, err
 	}
 	c, err := bgp.New(bgp.Options{
 		Node:                  s.node,
 		Client:                s.client,
-		Dynamic:               dyn,
-		Informers:             s.informer,
+		Dynamic:               s.dynamic,
+		Snapshots:             src,
+		Announcements:         w,
 		SecretNamespace:       *bgpSecretNamespace,
 		ExtraSecretNamespaces: splitList(*bgpExtraSecretNamespaces),
 		Members: func(ctx context.Context) (bgp.Members, error) {
-			m, err := ml.get(ctx)
+			m, err := ml.Get(ctx)
 			return m, err
 		},
 		Metrics: s.metrics,

@@ -18,13 +18,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
+	"github.com/fairlead-lb/fairlead/speaker/members"
 	"github.com/fairlead-lb/fairlead/speaker/serving"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 // speaker is what every component gets: the API connection, a shared informer factory (so a
@@ -33,11 +38,42 @@ import (
 type speaker struct {
 	config   *rest.Config
 	client   kubernetes.Interface
+	dynamic  dynamic.Interface
 	informer informers.SharedInformerFactory
 	node     string
 	metrics  *prometheus.Registry
 	// members is the failure detector, set up by the first component that elects owners.
-	members *memberList
+	members *members.Shared
+	// snaps is the one view of the cluster the announcing components share, set up by the
+	// first that needs it.
+	snaps        *snapshot.Source
+	defaultClass bool
+	// writer is the one ServiceAnnouncement writer (layer 2 and BGP), made on first use.
+	writer *announcements.Writer
+}
+
+func (s *speaker) announcements() (*announcements.Writer, error) {
+	if s.writer == nil {
+		w, err := announcements.New(s.config)
+		if err != nil {
+			return nil, err
+		}
+		s.writer = w
+	}
+	return s.writer, nil
+}
+
+// snapshots returns the speaker's snapshot source, creating it on first use (in setup, before
+// the informers start).
+func (s *speaker) snapshots() (*snapshot.Source, error) {
+	if s.snaps == nil {
+		src, err := snapshot.NewSource(snapshot.SourceOptions{Informers: s.informer, Dynamic: s.dynamic, DefaultClass: s.defaultClass})
+		if err != nil {
+			return nil, err
+		}
+		s.snaps = src
+	}
+	return s.snaps, nil
 }
 
 // component is one job of the speaker. setup wires it (and fails fast on bad flags); the
@@ -65,10 +101,15 @@ func main() {
 	flag.StringVar(&ep.metrics.CertName, "metrics-cert-name", "tls.crt", "Certificate file in --metrics-cert-dir.")
 	flag.StringVar(&ep.metrics.KeyName, "metrics-key-name", "tls.key", "Key file in --metrics-cert-dir.")
 	flag.StringVar(&ep.probeAddr, "health-probe-bind-address", "127.0.0.1:7475", "Address of the /healthz and /readyz endpoints ('0' disables them).")
+	defaultClass := flag.Bool("default-class", true,
+		"Services without spec.loadBalancerClass are Fairlead's (must match the controller's --default-class).")
 	qps := flag.Float64("kube-api-qps", 50, "Requests per second to the apiserver (client-side limit).")
 	cleanup := flag.Bool("cleanup", false, "Remove the proxy's nftables table (inet fairlead) and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
+	// controller-runtime's cache and client log through their own global logger; without one
+	// they complain on stderr and drop their messages.
+	ctrllog.SetLogger(klog.Background().WithName("controller-runtime"))
 	if *cleanup {
 		if err := cleanupProxy(); err != nil {
 			klog.ErrorS(err, "cleanup failed")
@@ -76,7 +117,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*kubeconfig, *node, ep, float32(*qps)); err != nil {
+	if err := run(*kubeconfig, *node, ep, float32(*qps), *defaultClass); err != nil {
 		klog.ErrorS(err, "speaker stopped")
 		os.Exit(1)
 	}
@@ -88,7 +129,7 @@ type endpoints struct {
 	metrics                serving.Options
 }
 
-func run(kubeconfig, node string, ep endpoints, qps float32) error {
+func run(kubeconfig, node string, ep endpoints, qps float32, defaultClass bool) error {
 	if node == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
 	}
@@ -102,9 +143,13 @@ func run(kubeconfig, node string, ep endpoints, qps float32) error {
 	if err != nil {
 		return err
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &speaker{config: cfg, client: client, node: node, metrics: reg,
+	s := &speaker{config: cfg, client: client, dynamic: dyn, node: node, metrics: reg, defaultClass: defaultClass,
 		informer: informers.NewSharedInformerFactory(client, 0)}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -131,6 +176,9 @@ func run(kubeconfig, node string, ep endpoints, qps float32) error {
 		klog.InfoS("component enabled", "component", c.name, "node", node)
 	}
 	s.informer.Start(ctx.Done())
+	if s.snaps != nil {
+		s.snaps.Start(ctx)
+	}
 	for _, r := range runs {
 		g.Go(func() error { return r(ctx) })
 	}
@@ -140,12 +188,15 @@ func run(kubeconfig, node string, ep endpoints, qps float32) error {
 	if servers != nil {
 		go func() {
 			s.informer.WaitForCacheSync(ctx.Done())
+			if s.snaps != nil {
+				s.snaps.WaitForCacheSync(ctx)
+			}
 			synced.Store(ctx.Err() == nil)
 		}()
 	}
 	err = g.Wait()
 	if s.members != nil {
-		s.members.wait()
+		s.members.Wait()
 	}
 	return err
 }

@@ -13,23 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 )
 
 // Each speaker lists itself in the ServiceAnnouncement of every Service whose address it
 // advertises to at least one established peer, one BGP entry per address. It owns exactly its
 // own node's BGP entries: the layer 2 reporter's entries and other nodes' are carried over
-// untouched, and every write is a read-modify-write on the resourceVersion, retried on
-// conflict, so concurrent writers of one ServiceAnnouncement never drop each other's entries.
-//
-// +kubebuilder:rbac:groups=fairlead.dev,resources=serviceannouncements,verbs=get;list;create;update
-
-var gvrAnnouncements = v1alpha1.GroupVersion.WithResource("serviceannouncements")
+// untouched, through the speaker's one writer (speaker/announcements), so concurrent writers
+// of one ServiceAnnouncement never drop each other's entries.
 
 // announcedAddrs returns, per Service (namespace/name), the addresses this node advertises to
 // at least one established peer now.
@@ -104,15 +98,11 @@ func (c *Controller) desiredNow() map[string]*Session {
 }
 
 func (c *Controller) findReported(ctx context.Context) error {
-	list, err := c.o.Dynamic.Resource(gvrAnnouncements).List(ctx, metav1.ListOptions{})
+	list, err := c.o.Announcements.List(ctx)
 	if err != nil {
 		return err
 	}
-	for i := range list.Items {
-		sa, err := toAnnouncement(&list.Items[i])
-		if err != nil {
-			return err
-		}
+	for _, sa := range list {
 		if slices.ContainsFunc(sa.Status.Announcements, c.mine) {
 			c.reported[types.NamespacedName{Namespace: sa.Namespace, Name: sa.Name}] = "(unknown)"
 		}
@@ -161,8 +151,8 @@ func (c *Controller) announce(ctx context.Context, want map[string]map[netip.Add
 // created again gets a new ServiceAnnouncement) and the addresses.
 func (c *Controller) signature(k types.NamespacedName, addrs map[netip.Addr]bool) string {
 	var b strings.Builder
-	if obj, ok, _ := c.services.GetStore().GetByKey(k.String()); ok {
-		b.WriteString(string(obj.(*corev1.Service).UID))
+	if svc, err := c.o.Snapshots.Service(k.Namespace, k.Name); err == nil {
+		b.WriteString(string(svc.UID))
 	}
 	for _, a := range slices.SortedFunc(maps.Keys(addrs), netip.Addr.Compare) {
 		b.WriteString(" " + a.String())
@@ -175,65 +165,17 @@ func (c *Controller) signature(k types.NamespacedName, addrs map[netip.Addr]bool
 func (c *Controller) announceOne(ctx context.Context, k types.NamespacedName, addrs map[netip.Addr]bool) (int, error) {
 	var svc *corev1.Service
 	if len(addrs) > 0 {
-		obj, ok, err := c.services.GetStore().GetByKey(k.String())
+		var err error
+		svc, err = c.o.Snapshots.Service(k.Namespace, k.Name)
+		if apierrors.IsNotFound(err) {
+			return 0, nil // gone meanwhile: its ServiceAnnouncement goes with it (owner reference)
+		}
 		if err != nil {
 			return 0, err
 		}
-		if !ok {
-			return 0, nil // gone meanwhile: its ServiceAnnouncement goes with it (owner reference)
-		}
-		svc = obj.(*corev1.Service)
 	}
-	res := c.o.Dynamic.Resource(gvrAnnouncements).Namespace(k.Namespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := res.Get(ctx, k.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			if svc == nil {
-				return nil // nothing of mine to remove
-			}
-			sa := &v1alpha1.ServiceAnnouncement{
-				TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ServiceAnnouncement"},
-				ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name,
-					OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}},
-			}
-			sa.Status.Announcements = c.merge(nil, addrs)
-			obj, err := toUnstructured(sa)
-			if err != nil {
-				return err
-			}
-			_, err = res.Create(ctx, obj, metav1.CreateOptions{FieldManager: "fairlead-speaker"})
-			if apierrors.IsAlreadyExists(err) {
-				// Another writer created it first: read it and merge, as on a conflict.
-				return apierrors.NewConflict(gvrAnnouncements.GroupResource(), k.Name, err)
-			}
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		sa, err := toAnnouncement(u)
-		if err != nil {
-			return err
-		}
-		if svc != nil && !slices.ContainsFunc(sa.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == svc.UID }) {
-			// Left from a deleted Service of the same name, not yet collected: writing into
-			// it would be lost with it. The next round, after the collector, creates a new one.
-			return fmt.Errorf("owned by another Service than %s (UID %s); waiting for garbage collection", k, svc.UID)
-		}
-		next := c.merge(sa.Status.Announcements, addrs)
-		if equalAnnouncements(sa.Status.Announcements, next) {
-			return nil
-		}
-		sa.Status.Announcements = next
-		obj, err := toUnstructured(sa)
-		if err != nil {
-			return err
-		}
-		_, err = res.Update(ctx, obj, metav1.UpdateOptions{FieldManager: "fairlead-speaker"})
-		if apierrors.IsNotFound(err) && svc == nil {
-			return nil
-		}
-		return err
+	_, _, err := c.o.Announcements.Update(ctx, k, svc, func(have []v1alpha1.Announcement) []v1alpha1.Announcement {
+		return c.merge(have, addrs)
 	})
 	return len(addrs), err
 }
@@ -258,17 +200,7 @@ func (c *Controller) merge(have []v1alpha1.Announcement, addrs map[netip.Addr]bo
 		}
 		next = append(next, a)
 	}
-	slices.SortStableFunc(next, func(x, y v1alpha1.Announcement) int {
-		return strings.Compare(x.IP+"/"+x.Protocol+"/"+x.Node, y.IP+"/"+y.Protocol+"/"+y.Node)
-	})
-	return next
-}
-
-func equalAnnouncements(a, b []v1alpha1.Announcement) bool {
-	return slices.EqualFunc(a, b, func(x, y v1alpha1.Announcement) bool {
-		return x.IP == y.IP && x.Node == y.Node && x.Protocol == y.Protocol && slices.Equal(x.Interfaces, y.Interfaces) &&
-			(x.Since == nil) == (y.Since == nil) && (x.Since == nil || x.Since.Equal(y.Since))
-	})
+	return announcements.Sort(next)
 }
 
 // withdrawAnnouncements removes all of this node's BGP entries: the speaker is stopping.
@@ -276,21 +208,4 @@ func (c *Controller) withdrawAnnouncements(ctx context.Context) {
 	if err := c.announce(ctx, nil, true); err != nil {
 		c.log.Error(err, "removing this node's BGP entries from ServiceAnnouncements")
 	}
-}
-
-func toAnnouncement(u *unstructured.Unstructured) (*v1alpha1.ServiceAnnouncement, error) {
-	sa := &v1alpha1.ServiceAnnouncement{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sa); err != nil {
-		return nil, fmt.Errorf("decoding ServiceAnnouncement %s/%s: %w", u.GetNamespace(), u.GetName(), err)
-	}
-	return sa, nil
-}
-
-func toUnstructured(sa *v1alpha1.ServiceAnnouncement) (*unstructured.Unstructured, error) {
-	sa.APIVersion, sa.Kind = v1alpha1.GroupVersion.String(), "ServiceAnnouncement"
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sa)
-	if err != nil {
-		return nil, err
-	}
-	return &unstructured.Unstructured{Object: m}, nil
 }

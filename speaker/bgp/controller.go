@@ -15,14 +15,11 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -31,23 +28,24 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
-var (
-	gvrPeers = v1alpha1.GroupVersion.WithResource("bgppeers")
-	gvrAdvs  = v1alpha1.GroupVersion.WithResource("bgpadvertisements")
-	gvrPools = v1alpha1.GroupVersion.WithResource("ippools")
-)
+var gvrPeers = v1alpha1.GroupVersion.WithResource("bgppeers")
 
 // Options wire a Controller to the API.
 type Options struct {
-	Node    string
-	Client  kubernetes.Interface
+	Node   string
+	Client kubernetes.Interface
+	// Dynamic writes BGPPeer status.
 	Dynamic dynamic.Interface
-	// Informers is the speaker's shared factory (Services, EndpointSlices, Nodes are shared
-	// with the other components).
-	Informers informers.SharedInformerFactory
+	// Announcements is the speaker's one ServiceAnnouncement writer, shared with layer 2.
+	Announcements *announcements.Writer
+	// Snapshots is the speaker's one view of the cluster (speaker/snapshot), shared with the
+	// other components; the caller starts it.
+	Snapshots *snapshot.Source
 	// SecretNamespace is where passwordSecrets live by default (the speaker's own namespace).
 	SecretNamespace string
 	// ExtraSecretNamespaces are other namespaces a passwordSecret may name: granted by the
@@ -80,20 +78,12 @@ type Controller struct {
 	o       Options
 	log     logr.Logger
 	mgr     *Manager
-	dyn     dynamicinformer.DynamicSharedInformerFactory
 	secrets []informers.SharedInformerFactory
 	rec     record.EventRecorder
 	bcast   record.EventBroadcaster
 
-	services  cache.SharedIndexInformer
-	slices    cache.SharedIndexInformer
-	nodes     cache.SharedIndexInformer
-	peers     cache.SharedIndexInformer
-	advs      cache.SharedIndexInformer
-	pools     cache.SharedIndexInformer
-	bfdProfs  cache.SharedIndexInformer
-	comms     cache.SharedIndexInformer
-	secretInf map[string]cache.SharedIndexInformer // by namespace
+	snapChanges <-chan struct{}                      // from Snapshots
+	secretInf   map[string]cache.SharedIndexInformer // by namespace
 
 	syncCh     chan struct{}
 	statusCh   chan struct{}
@@ -116,6 +106,9 @@ func New(o Options) (*Controller, error) {
 	if o.Node == "" {
 		return nil, fmt.Errorf("node name is required")
 	}
+	if o.Snapshots == nil || o.Announcements == nil {
+		return nil, fmt.Errorf("a snapshot source and a ServiceAnnouncement writer are required")
+	}
 	c := &Controller{
 		o: o, log: o.Log,
 		syncCh:     make(chan struct{}, 1),
@@ -126,7 +119,6 @@ func New(o Options) (*Controller, error) {
 		published:  map[string]v1alpha1.BGPSessionStatus{},
 	}
 	c.mgr = NewManager(o.Log, func() { kick(c.statusCh); kick(c.announceCh) })
-	c.dyn = dynamicinformer.NewDynamicSharedInformerFactory(o.Dynamic, 0)
 	c.secretInf = map[string]cache.SharedIndexInformer{}
 	for _, ns := range append([]string{o.SecretNamespace}, o.ExtraSecretNamespaces...) {
 		if _, dup := c.secretInf[ns]; dup || ns == "" {
@@ -137,20 +129,13 @@ func New(o Options) (*Controller, error) {
 		c.secretInf[ns] = f.Core().V1().Secrets().Informer()
 	}
 
-	c.services = o.Informers.Core().V1().Services().Informer()
-	c.slices = o.Informers.Discovery().V1().EndpointSlices().Informer()
-	c.nodes = o.Informers.Core().V1().Nodes().Informer()
-	c.peers = c.dyn.ForResource(gvrPeers).Informer()
-	c.advs = c.dyn.ForResource(gvrAdvs).Informer()
-	c.pools = c.dyn.ForResource(gvrPools).Informer()
-	c.bfdProfs = c.dyn.ForResource(gvrBFDProfiles).Informer()
-	c.comms = c.dyn.ForResource(gvrCommunities).Informer()
+	c.snapChanges = o.Snapshots.Changes()
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { kick(c.syncCh) },
 		UpdateFunc: func(any, any) { kick(c.syncCh) },
 		DeleteFunc: func(any) { kick(c.syncCh) },
 	}
-	for _, inf := range append([]cache.SharedIndexInformer{c.services, c.slices, c.nodes, c.peers, c.advs, c.pools, c.bfdProfs, c.comms}, slices.Collect(maps.Values(c.secretInf))...) {
+	for _, inf := range c.secretInf {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, err
 		}
@@ -198,16 +183,14 @@ func kick(ch chan struct{}) {
 func (c *Controller) Run(ctx context.Context) error {
 	c.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.o.Client.CoreV1().Events("")})
 	defer c.bcast.Shutdown()
-	c.dyn.Start(ctx.Done())
-	synced := []cache.InformerSynced{c.services.HasSynced, c.slices.HasSynced, c.nodes.HasSynced,
-		c.peers.HasSynced, c.advs.HasSynced, c.pools.HasSynced, c.bfdProfs.HasSynced, c.comms.HasSynced}
+	var synced []cache.InformerSynced
 	for _, f := range c.secrets {
 		f.Start(ctx.Done())
 	}
 	for _, inf := range c.secretInf {
 		synced = append(synced, inf.HasSynced)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) || !c.o.Snapshots.WaitForCacheSync(ctx) {
 		return nil // stopped before the caches filled: nothing was announced yet
 	}
 	var wg sync.WaitGroup
@@ -228,6 +211,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-c.syncCh:
+		case <-c.snapChanges:
 		case <-retry.C:
 		}
 		if err := c.sync(ctx); err != nil {
@@ -289,65 +273,26 @@ func (c *Controller) report(p Problem) {
 }
 
 func (c *Controller) snapshot() (Input, error) {
+	snap := c.o.Snapshots.Snapshot()
 	in := Input{Password: c.password, HasDevice: hasDevice}
-	obj, ok, err := c.nodes.GetStore().GetByKey(c.o.Node)
-	if err != nil {
-		return in, err
-	}
+	n, ok := snap.NodeObjects[c.o.Node]
 	if !ok {
 		// Not registered yet (or deleted): advertise nothing until it is.
 		in.Node = Node{Node: election.Node{Name: c.o.Node}}
 		return in, nil
 	}
-	in.Node = nodeOf(obj.(*corev1.Node))
+	in.Node = nodeOf(n)
 	if !in.Node.Ready {
 		// The node is not Ready: it still opens its sessions (they say whether the router
 		// is reachable), but election keeps it from advertising.
 		c.log.V(1).Info("node not ready, advertising nothing", "node", c.o.Node)
 	}
-	if err := convertAll(c.peers, &in.Peers); err != nil {
-		return in, err
+	in.Peers, in.Advertisements, in.BFDProfiles, in.Communities = snap.BGPPeers, snap.BGPAdvertisements, snap.BFDProfiles, snap.Communities
+	for _, p := range snap.PoolObjects {
+		in.Pools = append(in.Pools, p)
 	}
-	if err := convertAll(c.advs, &in.Advertisements); err != nil {
-		return in, err
-	}
-	if err := convertAll(c.pools, &in.Pools); err != nil {
-		return in, err
-	}
-	if err := convertAll(c.bfdProfs, &in.BFDProfiles); err != nil {
-		return in, err
-	}
-	if err := convertAll(c.comms, &in.Communities); err != nil {
-		return in, err
-	}
-	local := localEndpointNodes(c.slices.GetStore().List())
-	for _, o := range c.services.GetStore().List() {
-		svc := o.(*corev1.Service)
-		s, ok := serviceOf(svc)
-		if !ok {
-			continue
-		}
-		if s.LocalOnly {
-			s.EndpointNodes = local[svc.Namespace+"/"+svc.Name]
-		}
-		in.Services = append(in.Services, s)
-	}
+	in.Services = ServicesOf(snap)
 	return in, nil
-}
-
-func convertAll[T any](inf cache.SharedIndexInformer, out *[]*T) error {
-	for _, o := range inf.GetStore().List() {
-		u, ok := o.(*unstructured.Unstructured)
-		if !ok {
-			continue
-		}
-		t := new(T)
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, t); err != nil {
-			return fmt.Errorf("decoding %s %s: %w", u.GetKind(), u.GetName(), err)
-		}
-		*out = append(*out, t)
-	}
-	return nil
 }
 
 func (c *Controller) password(ref v1alpha1.SecretKeyRef) (string, error) {
@@ -399,70 +344,6 @@ func nodeOf(n *corev1.Node) Node {
 		}
 	}
 	return out
-}
-
-// serviceOf reads a LoadBalancer Service's external addresses. Services of another
-// loadBalancerClass belong to another implementation and are not announced.
-func serviceOf(svc *corev1.Service) (Service, bool) {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return Service{}, false
-	}
-	if cl := svc.Spec.LoadBalancerClass; cl != nil && *cl != v1alpha1.LoadBalancerClass {
-		return Service{}, false
-	}
-	s := Service{Key: svc.Namespace + "/" + svc.Name}
-	s.LocalOnly = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	n := len(svc.Status.LoadBalancer.Ingress)
-	for i, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil && v1alpha1.Announced(ing) {
-			s.Addrs = append(s.Addrs, a.Unmap())
-			s.Pools = append(s.Pools, v1alpha1.AllocatedFromPool(svc.Annotations, i, n))
-		}
-	}
-	return s, len(s.Addrs) > 0
-}
-
-// localEndpointNodes maps "namespace/service" to the nodes hosting a ready endpoint of it.
-// (speaker/election decides from this set; computing it from EndpointSlices is the caller's
-// job.) A terminating endpoint that still serves counts only when nothing else is ready, as
-// kube-proxy does, so a rolling update does not withdraw a node that still answers.
-func localEndpointNodes(objs []any) map[string]map[string]bool {
-	ready := map[string]map[string]bool{}
-	serving := map[string]map[string]bool{}
-	add := func(m map[string]map[string]bool, k, n string) {
-		if m[k] == nil {
-			m[k] = map[string]bool{}
-		}
-		m[k][n] = true
-	}
-	for _, o := range objs {
-		es, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
-			continue
-		}
-		name := es.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
-		}
-		key := es.Namespace + "/" + name
-		for _, ep := range es.Endpoints {
-			if ep.NodeName == nil || *ep.NodeName == "" {
-				continue
-			}
-			cond := ep.Conditions
-			if cond.Ready == nil || *cond.Ready {
-				add(ready, key, *ep.NodeName)
-			} else if cond.Serving != nil && *cond.Serving {
-				add(serving, key, *ep.NodeName)
-			}
-		}
-	}
-	for k, nodes := range serving {
-		if len(ready[k]) == 0 {
-			ready[k] = nodes
-		}
-	}
-	return ready
 }
 
 // statusLoop publishes session state (BGPPeer status, Events, metrics) when it changes,

@@ -1,18 +1,18 @@
 // Package bgp announces Service addresses over BGP. It embeds GoBGP (one in-process BgpServer
-// per session) and converges the sessions and paths to a desired state computed from BGPPeer,
-// BGPAdvertisement, IPPool, Service, EndpointSlice and Node objects.
+// per session) and converges the sessions and paths to a desired state computed from the
+// speaker's snapshot (speaker/snapshot: BGPPeers, BGPAdvertisements, pools, Services, their
+// endpoint nodes, Nodes).
 //
-// The package has three parts: desired.go turns a snapshot of the API objects into the sessions
-// and paths this node wants (pure, table tested); sessions.go converges GoBGP to that; and
-// controller.go watches the API, feeds the snapshot in and publishes the sessions' state
-// (BGPPeer status, Events, metrics).
+// The package has three parts: desired.go turns the snapshot into the sessions and paths this
+// node wants (pure, table tested); sessions.go converges GoBGP to that; and controller.go feeds
+// each new snapshot in and publishes the sessions' state (BGPPeer status, Events, metrics,
+// ServiceAnnouncement entries through speaker/announcements).
 package bgp
 
 import (
 	"cmp"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -23,8 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/providers/pool"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 // Defaults of a BGPPeer, as RFC 4271 suggests and FRR and BIRD use.
@@ -122,16 +122,37 @@ type Node struct {
 	IPv4, IPv6 netip.Addr
 }
 
-// Service is one LoadBalancer Service's external addresses and what election needs to decide
-// whether this node may announce them.
+// Service is one LoadBalancer Service's external addresses of one family and what election
+// needs to decide whether this node may announce them (ServicesOf).
 type Service struct {
 	Key   string // namespace/name
 	Addrs []netip.Addr
-	// Pools are the pools Addrs were handed out from as the controller recorded them (one
-	// per address, "" where unknown): they name the pool of an address its pool no longer
-	// covers, which the Service keeps and which must stay announced.
+	// Pools are the pools of Addrs (one per address, "" where none is known), as the snapshot
+	// found them.
 	Pools []string
 	election.Service
+}
+
+// ServicesOf returns the snapshot's Services as Desired reads them: one per Service and
+// address family, since the nodes that may advertise an address depend on the endpoints of its
+// family.
+func ServicesOf(snap *snapshot.Snapshot) []Service {
+	var out []Service
+	for _, svc := range snap.Services {
+		for _, f := range []snapshot.Family{snapshot.IPv4, snapshot.IPv6} {
+			s := Service{Key: svc.Key, Service: svc.Election(f)}
+			for _, a := range svc.Addrs {
+				if snapshot.FamilyOf(a.IP) == f {
+					s.Addrs = append(s.Addrs, a.IP)
+					s.Pools = append(s.Pools, a.Pool)
+				}
+			}
+			if len(s.Addrs) > 0 {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // Problem is bad input found while building: reported as an Event on the object and logged,
@@ -147,10 +168,11 @@ type Input struct {
 	Node           Node
 	Peers          []*v1alpha1.BGPPeer
 	Advertisements []*v1alpha1.BGPAdvertisement
-	Pools          []*v1alpha1.IPPool
-	BFDProfiles    []*v1alpha1.BFDProfile
-	Communities    []*v1alpha1.Community
-	Services       []Service
+	// Pools are read for their labels (ipPoolSelectors); Services carry their addresses' pools.
+	Pools       []*v1alpha1.IPPool
+	BFDProfiles []*v1alpha1.BFDProfile
+	Communities []*v1alpha1.Community
+	Services    []Service
 	// Password returns the value of a Secret key (ref.Namespace "" is the speaker's).
 	Password func(ref v1alpha1.SecretKeyRef) (string, error)
 	// HasDevice reports whether the node has a network device of that name (for vrf); nil
@@ -208,7 +230,10 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		sessions[p.Name] = s
 	}
 
-	pools := parsePools(in.Pools)
+	poolLabels := map[string]labels.Set{}
+	for _, p := range in.Pools {
+		poolLabels[p.Name] = p.Labels
+	}
 	aliases, aliasProblems := compileAliases(in.Communities)
 	problems = append(problems, aliasProblems...)
 	advs := slices.Clone(in.Advertisements)
@@ -255,15 +280,14 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 
 	for _, svc := range in.Services {
 		for i, addr := range svc.Addrs {
-			poolName, ok := pools.of(addr)
-			if _, special := pool.Special(addr); !ok && !special && i < len(svc.Pools) && svc.Pools[i] != "" {
-				poolName, ok = svc.Pools[i], true
-			}
-			if !ok {
+			// The snapshot found the pool (speaker/snapshot); an address of no known pool is
+			// not ours to advertise.
+			if i >= len(svc.Pools) || svc.Pools[i] == "" {
 				continue
 			}
+			poolName := svc.Pools[i]
 			for _, c := range cs {
-				if !selectsPool(c.adv.Spec.IPPools, c.pools, poolName, pools.labels[poolName]) {
+				if !selectsPool(c.adv.Spec.IPPools, c.pools, poolName, poolLabels[poolName]) {
 					continue
 				}
 				if election.Check(in.Node.Node, svc.Service, c.filter) != election.Eligible {
@@ -461,37 +485,4 @@ func mergeSorted[T comparable](a, b []T, c func(T, T) int) []T {
 	out := append(slices.Clone(a), b...)
 	slices.SortFunc(out, c)
 	return slices.Compact(out)
-}
-
-// poolSet finds the pool an address came from. Invalid pools are skipped: the controller
-// reports them, and hands out nothing from them.
-type poolSet struct {
-	names  []string
-	ranges map[string][]pool.Range
-	labels map[string]labels.Set
-}
-
-func parsePools(ps []*v1alpha1.IPPool) poolSet {
-	s := poolSet{ranges: map[string][]pool.Range{}, labels: map[string]labels.Set{}}
-	for _, p := range ps {
-		rs, err := pool.ParseRanges(p.Spec.Addresses)
-		if err != nil {
-			continue
-		}
-		s.ranges[p.Name] = rs
-		s.labels[p.Name] = p.Labels
-	}
-	s.names = slices.Sorted(maps.Keys(s.ranges))
-	return s
-}
-
-func (s poolSet) of(a netip.Addr) (string, bool) {
-	for _, n := range s.names {
-		for _, r := range s.ranges[n] {
-			if r.Contains(a) {
-				return n, true
-			}
-		}
-	}
-	return "", false
 }

@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,11 +9,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 func peer(name, addr string, peerASN, localASN uint32, mut ...func(*v1alpha1.BGPPeerSpec)) *v1alpha1.BGPPeer {
@@ -46,10 +45,19 @@ var (
 	}
 )
 
-func svc(key string, addrs ...string) Service {
+// svc is a Service holding addrs, each of the pool the snapshot finds for it in testPools.
+func svc(key string, addrs ...string) Service { return svcIn(testPools, key, addrs...) }
+
+// svcIn is svc with other pools.
+func svcIn(pools []*v1alpha1.IPPool, key string, addrs ...string) Service {
 	s := Service{Key: key}
 	for _, a := range addrs {
 		s.Addrs = append(s.Addrs, netip.MustParseAddr(a))
+		snap := snapshot.Build(snapshot.Input{Pools: pools, DefaultClass: true, Services: []*corev1.Service{{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: a}}}},
+		}}})
+		s.Pools = append(s.Pools, snap.Services[0].Addrs[0].Pool)
 	}
 	return s
 }
@@ -282,33 +290,6 @@ func TestParseCommunities(t *testing.T) {
 	}
 }
 
-// Ready endpoints count; serving-but-terminating ones only when nothing else is ready; slices
-// of other Services and endpoints without a node do not.
-func TestLocalEndpointNodes(t *testing.T) {
-	ep := func(node string, ready, serving bool) discoveryv1.Endpoint {
-		e := discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving}}
-		if node != "" {
-			e.NodeName = &node
-		}
-		return e
-	}
-	slice := func(svc string, eps ...discoveryv1.Endpoint) any {
-		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc + "-1",
-			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, Endpoints: eps}
-	}
-	got := localEndpointNodes([]any{
-		slice("a", ep("n1", true, true), ep("n2", false, true), ep("", true, true)),
-		slice("a", ep("n3", true, true)),
-		slice("b", ep("n2", false, true), ep("n4", false, false)),
-	})
-	if a := got["ns/a"]; len(a) != 2 || !a["n1"] || !a["n3"] {
-		t.Errorf("ns/a: %v, want n1 and n3", a)
-	}
-	if b := got["ns/b"]; len(b) != 1 || !b["n2"] {
-		t.Errorf("ns/b: %v, want n2 (terminating but serving, nothing else ready)", b)
-	}
-}
-
 // An address its pool no longer covers, kept by its Service, is still advertised under the
 // pool the controller recorded on the Service; one with no record is not.
 func TestDesiredAddressOutsideItsPool(t *testing.T) {
@@ -333,26 +314,5 @@ func TestDesiredAddressOutsideItsPool(t *testing.T) {
 	}
 	if got, want := prefixes(s), []string{"192.0.2.200/32", "203.0.113.5/32"}; !slices.Equal(got, want) {
 		t.Errorf("advertised %v, want %v", got, want)
-	}
-}
-
-// An address a load balancer in front of the cluster answers (ipMode Proxy) is never
-// advertised; the others keep the pools the annotation gives them by position.
-func TestServiceOfSkipsProxyModeAddresses(t *testing.T) {
-	proxyMode, vip := corev1.LoadBalancerIPModeProxy, corev1.LoadBalancerIPModeVIP
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web",
-			Annotations: map[string]string{v1alpha1.AnnotationAllocatedFromPool: "front,routed,routed6"}},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
-		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
-			{IP: "198.51.100.5", IPMode: &proxyMode}, {IP: "203.0.113.5", IPMode: &vip}, {IP: "2001:db8:fe::5"}}}},
-	}
-	got, ok := serviceOf(s)
-	if !ok || fmt.Sprint(got.Addrs) != "[203.0.113.5 2001:db8:fe::5]" || fmt.Sprint(got.Pools) != "[routed routed6]" {
-		t.Errorf("serviceOf = %+v, %v; want the VIP addresses only, with their pools", got, ok)
-	}
-	s.Status.LoadBalancer.Ingress = s.Status.LoadBalancer.Ingress[:1]
-	if got, ok := serviceOf(s); ok {
-		t.Errorf("serviceOf a Service with only a Proxy-mode address = %+v, want nothing to advertise", got)
 	}
 }

@@ -196,27 +196,35 @@ func (l *lab) service(name string, local bool, ips ...string) *corev1.Service {
 	return svc
 }
 
-// endpoints sets the Service's ready endpoints to one per listed node.
+// endpoints sets the Service's ready endpoints to one per listed node, in both families (the
+// lab's Services have addresses of both, and an address is advertised by the nodes with
+// endpoints of its family).
 func (l *lab) endpoints(svc string, nodes ...string) {
 	l.t.Helper()
-	es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-x", Namespace: "default",
-		Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, AddressType: discoveryv1.AddressTypeIPv4}
-	for i, n := range nodes {
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{fmt.Sprintf("10.244.%d.10", i+1)},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
-			NodeName:   ptr.To(n),
-		})
-	}
-	var old discoveryv1.EndpointSlice
-	if err := l.c.Get(ctx, client.ObjectKeyFromObject(es), &old); err == nil {
-		old.Endpoints = es.Endpoints
-		if err := l.c.Update(ctx, &old); err != nil {
-			l.t.Fatal(err)
+	for _, fam := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+		name, addr := svc+"-x", "10.244.%d.10"
+		if fam == discoveryv1.AddressTypeIPv6 {
+			name, addr = svc+"-x6", "fd00:10:244:%d::10"
 		}
-		return
+		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, AddressType: fam}
+		for i, n := range nodes {
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{fmt.Sprintf(addr, i+1)},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+				NodeName:   ptr.To(n),
+			})
+		}
+		var old discoveryv1.EndpointSlice
+		if err := l.c.Get(ctx, client.ObjectKeyFromObject(es), &old); err == nil {
+			old.Endpoints = es.Endpoints
+			if err := l.c.Update(ctx, &old); err != nil {
+				l.t.Fatal(err)
+			}
+			continue
+		}
+		l.create(es)
 	}
-	l.create(es)
 }
 
 // eventually retries f until it succeeds or the (generous) deadline passes.

@@ -159,7 +159,7 @@ func TestDesiredCommunityAliasesAndPoolSelectors(t *testing.T) {
 			adv("unknown", func(s *v1alpha1.BGPAdvertisementSpec) { s.Communities = []string{"nope"} }),
 			adv("uses-clash", func(s *v1alpha1.BGPAdvertisementSpec) { s.Communities = []string{"clash"} }),
 		},
-		Services: []Service{svc("ns/a", "198.51.100.10"), svc("ns/b", "203.0.113.10"), svc("ns/c", "192.0.2.200")},
+		Services: []Service{svc("ns/a", "198.51.100.10"), svc("ns/b", "203.0.113.10"), svcIn(pools, "ns/c", "192.0.2.200")},
 	}
 	got, problems := Desired(in)
 	s := got["p"]

@@ -7,10 +7,7 @@ import (
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 )
@@ -102,24 +99,19 @@ func keys(m map[string]bool) []string {
 
 func (r *reaper) round(ctx context.Context, now time.Time) error {
 	var nodes []string
-	for _, o := range r.c.nodes.GetStore().List() {
-		nodes = append(nodes, o.(*corev1.Node).Name)
+	for _, n := range r.c.o.Snapshots.Snapshot().Nodes {
+		nodes = append(nodes, n.Name)
 	}
 	dead := r.deadFunc(r.m.AliveSet(), nodes, now)
 	if dead == nil {
 		return nil
 	}
-	res := r.c.o.Dynamic.Resource(gvrAnnouncements)
-	list, err := res.List(ctx, metav1.ListOptions{})
+	list, err := r.c.o.Announcements.List(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for i := range list.Items {
-		sa, err := toAnnouncement(&list.Items[i])
-		if err != nil {
-			return err
-		}
+	for _, sa := range list {
 		if !slices.ContainsFunc(sa.Status.Announcements, func(a v1alpha1.Announcement) bool { return deadEntry(a, dead) }) {
 			continue
 		}
@@ -135,41 +127,22 @@ func deadEntry(a v1alpha1.Announcement, dead func(string) bool) bool {
 	return a.Protocol == v1alpha1.ProtocolBGP && dead(a.Node)
 }
 
-// remove drops the dead nodes' BGP entries from one ServiceAnnouncement (read-modify-write on
-// the resourceVersion, as every writer does).
+// remove drops the dead nodes' BGP entries from one ServiceAnnouncement.
 func (r *reaper) remove(ctx context.Context, ns, name string, dead func(string) bool) error {
-	res := r.c.o.Dynamic.Resource(gvrAnnouncements).Namespace(ns)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := res.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		sa, err := toAnnouncement(u)
-		if err != nil {
-			return err
-		}
-		var removed []string
-		sa.Status.Announcements = slices.DeleteFunc(sa.Status.Announcements, func(a v1alpha1.Announcement) bool {
-			if deadEntry(a, dead) {
-				removed = append(removed, a.Node+" "+a.IP)
-				return true
-			}
-			return false
+	var removed []string
+	_, _, err := r.c.o.Announcements.Update(ctx, types.NamespacedName{Namespace: ns, Name: name}, nil,
+		func(have []v1alpha1.Announcement) []v1alpha1.Announcement {
+			removed = nil
+			return slices.DeleteFunc(have, func(a v1alpha1.Announcement) bool {
+				if deadEntry(a, dead) {
+					removed = append(removed, a.Node+" "+a.IP)
+					return true
+				}
+				return false
+			})
 		})
-		if len(removed) == 0 {
-			return nil
-		}
-		obj, err := toUnstructured(sa)
-		if err != nil {
-			return err
-		}
-		if _, err := res.Update(ctx, obj, metav1.UpdateOptions{FieldManager: "fairlead-speaker"}); err != nil {
-			return err
-		}
+	if err == nil && len(removed) > 0 {
 		r.c.log.Info("removed a dead speaker's BGP entries", "serviceAnnouncement", ns+"/"+name, "entries", removed)
-		return nil
-	})
+	}
+	return err
 }

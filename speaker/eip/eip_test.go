@@ -17,13 +17,12 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +36,7 @@ import (
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/speaker/eip"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 )
@@ -288,41 +288,26 @@ func startSpeaker(t *testing.T, node, endpoint string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dyn, err := dynamic.NewForConfig(kcp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := informers.NewSharedInformerFactory(cs, 0)
-	services, nodes, slices := f.Core().V1().Services(), f.Core().V1().Nodes(), f.Discovery().V1().EndpointSlices()
+	src, err := snapshot.NewSource(snapshot.SourceOptions{Informers: f, Dynamic: dyn, DefaultClass: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	t.Cleanup(broadcaster.Shutdown)
-	var loop *eip.Loop
-	loop = eip.New(eip.Options{
+	loop := eip.New(eip.Options{
 		Node: node, Mover: mover, Log: testr.New(t).WithValues("speaker", node),
-		Recorder: broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: node}),
-		Snapshot: func() (eip.Input, error) {
-			in := eip.Input{DefaultClass: true}
-			in.Services, _ = services.Lister().List(labels.Everything())
-			in.Nodes, _ = nodes.Lister().List(labels.Everything())
-			in.EndpointSlices, _ = slices.Lister().List(labels.Everything())
-			var pools v1alpha1.IPPoolList
-			if err := k8s.List(ctx, &pools); err != nil {
-				return in, err
-			}
-			for i := range pools.Items {
-				in.Pools = append(in.Pools, &pools.Items[i])
-			}
-			return in, nil
-		},
+		Recorder:  broadcaster.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: node}),
+		Snapshots: src,
 	})
-	kick := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { loop.Kick() }, UpdateFunc: func(any, any) { loop.Kick() }, DeleteFunc: func(any) { loop.Kick() },
-	}
-	for _, inf := range []toolscache.SharedIndexInformer{services.Informer(), nodes.Informer(), slices.Informer()} {
-		if _, err := inf.AddEventHandler(kick); err != nil {
-			t.Fatal(err)
-		}
-	}
 	sctx, cancel := context.WithCancel(ctx)
 	f.Start(sctx.Done())
-	f.WaitForCacheSync(sctx.Done())
+	src.Start(sctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

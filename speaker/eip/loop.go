@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/speaker/members"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 // Mover is the cloud side: *aws.EIP from aws.NewAssociator.
@@ -31,8 +33,12 @@ type Options struct {
 	// Node is this speaker's node.
 	Node  string
 	Mover Mover
-	// Snapshot returns the current objects (from the speaker's informers).
-	Snapshot func() (Input, error)
+	// Snapshots is the speaker's view of the cluster; the caller starts it. Every change
+	// kicks the loop.
+	Snapshots *snapshot.Source
+	// Members is the speaker's failure detector, shared with layer 2; nil treats every
+	// speaker as alive.
+	Members *members.Shared
 	// Resync re-checks every owned address this often, so that an association changed behind
 	// the speaker's back is repaired (default 1 minute).
 	Resync time.Duration
@@ -46,9 +52,10 @@ type Options struct {
 
 // Loop associates the Elastic IPs this node owns with its interface.
 type Loop struct {
-	o    Options
-	kick chan struct{}
-	m    *metrics
+	o       Options
+	kick    chan struct{}
+	changes <-chan struct{}
+	m       *metrics
 }
 
 // New returns a Loop; Run starts it.
@@ -56,7 +63,7 @@ func New(o Options) *Loop {
 	if o.Resync <= 0 {
 		o.Resync = time.Minute
 	}
-	return &Loop{o: o, kick: make(chan struct{}, 1), m: newMetrics(o.Metrics)}
+	return &Loop{o: o, kick: make(chan struct{}, 1), changes: o.Snapshots.Changes(), m: newMetrics(o.Metrics)}
 }
 
 // Kick asks for a pass soon (an object changed); it never blocks.
@@ -71,6 +78,28 @@ func (l *Loop) Kick() {
 // retried throttling and 5xx within each call).
 func (l *Loop) Run(ctx context.Context) error {
 	log := l.o.Log
+	if !l.o.Snapshots.WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	var alive func(string) bool
+	if l.o.Members != nil {
+		mem, err := l.o.Members.Get(ctx)
+		if err != nil {
+			return err
+		}
+		alive = mem.Alive
+		mem.OnChange(ctx, l.Kick)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.changes:
+				l.Kick()
+			}
+		}
+	}()
 	// done: addresses known to point at this node since the last resync; a pass does not ask
 	// AWS about them again.
 	done := map[netip.Addr]bool{}
@@ -90,11 +119,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer resync.Stop()
 	for {
 		failed := false
-		in, err := l.o.Snapshot()
-		if err != nil {
-			log.Error(err, "reading the cluster's objects")
-			failed = true
-		}
+		in := Input{Snapshot: l.o.Snapshots.Snapshot(), Alive: alive}
 		if unknown := slices.DeleteFunc(Unexplained(in), func(ip netip.Addr) bool { return checked[ip] }); len(unknown) > 0 {
 			h, err := l.o.Mover.Held(ctx)
 			if err != nil {
@@ -176,10 +201,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 // findSelf looks up this node's instance and interface.
 func (l *Loop) findSelf(ctx context.Context, in Input) (Host, fairaws.Attachment, error) {
-	for _, n := range in.Nodes {
-		if n.Name != l.o.Node {
-			continue
-		}
+	if n := in.Snapshot.NodeObjects[l.o.Node]; n != nil {
 		h, ok := HostOf(n)
 		if !ok {
 			return Host{}, fairaws.Attachment{}, fmt.Errorf("node %s has no AWS providerID or no IPv4 InternalIP", n.Name)
@@ -192,11 +214,9 @@ func (l *Loop) findSelf(ctx context.Context, in Input) (Host, fairaws.Attachment
 
 // hostIn reports whether this node is still the host found before (same instance and address).
 func hostIn(in Input, node string, h Host) bool {
-	for _, n := range in.Nodes {
-		if n.Name == node {
-			got, ok := HostOf(n)
-			return ok && got == h
-		}
+	if n := in.Snapshot.NodeObjects[node]; n != nil {
+		got, ok := HostOf(n)
+		return ok && got == h
 	}
 	return false
 }

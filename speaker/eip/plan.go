@@ -14,11 +14,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 // The speaker reads these to elect owners.
@@ -27,14 +27,11 @@ import (
 // +kubebuilder:rbac:groups=fairlead.dev,resources=ippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
-// Input is a snapshot of what the plan depends on.
+// Input is what the plan depends on.
 type Input struct {
-	Services       []*corev1.Service
-	EndpointSlices []*discoveryv1.EndpointSlice
-	Nodes          []*corev1.Node
-	Pools          []*v1alpha1.IPPool
-	// DefaultClass: Services without spec.loadBalancerClass are Fairlead's.
-	DefaultClass bool
+	// Snapshot is the speaker's view of the cluster (speaker/snapshot): which Services are
+	// ours, their addresses, the Nodes, the endpoint nodes and the pools.
+	Snapshot *snapshot.Snapshot
 	// Held maps the Elastic IPs this cluster holds (tagged in AWS) to the Service each is
 	// tagged for. An address counts when the Service's pool has spec.aws.elasticIPs (the
 	// controller's way) or when it is tagged for that very Service (fairlead-ccm's aws-eip
@@ -85,61 +82,50 @@ func HostOf(n *corev1.Node) (Host, bool) {
 
 // Plan returns the owner of every Elastic IP a Service holds.
 func Plan(in Input) []Assignment {
-	elastic := elasticPools(in.Pools)
+	snap := in.Snapshot
+	elastic := elasticPools(snap)
 	var nodes []election.Node
-	for _, n := range in.Nodes {
-		if _, ok := HostOf(n); ok {
-			nodes = append(nodes, election.Node{Name: n.Name, Labels: n.Labels, Ready: ready(n)})
+	for _, n := range snap.Nodes {
+		if _, ok := HostOf(snap.NodeObjects[n.Name]); ok {
+			nodes = append(nodes, n)
 		}
 	}
-	endpoints := endpointNodes(in.EndpointSlices)
 	var out []Assignment
-	for _, svc := range in.Services {
-		if !ours(svc, in.DefaultClass) {
-			continue
-		}
-		key := svc.Namespace + "/" + svc.Name
-		fromPool := elastic[poolOf(svc)]
+	for _, svc := range snap.Services {
+		fromPool := elastic[poolOf(svc.Object)]
 		// Computed for the Service's first Elastic IP only: most addresses are not one.
 		var candidates []string
 		elected := false
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			ip, err := netip.ParseAddr(ing.IP)
-			if err != nil || !ip.Unmap().Is4() || !v1alpha1.Announced(ing) {
-				continue
-			}
-			ip = ip.Unmap()
-			if !fromPool && in.Held[ip] != key {
+		for _, a := range svc.Addrs {
+			// Elastic IPs are IPv4 only (AWS has no IPv6 Elastic IPs).
+			if !a.IP.Is4() || (!fromPool && in.Held[a.IP] != svc.Key) {
 				continue
 			}
 			if !elected {
-				s := election.Service{
-					LocalOnly:     svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-					EndpointNodes: endpoints[key],
-				}
-				candidates, elected = election.EligibleNodes(nodes, s, election.Filter{Alive: in.Alive}), true
+				candidates, elected = election.EligibleNodes(nodes, svc.Election(snapshot.IPv4), election.Filter{Alive: in.Alive}), true
 			}
-			owner, _ := election.Owner(ip.String(), candidates)
-			ref := corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}
-			out = append(out, Assignment{IP: ip, Owner: owner, Service: key, Ref: ref})
+			owner, _ := election.Owner(a.IP.String(), candidates)
+			o := svc.Object
+			ref := corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: o.Namespace, Name: o.Name, UID: o.UID}
+			out = append(out, Assignment{IP: a.IP, Owner: owner, Service: svc.Key, Ref: ref})
 		}
 	}
 	slices.SortFunc(out, func(a, b Assignment) int { return a.IP.Compare(b.IP) })
 	return out
 }
 
-// Unexplained returns the IPv4 ingress addresses of Fairlead's Services that no Elastic IP
-// pool accounts for: whether they are Elastic IPs only AWS' tags can tell (Input.Held).
+// Unexplained returns the IPv4 addresses of Fairlead's Services that no Elastic IP pool
+// accounts for: whether they are Elastic IPs only AWS' tags can tell (Input.Held).
 func Unexplained(in Input) []netip.Addr {
-	elastic := elasticPools(in.Pools)
+	elastic := elasticPools(in.Snapshot)
 	var out []netip.Addr
-	for _, svc := range in.Services {
-		if !ours(svc, in.DefaultClass) || elastic[poolOf(svc)] {
+	for _, svc := range in.Snapshot.Services {
+		if elastic[poolOf(svc.Object)] {
 			continue
 		}
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(ing.IP); err == nil && ip.Unmap().Is4() {
-				out = append(out, ip.Unmap())
+		for _, a := range svc.Addrs {
+			if a.IP.Is4() {
+				out = append(out, a.IP)
 			}
 		}
 	}
@@ -148,9 +134,9 @@ func Unexplained(in Input) []netip.Addr {
 
 // elasticPools names the pools of Elastic IPs. A pool being deleted still counts: its Services
 // keep their addresses until released.
-func elasticPools(pools []*v1alpha1.IPPool) map[string]bool {
+func elasticPools(snap *snapshot.Snapshot) map[string]bool {
 	out := map[string]bool{}
-	for _, p := range pools {
+	for _, p := range snap.PoolObjects {
 		if p.ElasticIPs() != nil {
 			out[p.Name] = true
 		}
@@ -158,17 +144,8 @@ func elasticPools(pools []*v1alpha1.IPPool) map[string]bool {
 	return out
 }
 
-func ours(svc *corev1.Service, defaultClass bool) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	if svc.Spec.LoadBalancerClass == nil {
-		return defaultClass
-	}
-	return *svc.Spec.LoadBalancerClass == v1alpha1.LoadBalancerClass
-}
-
-// poolOf is the pool the Service names, as the controller reads it.
+// poolOf is the pool the Service asks for, as the controller reads it: an Elastic IP pool's
+// addresses are in no range, so the pool an address belongs to says nothing here.
 func poolOf(svc *corev1.Service) string {
 	for _, k := range append([]string{v1alpha1.AnnotationPool}, v1alpha1.MetalLBAnnotationPool...) {
 		if v, ok := svc.Annotations[k]; ok {
@@ -176,35 +153,4 @@ func poolOf(svc *corev1.Service) string {
 		}
 	}
 	return ""
-}
-
-func ready(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// endpointNodes maps "namespace/name" to the nodes hosting a ready IPv4 endpoint of it.
-func endpointNodes(in []*discoveryv1.EndpointSlice) map[string]map[string]bool {
-	out := map[string]map[string]bool{}
-	for _, s := range in {
-		name := s.Labels[discoveryv1.LabelServiceName]
-		if name == "" || s.AddressType != discoveryv1.AddressTypeIPv4 {
-			continue
-		}
-		k := s.Namespace + "/" + name
-		for _, ep := range s.Endpoints {
-			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			if out[k] == nil {
-				out[k] = map[string]bool{}
-			}
-			out[k][*ep.NodeName] = true
-		}
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/eip"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 func node(name, providerID, ip string, ready bool, labels map[string]string) *corev1.Node {
@@ -60,7 +61,7 @@ func TestPlan(t *testing.T) {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.9"}, NodeName: ptr.To("b")}},
 	}}
-	in := eip.Input{
+	objs := snapshot.Input{
 		Nodes: nodes, Pools: pools, EndpointSlices: slices, DefaultClass: true,
 		Services: []*corev1.Service{
 			svc("web", "eips", "198.51.100.7"),
@@ -70,6 +71,7 @@ func TestPlan(t *testing.T) {
 			svc("pending", "eips", ""),
 		},
 	}
+	in := eip.Input{Snapshot: snapshot.Build(objs)}
 	got := eip.Plan(in)
 	webOwner, _ := election.Owner("198.51.100.7", []string{"a", "b"})
 	want := []eip.Assignment{
@@ -101,7 +103,8 @@ func TestPlan(t *testing.T) {
 
 	// fairlead-ccm's Services name no pool: the address counts when AWS has it tagged for
 	// that Service, not for another one.
-	in.Services = append(in.Services, svc("ccm", "", "203.0.113.5"), svc("impostor", "", "203.0.113.6"))
+	objs.Services = append(objs.Services, svc("ccm", "", "203.0.113.5"), svc("impostor", "", "203.0.113.6"))
+	in.Snapshot = snapshot.Build(objs)
 	in.Held = map[netip.Addr]string{netip.MustParseAddr("203.0.113.5"): "ns/ccm", netip.MustParseAddr("203.0.113.6"): "ns/ccm"}
 	var ccm []string
 	for _, a := range eip.Plan(in) {
@@ -117,7 +120,8 @@ func TestPlan(t *testing.T) {
 	}
 
 	// No eligible node: the address has no owner (nobody moves it).
-	in.Nodes = nodes[2:]
+	objs.Nodes = nodes[2:]
+	in.Snapshot = snapshot.Build(objs)
 	for _, a := range eip.Plan(in) {
 		if a.Owner != "" {
 			t.Errorf("with no eligible node, %s is owned by %s", a.IP, a.Owner)

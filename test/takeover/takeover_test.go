@@ -37,6 +37,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/speaker/l2/plan"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
@@ -476,7 +477,7 @@ func checkAnnounced(t *testing.T, c client.Client, held map[string]string) {
 	must(t, c.List(ctx, &svcs))
 	must(t, c.List(ctx, &pools))
 	must(t, c.List(ctx, &ads))
-	in := plan.Input{DefaultClass: true}
+	in := snapshot.Input{DefaultClass: true}
 	for i := range svcs.Items {
 		in.Services = append(in.Services, &svcs.Items[i])
 	}
@@ -484,13 +485,13 @@ func checkAnnounced(t *testing.T, c client.Client, held map[string]string) {
 		in.Pools = append(in.Pools, &pools.Items[i])
 	}
 	for i := range ads.Items {
-		in.Advertisements = append(in.Advertisements, &ads.Items[i])
+		in.L2Advertisements = append(in.L2Advertisements, &ads.Items[i])
 	}
 	for _, n := range []string{"node1", "node2"} {
 		in.Nodes = append(in.Nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n},
 			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
 	}
-	as, problems := plan.Compute(in)
+	as, problems := plan.Compute(plan.Input{Snapshot: snapshot.Build(in)})
 	if len(problems) > 0 {
 		t.Errorf("the speakers' plan has problems: %v", problems)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/election"
+	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 )
 
 func node(name string, ready bool, labels map[string]string) *corev1.Node {
@@ -71,9 +72,27 @@ func manyIPs(n int) []string {
 	return out
 }
 
-func owners(t *testing.T, in Input) map[string]string {
+// objects are a plan's inputs as the API holds them: compute builds the snapshot from them, as
+// the speaker does, and plans over it.
+type objects struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Nodes          []*corev1.Node
+	Pools          []*v1alpha1.IPPool
+	Advertisements []*v1alpha1.L2Advertisement
+	Alive          func(string) bool
+	DefaultClass   bool
+}
+
+func compute(in objects) ([]Announcement, []Problem) {
+	snap := snapshot.Build(snapshot.Input{Services: in.Services, EndpointSlices: in.EndpointSlices, Nodes: in.Nodes,
+		Pools: in.Pools, L2Advertisements: in.Advertisements, DefaultClass: in.DefaultClass})
+	return Compute(Input{Snapshot: snap, Alive: in.Alive})
+}
+
+func owners(t *testing.T, in objects) map[string]string {
 	t.Helper()
-	as, problems := Compute(in)
+	as, problems := compute(in)
 	if len(problems) > 0 {
 		t.Fatalf("problems: %v", problems)
 	}
@@ -85,14 +104,14 @@ func owners(t *testing.T, in Input) map[string]string {
 }
 
 func TestOwnerIsTheElectionWinner(t *testing.T) {
-	in := Input{
+	in := objects{
 		Services:       []*corev1.Service{service("web", false, "198.51.100.7", "2001:db8:ff::7")},
 		Nodes:          threeNodes(),
 		Pools:          []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24", "2001:db8:ff::/64")},
 		Advertisements: []*v1alpha1.L2Advertisement{ad("all", v1alpha1.L2AdvertisementSpec{})},
 		DefaultClass:   true,
 	}
-	as, problems := Compute(in)
+	as, problems := compute(in)
 	if len(problems) != 0 || len(as) != 2 {
 		t.Fatalf("Compute = %+v, %v", as, problems)
 	}
@@ -136,7 +155,7 @@ func TestWhichAddressesAreAnnounced(t *testing.T) {
 		{"unclassed Services not ours", []*v1alpha1.L2Advertisement{ad("x", v1alpha1.L2AdvertisementSpec{IPPools: []string{"blue"}})}, false, []string{"198.51.100.4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := owners(t, Input{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: tc.defaultClass})
+			got := owners(t, objects{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: tc.defaultClass})
 			var ips []string
 			for ip, owner := range got {
 				if owner == "" {
@@ -156,7 +175,7 @@ func TestEligibility(t *testing.T) {
 	ips := manyIPs(60)
 	pools := []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24", "2001:db8:ff::/64")}
 	all := []*v1alpha1.L2Advertisement{ad("all", v1alpha1.L2AdvertisementSpec{})}
-	check := func(t *testing.T, in Input, allowed ...string) {
+	check := func(t *testing.T, in objects, allowed ...string) {
 		t.Helper()
 		got := owners(t, in)
 		seen := map[string]bool{}
@@ -174,10 +193,10 @@ func TestEligibility(t *testing.T) {
 		nodes := threeNodes()
 		nodes[0].Labels = map[string]string{election.ExcludeLabel: ""}
 		nodes[1] = node("node2", false, nil)
-		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: all, DefaultClass: true}, "node3")
+		check(t, objects{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: all, DefaultClass: true}, "node3")
 	})
 	t.Run("dead speakers never own", func(t *testing.T) {
-		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: threeNodes(), Pools: pools, Advertisements: all,
+		check(t, objects{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: threeNodes(), Pools: pools, Advertisements: all,
 			DefaultClass: true, Alive: func(n string) bool { return n != "node2" }}, "node1", "node3")
 	})
 	t.Run("node selector", func(t *testing.T) {
@@ -185,10 +204,10 @@ func TestEligibility(t *testing.T) {
 		nodes[2].Labels = map[string]string{"edge": "true"}
 		nodes[0].Labels = map[string]string{"edge": "true"}
 		sel := []*v1alpha1.L2Advertisement{ad("edge", v1alpha1.L2AdvertisementSpec{NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}})}
-		check(t, Input{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: sel, DefaultClass: true}, "node1", "node3")
+		check(t, objects{Services: []*corev1.Service{service("s", false, ips...)}, Nodes: nodes, Pools: pools, Advertisements: sel, DefaultClass: true}, "node1", "node3")
 	})
 	t.Run("externalTrafficPolicy Local follows ready endpoints of the family", func(t *testing.T) {
-		in := Input{
+		in := objects{
 			Services: []*corev1.Service{service("s", true, ips...)},
 			EndpointSlices: []*discoveryv1.EndpointSlice{
 				slice("s", discoveryv1.AddressTypeIPv4, map[string]bool{"node2": true, "node3": false}),
@@ -205,7 +224,7 @@ func TestEligibility(t *testing.T) {
 		}
 	})
 	t.Run("a shared address goes to a node eligible for every Service", func(t *testing.T) {
-		in := Input{
+		in := objects{
 			Services: []*corev1.Service{service("a", true, ips...), service("b", true, ips...)},
 			EndpointSlices: []*discoveryv1.EndpointSlice{
 				slice("a", discoveryv1.AddressTypeIPv4, map[string]bool{"node1": true, "node2": true}),
@@ -222,7 +241,7 @@ func TestInterfaces(t *testing.T) {
 	for _, n := range nodes {
 		n.Labels = map[string]string{"rack": "a"}
 	}
-	in := Input{
+	in := objects{
 		Services: []*corev1.Service{service("s", false, "198.51.100.1")},
 		Nodes:    nodes,
 		Pools:    []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24")},
@@ -233,13 +252,13 @@ func TestInterfaces(t *testing.T) {
 		},
 		DefaultClass: true,
 	}
-	as, _ := Compute(in)
+	as, _ := compute(in)
 	if len(as) != 1 || !slices.Equal(as[0].Interfaces, []string{"bond0", "eth0", "eth1"}) {
 		t.Fatalf("Compute = %+v", as)
 	}
 	// An advertisement without interfaces selecting the owner allows them all.
 	in.Advertisements[2].Spec.NodeSelectors = nil
-	as, _ = Compute(in)
+	as, _ = compute(in)
 	if len(as) != 1 || as[0].Interfaces != nil {
 		t.Fatalf("Compute = %+v", as)
 	}
@@ -248,7 +267,7 @@ func TestInterfaces(t *testing.T) {
 // Bad objects are reported and skipped; they never stop the others being announced.
 func TestProblemsAreIsolated(t *testing.T) {
 	bad := service("bad", false, "not-an-ip", "198.51.100.9")
-	in := Input{
+	in := objects{
 		Services: []*corev1.Service{bad, service("good", false, "198.51.100.1")},
 		Nodes:    threeNodes(),
 		Pools:    []*v1alpha1.IPPool{ippool("broken", nil, "203.0.113.9-203.0.113.1"), ippool("lan", nil, "198.51.100.0/24")},
@@ -258,7 +277,7 @@ func TestProblemsAreIsolated(t *testing.T) {
 		},
 		DefaultClass: true,
 	}
-	as, problems := Compute(in)
+	as, problems := compute(in)
 	if len(problems) != 3 {
 		t.Errorf("problems = %v, want the bad IP, the reversed range and the bad selector", problems)
 	}
@@ -270,7 +289,7 @@ func TestProblemsAreIsolated(t *testing.T) {
 // An advertisement the controller would mark Accepted=False is ignored whole: the pool only it
 // covers is not announced, and it adds no interfaces to a pool a valid advertisement covers.
 func TestInvalidAdvertisementIsIgnoredWhole(t *testing.T) {
-	in := Input{
+	in := objects{
 		Services: []*corev1.Service{service("a", false, "198.51.100.1"), service("b", false, "203.0.113.1")},
 		Nodes:    threeNodes(),
 		Pools:    []*v1alpha1.IPPool{ippool("lan", nil, "198.51.100.0/24"), ippool("dmz", nil, "203.0.113.0/24")},
@@ -283,7 +302,7 @@ func TestInvalidAdvertisementIsIgnoredWhole(t *testing.T) {
 		},
 		DefaultClass: true,
 	}
-	as, problems := Compute(in)
+	as, problems := compute(in)
 	if len(problems) != 2 {
 		t.Errorf("problems = %v, want the two invalid advertisements", problems)
 	}
@@ -328,7 +347,7 @@ func TestAddressesOutsideTheirPoolStayAnnounced(t *testing.T) {
 			[]string{"192.0.2.9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := owners(t, Input{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: true})
+			got := owners(t, objects{Services: svcs, Nodes: threeNodes(), Pools: pools, Advertisements: tc.ads, DefaultClass: true})
 			ips := slices.Sorted(maps.Keys(got))
 			if !slices.Equal(ips, tc.want) {
 				t.Errorf("announced %v, want %v", ips, tc.want)

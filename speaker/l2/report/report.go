@@ -25,17 +25,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/l2/plan"
 )
 
-// +kubebuilder:rbac:groups=fairlead.dev,resources=serviceannouncements,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Reporter writes this node's layer 2 announcements.
 type Reporter struct {
 	Node string
-	// Client lists (from a cache) and writes ServiceAnnouncements.
-	Client client.Client
+	// Client lists ServiceAnnouncements (from a cache), to find those listing this node.
+	Client client.Reader
+	// Writer writes them: the speaker's one writer, shared with BGP.
+	Writer *announcements.Writer
 	// Service returns a Service from the speaker's informer.
 	Service func(namespace, name string) (*corev1.Service, error)
 	// Announced reports where each address is answered now (the responder's view).
@@ -162,7 +164,8 @@ func (r *Reporter) sync(ctx context.Context) error {
 }
 
 // syncOne makes sa list exactly mine as this node's layer 2 entries, drops other nodes' layer 2
-// entries for those addresses, and records Events for addresses new to this node.
+// entries for those addresses, and records Events for addresses new to this node. sa is the
+// cached copy: when it already says so, nothing is read or written.
 func (r *Reporter) syncOne(ctx context.Context, k client.ObjectKey, sa *v1alpha1.ServiceAnnouncement, mine []v1alpha1.Announcement) error {
 	svc, err := r.Service(k.Namespace, k.Name)
 	if err != nil {
@@ -171,67 +174,53 @@ func (r *Reporter) syncOne(ctx context.Context, k client.ObjectKey, sa *v1alpha1
 		}
 		return err
 	}
-	var old []v1alpha1.Announcement
-	if sa != nil {
-		old = sa.Status.Announcements
-	}
-	myIPs := map[string]bool{}
-	for _, a := range mine {
-		myIPs[a.IP] = true
-	}
-	var next []v1alpha1.Announcement
 	type move struct {
 		a    v1alpha1.Announcement
 		from []string
 	}
 	var moves []move
-	for _, a := range old {
-		if isL2(a) && (a.Node == r.Node || myIPs[a.IP]) {
-			continue
+	edit := func(old []v1alpha1.Announcement) []v1alpha1.Announcement {
+		moves = nil
+		myIPs := map[string]bool{}
+		for _, a := range mine {
+			myIPs[a.IP] = true
 		}
-		next = append(next, a)
-	}
-	now := metav1.Now()
-	for _, a := range mine {
-		prev := slices.IndexFunc(old, func(o v1alpha1.Announcement) bool { return isL2(o) && o.IP == a.IP && o.Node == r.Node })
-		if prev >= 0 && old[prev].Since != nil {
-			a.Since = old[prev].Since
-		} else {
-			a.Since = &now
-			var from []string
-			for _, o := range old {
-				if isL2(o) && o.IP == a.IP && o.Node != r.Node {
-					from = append(from, o.Node)
-				}
+		var next []v1alpha1.Announcement
+		for _, a := range old {
+			if isL2(a) && (a.Node == r.Node || myIPs[a.IP]) {
+				continue
 			}
-			moves = append(moves, move{a, from})
+			next = append(next, a)
 		}
-		next = append(next, a)
+		now := metav1.Now()
+		for _, a := range mine {
+			prev := slices.IndexFunc(old, func(o v1alpha1.Announcement) bool { return isL2(o) && o.IP == a.IP && o.Node == r.Node })
+			if prev >= 0 && old[prev].Since != nil {
+				a.Since = old[prev].Since
+			} else {
+				a.Since = &now
+				var from []string
+				for _, o := range old {
+					if isL2(o) && o.IP == a.IP && o.Node != r.Node {
+						from = append(from, o.Node)
+					}
+				}
+				moves = append(moves, move{a, from})
+			}
+			next = append(next, a)
+		}
+		return next
 	}
-	slices.SortFunc(next, func(x, y v1alpha1.Announcement) int {
-		return strings.Compare(x.IP+"/"+x.Protocol+"/"+x.Node, y.IP+"/"+y.Protocol+"/"+y.Node)
-	})
-	if sa != nil && equal(old, next) {
+	var cached []v1alpha1.Announcement
+	if sa != nil {
+		cached = sa.Status.Announcements
+	}
+	if want := announcements.Sort(edit(slices.Clone(cached))); (sa != nil && announcements.Equal(cached, want)) || (sa == nil && len(want) == 0) {
 		return nil
 	}
-	if sa == nil {
-		if len(next) == 0 {
-			return nil
-		}
-		sa = &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{
-			Namespace: k.Namespace, Name: k.Name,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}},
-		}}
-		sa.Status.Announcements = next
-		if err := r.Client.Create(ctx, sa); err != nil {
-			return err
-		}
-	} else {
-		sa = sa.DeepCopy()
-		sa.Status.Announcements = next
-		if err := r.Client.Update(ctx, sa); err != nil {
-			return err
-		}
+	before, after, err := r.Writer.Update(ctx, k, svc, edit)
+	if err != nil || announcements.Equal(before, after) {
+		return err
 	}
 	for _, m := range moves {
 		msg := fmt.Sprintf("%s announced by %s via %s on %s", m.a.IP, r.Node, m.a.Protocol, strings.Join(m.a.Interfaces, ","))
@@ -243,11 +232,4 @@ func (r *Reporter) syncOne(ctx context.Context, k client.ObjectKey, sa *v1alpha1
 		r.Recorder.Event(svc, corev1.EventTypeNormal, reason, msg)
 	}
 	return nil
-}
-
-func equal(a, b []v1alpha1.Announcement) bool {
-	return slices.EqualFunc(a, b, func(x, y v1alpha1.Announcement) bool {
-		return x.IP == y.IP && x.Node == y.Node && x.Protocol == y.Protocol && slices.Equal(x.Interfaces, y.Interfaces) &&
-			(x.Since == nil) == (y.Since == nil) && (x.Since == nil || x.Since.Equal(y.Since))
-	})
 }

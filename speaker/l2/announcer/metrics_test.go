@@ -1,4 +1,4 @@
-package main
+package announcer
 
 import (
 	"net/netip"
