@@ -96,6 +96,10 @@ func build(root, pkg string, opts BuildOptions, dir, bin string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	// Readable by all: the lab runs some of these as other users.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
 	args := []string{"build", "-o", filepath.Join(tmp, filepath.Base(bin))}
 	if opts.Small {
 		args = append(args, "-trimpath", "-ldflags=-s -w")

@@ -141,3 +141,21 @@ func TestBuildOncePerSource(t *testing.T) {
 		t.Errorf("the first build changed: %v", err)
 	}
 }
+
+// A wait in a Cleanup function (the test's context has ended by then) still waits.
+func TestEventuallyInCleanup(t *testing.T) {
+	calls := 0
+	t.Run("inner", func(t *testing.T) {
+		t.Cleanup(func() {
+			Eventually(t, 5*time.Second, "a few calls", func(context.Context) error {
+				if calls++; calls < 3 {
+					return errors.New("not yet")
+				}
+				return nil
+			})
+		})
+	})
+	if calls != 3 {
+		t.Errorf("%d calls", calls)
+	}
+}

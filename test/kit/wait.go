@@ -10,11 +10,19 @@ import (
 const Interval = 100 * time.Millisecond
 
 // Eventually calls cond until it returns nil and fails tb with cond's last error (and what
-// was awaited) once timeout has passed or the test's context ended. cond's context ends at
-// the deadline, so a slow call inside cond cannot outlive it by much.
+// was awaited) once timeout has passed or, outside Cleanup functions, the test's context
+// ended. cond's context ends at the deadline, so a slow call inside cond cannot outlive it
+// by much.
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(tb.Context(), timeout)
+	// The test's context ends before its Cleanup functions run; a wait inside one (for what
+	// the test leaves to be gone) still has its whole timeout.
+	parent := tb.Context()
+	inCleanup := parent.Err() != nil
+	if inCleanup {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	start := time.Now()
 	for {
@@ -28,7 +36,7 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func(ctx
 		pause := max(Interval, time.Since(began))
 		select {
 		case <-ctx.Done():
-			if tb.Context().Err() != nil {
+			if !inCleanup && tb.Context().Err() != nil {
 				tb.Fatalf("the test ended while waiting for %s: %v", what, err)
 				return
 			}
