@@ -17,11 +17,7 @@ import (
 
 // The status view joins pools, Services, announcements and BGP sessions from a real apiserver.
 func TestStatus(t *testing.T) {
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := context.Background()
 	c := env.Client
 	pool := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"192.0.2.0/28"}}}

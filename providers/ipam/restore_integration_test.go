@@ -19,11 +19,7 @@ import (
 // Fairlead's class when they are in a pool or name their pool; not those of other classes,
 // nor foreign addresses of no pool.
 func TestLoadFromAPITakesOverForeignStatus(t *testing.T) {
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := context.Background()
 	c := env.Client
 	must := func(err error) {

@@ -3,7 +3,6 @@ package announcements_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,14 +22,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if kcp, err = controlplane.Start(controlplane.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = kcp.Stop()
-	os.Exit(code)
+	controlplane.Main(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) error {
+		kcp = cp.Env
+		return nil
+	})
 }
 
 func service(t *testing.T, name string) *corev1.Service {

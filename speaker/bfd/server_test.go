@@ -1,6 +1,9 @@
 package bfd
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -26,13 +30,12 @@ func pair(t *testing.T) (a, b *netns.NS) {
 
 func waitState(t *testing.T, s *Session, want State) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for s.Info().State != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s, want %s (%+v)", s.Info().State, want, s.Info())
+	kit.Eventually(t, 15*time.Second, "state "+want.String(), func(context.Context) error {
+		if info := s.Info(); info.State != want {
+			return fmt.Errorf("state %s (%+v)", info.State, info)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // Two Servers in two namespaces bring single-hop sessions up over IPv4 and IPv6 and a
@@ -68,13 +71,12 @@ func TestServersOverVeth(t *testing.T) {
 	for i, x := range ss {
 		waitState(t, x.a, Up)
 		waitState(t, x.b, Up)
-		deadline := time.Now().Add(10 * time.Second)
-		for x.a.Info().Polling || x.b.Info().Polling {
-			if time.Now().After(deadline) {
-				t.Fatalf("session %d: poll never finished", i)
+		kit.Eventually(t, 10*time.Second, fmt.Sprintf("session %d's poll to finish", i), func(context.Context) error {
+			if x.a.Info().Polling || x.b.Info().Polling {
+				return errors.New("still polling")
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 		ia, ib := x.a.Info(), x.b.Info()
 		// A: tx max(50, 40) = 50, detect 4 × max(80, 60) = 320; B: tx max(60, 80) = 80,
 		// detect 3 × max(40, 50) = 150.

@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -45,47 +46,22 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "fairlead-proxy-test")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	root := controlplane.RepoRoot()
-	speakerBin, echoBin = filepath.Join(dir, "fairlead-speaker"), filepath.Join(dir, "echo")
-	for bin, pkg := range map[string]string{speakerBin: "./cmd/fairlead-speaker", echoBin: "./test/echo"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	controlplane.Main(m, controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:96::/112"}, func(cp *controlplane.ControlPlane) (err error) {
+		env, kubeconfig = cp.Env, cp.Kubeconfig
+		if speakerBin, err = kit.Build("./cmd/fairlead-speaker", kit.BuildOptions{}); err != nil {
+			return err
 		}
-	}
-	env, err = controlplane.Start(controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:96::/112"})
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = env.Stop() }()
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := env.Kubeconfig(kubeconfig); err != nil {
-		return 0, err
-	}
-	u, err := url.Parse(env.Config.Host)
-	if err != nil {
-		return 0, err
-	}
-	apiAddr = u.Host
-	if client, err = kubernetes.NewForConfig(env.Config); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
+		if echoBin, err = kit.Build("./test/echo", kit.BuildOptions{}); err != nil {
+			return err
+		}
+		u, err := url.Parse(env.Config.Host)
+		if err != nil {
+			return err
+		}
+		apiAddr = u.Host
+		client, err = kubernetes.NewForConfig(env.Config)
+		return err
+	})
 }
 
 // Addresses of the topology.
@@ -259,17 +235,7 @@ func (c *cluster) addPod(name string, idx int) *pod {
 // eventually retries fn until it succeeds or a generous deadline passes.
 func (c *cluster) eventually(what string, fn func() error) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	kit.Eventually(c.t, 30*time.Second, what, func(context.Context) error { return fn() })
 }
 
 // answer is what an echo server said.

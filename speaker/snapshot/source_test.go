@@ -20,11 +20,7 @@ import (
 // is signalled to every subscriber and shows in the next Snapshot; without a change the same
 // Snapshot is handed out again rather than rebuilt.
 func TestSourceFollowsTheAPI(t *testing.T) {
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cs := kubernetes.NewForConfigOrDie(env.Config)

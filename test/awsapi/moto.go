@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Region is the region tests use; moto creates a default VPC with a subnet per zone there.
@@ -36,6 +38,7 @@ type Moto struct {
 // (test/tools/install-moto.sh installs it).
 func StartMoto(t testing.TB) *Moto {
 	t.Helper()
+	kit.Heavy(t, "moto, the AWS emulator")
 	m, err := Launch()
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +154,7 @@ func freePort() (int, error) {
 // Env sets the environment the SDK's default credential chain reads, with dummy credentials
 // moto accepts, and turns off the instance metadata lookup (there is none here).
 func Env(t *testing.T) {
+	kit.Heavy(t, "moto, the AWS emulator")
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_SESSION_TOKEN", "")

@@ -11,8 +11,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -114,15 +113,10 @@ func New(t *testing.T, k8s client.Client, c *fairaws.Clients, apiserverHost stri
 	return nodes
 }
 
-// Speaker builds fairlead-speaker for the test and returns its path (Go's build cache makes
-// every build after the first quick).
+// Speaker returns fairlead-speaker, built once per source (kit.Build).
 func Speaker(t *testing.T) string {
 	t.Helper()
-	binary := filepath.Join(t.TempDir(), "fairlead-speaker")
-	if out, err := exec.Command("go", "build", "-o", binary, "github.com/fairlead-lb/fairlead/cmd/fairlead-speaker").CombinedOutput(); err != nil {
-		t.Fatalf("building fairlead-speaker: %v\n%s", err, out)
-	}
-	return binary
+	return kit.Binary(t, "./cmd/fairlead-speaker", kit.BuildOptions{})
 }
 
 // WaitAssociated waits until the Elastic IP is associated with n's interface and private

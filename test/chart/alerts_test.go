@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // alertsValues turns the rules on, with the release name the rule tests expect (the speakers'
@@ -38,6 +40,7 @@ func renderRules(t *testing.T, vals map[string]any) []byte {
 
 func promtool(t *testing.T) string {
 	t.Helper()
+	kit.Heavy(t, "promtool")
 	p, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatal("promtool not found: `make packages` installs Debian's prometheus package, which ships it")

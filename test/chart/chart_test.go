@@ -247,11 +247,7 @@ func slicesContain(s []string, x string) bool {
 // runs the controller as the chart's ServiceAccount (nothing else grants it anything) with the
 // args the chart gives it, and checks it does its job and no more.
 func TestInstallsAndRunsWithItsRBAC(t *testing.T) {
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := context.Background()
 	c := env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {

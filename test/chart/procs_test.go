@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,44 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
-var (
-	binDir   string
-	binMu    sync.Mutex
-	binBuilt = map[string]error{}
-)
-
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "fairlead-chart-test"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(binDir)
-	os.Exit(code)
-}
-
-// binary builds ./cmd/<name> once for the package and returns its path.
+// binary returns ./cmd/<name>, built once per source (kit.Build).
 func binary(t *testing.T, name string) string {
 	t.Helper()
-	binMu.Lock()
-	defer binMu.Unlock()
-	path := filepath.Join(binDir, name)
-	err, done := binBuilt[name]
-	if !done {
-		cmd := exec.Command("go", "build", "-o", path, "./cmd/"+name)
-		cmd.Dir = controlplane.RepoRoot()
-		if out, berr := cmd.CombinedOutput(); berr != nil {
-			err = fmt.Errorf("building %s: %v\n%s", name, berr, out)
-		}
-		binBuilt[name] = err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return kit.Binary(t, "./cmd/"+name, kit.BuildOptions{})
 }
 
 // proc is a Fairlead binary the test runs on the host (the controller needs no network of
@@ -151,20 +118,4 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, ou
 		}
 	}
 	t.Fatalf("the chart rendered no %s %s", kind, name)
-}
-
-// waitFor polls cond until it returns nil, failing the test with its last error after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s waiting for %s: %v", d, what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

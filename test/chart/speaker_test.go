@@ -33,6 +33,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 	"github.com/fairlead-lb/fairlead/test/scrape"
@@ -77,11 +78,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	// Each test has its own apiserver; most of their time is spent waiting (leases, sessions).
 	t.Parallel()
 	netns.Require(t)
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := context.Background()
 	c := env.Client
 	for _, ns := range []string{namespace, "bgp-secrets", "monitoring"} {
@@ -223,7 +220,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	}
 	speaker := node.Start("setpriv", append([]string{"--bounding-set", caps, "--inh-caps", caps, "--", binary(t, "fairlead-speaker")}, args...)...)
 	// nsenter and setpriv exec, so the pid is the speaker's.
-	waitFor(t, 10*time.Second, "the speaker's effective capabilities to be NET_ADMIN and NET_RAW", func() error {
+	kit.Eventually(t, 10*time.Second, "the speaker's effective capabilities to be NET_ADMIN and NET_RAW", func(context.Context) error {
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", speaker.Cmd.Process.Pid))
 		if err != nil {
 			return err
@@ -235,7 +232,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		return nil
 	})
 
-	waitFor(t, 60*time.Second, "the controller to allocate "+lbIP, func() error {
+	kit.Eventually(t, 60*time.Second, "the controller to allocate "+lbIP, func(context.Context) error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
 			return err
 		}
@@ -257,7 +254,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "a TCP connection from the client to "+lbIP+":80", func() error {
+	kit.Eventually(t, 60*time.Second, "a TCP connection from the client to "+lbIP+":80", func(context.Context) error {
 		var got []byte
 		err := clientNS.Do(func() error {
 			conn, err := net.DialTimeout("tcp", lbIP+":80", time.Second)
@@ -286,7 +283,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 
 	// What the speaker writes: where the address is announced (only on the valid
 	// advertisement's interface), the BGP session in the peer's status, and Events.
-	waitFor(t, 30*time.Second, "the ServiceAnnouncement", func() error {
+	kit.Eventually(t, 30*time.Second, "the ServiceAnnouncement", func(context.Context) error {
 		var sa v1alpha1.ServiceAnnouncement
 		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), &sa); err != nil {
 			return err
@@ -298,7 +295,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		return fmt.Errorf("announcements %+v", sa.Status.Announcements)
 	})
-	waitFor(t, 60*time.Second, "an Established session in the BGPPeer's status", func() error {
+	kit.Eventually(t, 60*time.Second, "an Established session in the BGPPeer's status", func(context.Context) error {
 		var p v1alpha1.BGPPeer
 		if err := c.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
 			return err
@@ -310,7 +307,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		return fmt.Errorf("status %+v", p.Status.Nodes)
 	})
-	waitFor(t, 30*time.Second, "the router to learn "+lbIP+"/32 from the node", func() error {
+	kit.Eventually(t, 30*time.Second, "the router to learn "+lbIP+"/32 from the node", func(context.Context) error {
 		out, err := frr.Vtysh("show bgp ipv4 unicast " + lbIP + "/32 json")
 		if err != nil {
 			return err
@@ -330,7 +327,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 30*time.Second, "the speaker's Events", func() error {
+	kit.Eventually(t, 30*time.Second, "the speaker's Events", func(context.Context) error {
 		var evs corev1.EventList
 		if err := c.List(ctx, &evs, client.InNamespace("default")); err != nil {
 			return err
@@ -362,7 +359,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 			t.Fatalf("the speaker lacks an HTTP probe: %+v", p)
 		}
 		addr := net.JoinHostPort(p.HTTPGet.Host, p.HTTPGet.Port.String())
-		waitFor(t, 30*time.Second, "the speaker's probe "+addr+p.HTTPGet.Path, func() error {
+		kit.Eventually(t, 30*time.Second, "the speaker's probe "+addr+p.HTTPGet.Path, func(context.Context) error {
 			code, body, err := scrape.GetPlain(ctx, nsDial(node), addr, p.HTTPGet.Path)
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("%d %s", code, body)
@@ -420,7 +417,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 	}
 
 	// The controller, with its chart RBAC, reports the broken advertisement.
-	waitFor(t, 30*time.Second, "the broken L2Advertisement to be marked not Accepted", func() error {
+	kit.Eventually(t, 30*time.Second, "the broken L2Advertisement to be marked not Accepted", func(context.Context) error {
 		var a v1alpha1.L2Advertisement
 		if err := c.Get(ctx, client.ObjectKey{Name: "broken"}, &a); err != nil {
 			return err

@@ -28,6 +28,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 const valuesV1 = `
@@ -103,11 +104,7 @@ func (h *helm) install(vals string) {
 func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 	// Each test has its own apiserver; most of their time is spent waiting (leases, sessions).
 	t.Parallel()
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := context.Background()
 	c := env.Client
 	h := newHelm(t, env)
@@ -124,7 +121,7 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 60*time.Second, "five Services to get addresses", func() error {
+	kit.Eventually(t, 60*time.Second, "five Services to get addresses", func(context.Context) error {
 		for i := range 5 {
 			name := fmt.Sprintf("svc-%d", i)
 			ip, err := ingress(c, name)
@@ -178,7 +175,7 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctrl = startController(t, env, dep)
-	waitFor(t, 60*time.Second, "a new Service to get an address from the new pool", func() error {
+	kit.Eventually(t, 60*time.Second, "a new Service to get an address from the new pool", func(context.Context) error {
 		ip, err := ingress(c, "after-upgrade")
 		if err == nil && !strings.HasPrefix(ip, "203.0.113.") {
 			return fmt.Errorf("got %s, want one from the pool the upgrade added", ip)
@@ -186,7 +183,7 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 		return err
 	})
 	w.check(t, "the upgrade")
-	waitFor(t, 30*time.Second, "the restarted controller to count the old addresses", func() error {
+	kit.Eventually(t, 30*time.Second, "the restarted controller to count the old addresses", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := c.Get(ctx, client.ObjectKey{Name: "lan"}, &p); err != nil {
 			return err
@@ -237,7 +234,7 @@ func TestUpgradeAndUninstallKeepAddresses(t *testing.T) {
 	if err := c.Create(ctx, lbService("after-reinstall")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "a Service created after the reinstall to get an address", func() error {
+	kit.Eventually(t, 60*time.Second, "a Service created after the reinstall to get an address", func(context.Context) error {
 		ip, err := ingress(c, "after-reinstall")
 		if err == nil && slices.Contains(w.addresses(), ip) {
 			return fmt.Errorf("got %s, which another Service holds", ip)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // The lab's realism: an ordinary Deployment and LoadBalancer Service, applied with kubectl as
@@ -54,7 +57,7 @@ spec:
 		}
 	})
 	var ip string
-	eventually(t, "Service e2e-apply/web gets an address", func() error {
+	kit.Eventually(t, converge, "Service e2e-apply/web gets an address", func(context.Context) error {
 		s, err := cs.CoreV1().Services("e2e-apply").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -65,7 +68,7 @@ spec:
 		ip = s.Status.LoadBalancer.Ingress[0].IP
 		return nil
 	})
-	eventually(t, "both web Pods answer through "+ip, func() error {
+	kit.Eventually(t, converge, "both web Pods answer through "+ip, func(context.Context) error {
 		got, err := answering(theLab.ClientL2(), addr80(ip), 20)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -19,7 +21,7 @@ import (
 func TestNodeCrashMovesL2Address(t *testing.T) {
 	_, ip := demoService(t, "echo-l2")
 	var owner lab.Node
-	eventually(t, "some node answers ARP for "+ip, func() error {
+	kit.Eventually(t, converge, "some node answers ARP for "+ip, func(context.Context) error {
 		mac, err := arpOwner(ip)
 		if err != nil {
 			return err
@@ -38,7 +40,7 @@ func TestNodeCrashMovesL2Address(t *testing.T) {
 	t.Cleanup(func() { restartNode(t, owner) })
 
 	var next lab.Node
-	eventually(t, ip+" answered by another node", func() error {
+	kit.Eventually(t, converge, ip+" answered by another node", func(context.Context) error {
 		mac, err := arpOwner(ip)
 		if err != nil {
 			return err
@@ -53,7 +55,7 @@ func TestNodeCrashMovesL2Address(t *testing.T) {
 	// The client learns the new owner from its gratuitous ARP; every request then enters the
 	// cluster through it, which the Pods see as the masqueraded source.
 	via := []netip.Addr{netip.MustParseAddr(next.V4), next.PodV4.Addr().Next()}
-	eventually(t, "requests to "+ip+" answered through "+next.Name, func() error {
+	kit.Eventually(t, converge, "requests to "+ip+" answered through "+next.Name, func(context.Context) error {
 		for i := 0; i < 6; i++ {
 			a, err := request(theLab.ClientL2(), addr80(ip))
 			if err != nil {
@@ -65,7 +67,7 @@ func TestNodeCrashMovesL2Address(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "the ServiceAnnouncement names "+next.Name, func() error {
+	kit.Eventually(t, converge, "the ServiceAnnouncement names "+next.Name, func(context.Context) error {
 		nodes, err := announcedBy("echo-l2", ip)
 		if err == nil && !slices.Equal(nodes, []string{next.Name}) {
 			err = fmt.Errorf("announced by %v", nodes)
@@ -85,7 +87,7 @@ func restartNode(t *testing.T, n lab.Node) {
 		t.Fatal(err)
 	}
 	_, bgpIP := demoService(t, "echo-bgp")
-	eventuallyWithin(t, 2*time.Minute, n.Name+" back", func() error {
+	kit.Eventually(t, 2*time.Minute, n.Name+" back", func(context.Context) error {
 		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -48,28 +49,6 @@ func connect() error {
 	}
 	cl, err = client.New(cfg, client.Options{Scheme: scheme.New()})
 	return err
-}
-
-// eventually retries check until it passes or converge runs out, then fails the test with
-// its last error.
-func eventually(t *testing.T, what string, check func() error) {
-	t.Helper()
-	eventuallyWithin(t, converge, what, check)
-}
-
-func eventuallyWithin(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // answer is what the echo server says: the Pod that answered and the client address it saw.
@@ -125,7 +104,7 @@ func createService(t *testing.T, s *corev1.Service) *corev1.Service {
 		want = 2
 	}
 	var got *corev1.Service
-	eventually(t, "Service "+s.Name+" gets its addresses", func() error {
+	kit.Eventually(t, converge, "Service "+s.Name+" gets its addresses", func(context.Context) error {
 		var err error
 		got, err = cs.CoreV1().Services(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
 		if err != nil {
@@ -150,7 +129,7 @@ func deleteService(t *testing.T, ns, name string) {
 		t.Error(err)
 		return
 	}
-	eventually(t, "Service "+name+" is gone", func() error {
+	kit.Eventually(t, converge, "Service "+name+" is gone", func(context.Context) error {
 		_, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil

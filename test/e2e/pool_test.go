@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -46,7 +48,7 @@ func TestExhaustedPoolThenGrown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteService(t, lab.DemoNamespace, "small-b") })
-	eventually(t, "small-b pending with PoolExhausted and an Event", func() error {
+	kit.Eventually(t, converge, "small-b pending with PoolExhausted and an Event", func(context.Context) error {
 		s, err := cs.CoreV1().Services(lab.DemoNamespace).Get(ctx, "small-b", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -80,7 +82,7 @@ func TestExhaustedPoolThenGrown(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ip string
-	eventually(t, "small-b gets the new address", func() error {
+	kit.Eventually(t, converge, "small-b gets the new address", func(context.Context) error {
 		s, err := cs.CoreV1().Services(lab.DemoNamespace).Get(ctx, "small-b", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -94,7 +96,7 @@ func TestExhaustedPoolThenGrown(t *testing.T) {
 	if ip != "192.0.2.201" {
 		t.Fatalf("small-b got %s, want 192.0.2.201", ip)
 	}
-	eventually(t, "small-b answers the LAN client", func() error {
+	kit.Eventually(t, converge, "small-b answers the LAN client", func(context.Context) error {
 		_, err := request(theLab.ClientL2(), addr80(ip))
 		return err
 	})

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -21,7 +23,7 @@ const (
 // rules with the lab's short for: durations. SIGKILLing a speaker makes
 // FairleadSpeakersMissing fire; starting it again resolves it.
 func TestSpeakerKillFiresAlert(t *testing.T) {
-	eventually(t, "Prometheus scrapes the controller and every speaker", func() error {
+	kit.Eventually(t, converge, "Prometheus scrapes the controller and every speaker", func(context.Context) error {
 		targets, err := theLab.PrometheusTargets(ctx)
 		if err != nil {
 			return err
@@ -66,7 +68,7 @@ func TestSpeakerKillFiresAlert(t *testing.T) {
 	if len(loaded) < 12 || !slices.Contains(loaded, speakerMissing) {
 		t.Fatalf("Prometheus evaluates %v, want the chart's rules", loaded)
 	}
-	eventually(t, speakerMissing+" inactive before the kill", func() error { return alertState(speakerMissing, "") })
+	kit.Eventually(t, converge, speakerMissing+" inactive before the kill", func(context.Context) error { return alertState(speakerMissing, "") })
 
 	// Not the layer 2 address's owner: the address stays put, so the other tests are undisturbed.
 	_, ip := demoService(t, "echo-l2")
@@ -90,15 +92,15 @@ func TestSpeakerKillFiresAlert(t *testing.T) {
 			_ = theLab.StartSpeaker(victim)
 		}
 	})
-	eventually(t, speakerMissing+" fires", func() error { return alertState(speakerMissing, "firing") })
+	kit.Eventually(t, converge, speakerMissing+" fires", func(context.Context) error { return alertState(speakerMissing, "firing") })
 
 	restarted = true
 	if err := theLab.StartSpeaker(victim); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, speakerMissing+" resolved", func() error { return alertState(speakerMissing, "") })
+	kit.Eventually(t, converge, speakerMissing+" resolved", func(context.Context) error { return alertState(speakerMissing, "") })
 	_, bgpIP := demoService(t, "echo-bgp")
-	eventually(t, victim.Name+" a BGP next hop again", func() error {
+	kit.Eventually(t, converge, victim.Name+" a BGP next hop again", func(context.Context) error {
 		hops, err := routerHops(bgpIP)
 		if err == nil && !slices.Equal(hops, allNodeNames()) {
 			err = fmt.Errorf("BGP next hops %v", hops)
@@ -108,7 +110,7 @@ func TestSpeakerKillFiresAlert(t *testing.T) {
 
 	// `fairleadctl lab status` says where Prometheus is and what it sees.
 	want := fmt.Sprintf("prometheus: %s (through the relay): 4 of 4 targets up; alerts firing:", theLab.PrometheusURL())
-	eventually(t, "fairleadctl lab status shows Prometheus", func() error {
+	kit.Eventually(t, converge, "fairleadctl lab status shows Prometheus", func(context.Context) error {
 		out, err := exec.Command(filepath.Join(theLab.Bin, "fairleadctl"), "lab", "status", "--prefix", theLab.Prefix,
 			"--state", theLab.State, "--prometheus-port", fmt.Sprint(theLab.PrometheusPort)).CombinedOutput()
 		if err != nil {

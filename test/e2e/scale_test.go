@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -16,7 +18,7 @@ func TestScalingChangesAnsweringPods(t *testing.T) {
 		if _, err := kubectl("-n", lab.DemoNamespace, "scale", "deployment/echo", "--replicas=3"); err != nil {
 			t.Error(err)
 		}
-		eventually(t, "back to 3 ready endpoints", func() error {
+		kit.Eventually(t, converge, "back to 3 ready endpoints", func(context.Context) error {
 			n, err := readyEndpoints("echo-l2")
 			if err == nil && n != 3 {
 				err = fmt.Errorf("%d ready endpoints", n)
@@ -29,7 +31,7 @@ func TestScalingChangesAnsweringPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pods []string
-		eventually(t, fmt.Sprintf("%d ready Pods", replicas), func() (err error) {
+		kit.Eventually(t, converge, fmt.Sprintf("%d ready Pods", replicas), func(context.Context) (err error) {
 			pods, err = readyEchoPods()
 			if err == nil && len(pods) != replicas {
 				err = fmt.Errorf("%d ready: %v", len(pods), pods)
@@ -38,7 +40,7 @@ func TestScalingChangesAnsweringPods(t *testing.T) {
 		})
 		// Each connection picks an endpoint at random: 40 requests miss one of 5 Pods with
 		// probability 5·0.8⁴⁰ ≈ 7·10⁻⁴, and a miss only means another round.
-		eventually(t, fmt.Sprintf("exactly the %d Pods %v answer", replicas, pods), func() error {
+		kit.Eventually(t, converge, fmt.Sprintf("exactly the %d Pods %v answer", replicas, pods), func(context.Context) error {
 			got, err := answering(theLab.ClientL2(), addr80(ip), 40)
 			if err == nil && !sameSet(got, pods) {
 				err = fmt.Errorf("answering: %v", got)

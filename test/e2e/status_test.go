@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // `fairleadctl status`, run as a user runs it (the binary, the lab's kubeconfig through the
@@ -16,7 +19,7 @@ func TestFairleadctlStatus(t *testing.T) {
 	_, l2IP := demoService(t, "echo-l2")
 	_, bgpIP := demoService(t, "echo-bgp")
 	var out string
-	eventually(t, "fairleadctl status shows the lab", func() error {
+	kit.Eventually(t, converge, "fairleadctl status shows the lab", func(context.Context) error {
 		owner, err := announcedBy("echo-l2", l2IP)
 		if err == nil && len(owner) != 1 {
 			err = fmt.Errorf("echo-l2 announced by %v", owner)

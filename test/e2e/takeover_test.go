@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Taking over from MetalLB on the wire: a Service whose address MetalLB handed out (status,
@@ -47,7 +49,7 @@ func TestTakeOverMetalLBAddressAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	running = true
-	eventually(t, "the controller adopts the Service with its address", func() error {
+	kit.Eventually(t, converge, "the controller adopts the Service with its address", func(context.Context) error {
 		svc, err := cs.CoreV1().Services(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -60,12 +62,12 @@ func TestTakeOverMetalLBAddressAnnounced(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, ip+" answered by ARP on the LAN", func() error {
+	kit.Eventually(t, converge, ip+" answered by ARP on the LAN", func(context.Context) error {
 		_, err := arpOwner(ip)
 		return err
 	})
 	var a answer
-	eventually(t, "a client on the LAN reaches a Pod through "+ip, func() (err error) {
+	kit.Eventually(t, converge, "a client on the LAN reaches a Pod through "+ip, func(context.Context) (err error) {
 		a, err = request(theLab.ClientL2(), addr80(ip))
 		return err
 	})

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // The demo's layer 2 Service answers the client on the LAN, from one of the demo's Pods, and
@@ -17,7 +20,7 @@ import (
 func TestL2ServiceReachableFromLAN(t *testing.T) {
 	_, ip := demoService(t, "echo-l2")
 	var a answer
-	eventually(t, "a request from the LAN client", func() (err error) {
+	kit.Eventually(t, converge, "a request from the LAN client", func(context.Context) (err error) {
 		a, err = request(theLab.ClientL2(), addr80(ip))
 		return err
 	})
@@ -31,7 +34,7 @@ func TestL2ServiceReachableFromLAN(t *testing.T) {
 
 	// The address may still be moving back to a node restarted by another test: ask until the
 	// report and the wire agree.
-	eventually(t, "ARP answered by the node the ServiceAnnouncement names", func() error {
+	kit.Eventually(t, converge, "ARP answered by the node the ServiceAnnouncement names", func(context.Context) error {
 		owner, err := announcedBy("echo-l2", ip)
 		if err != nil {
 			return err
@@ -59,7 +62,7 @@ func TestL2ServiceReachableFromLAN(t *testing.T) {
 // client behind the router reaches a Pod through it.
 func TestBGPServiceReachableFromBehindRouter(t *testing.T) {
 	_, ip := demoService(t, "echo-bgp")
-	eventually(t, "the router's FIB routes "+ip+" via every node", func() error {
+	kit.Eventually(t, converge, "the router's FIB routes "+ip+" via every node", func(context.Context) error {
 		hops, err := routerHops(ip)
 		if err == nil && !slices.Equal(hops, allNodeNames()) {
 			err = fmt.Errorf("next hops %v", hops)
@@ -100,7 +103,7 @@ func TestBGPServiceReachableFromBehindRouter(t *testing.T) {
 	}
 
 	var a answer
-	eventually(t, "a request from behind the router", func() (err error) {
+	kit.Eventually(t, converge, "a request from behind the router", func(context.Context) (err error) {
 		a, err = request(theLab.ClientBGP(), addr80(ip))
 		return err
 	})
@@ -113,7 +116,7 @@ func TestBGPServiceReachableFromBehindRouter(t *testing.T) {
 	}
 
 	// What an operator sees: the controller's summary of the speakers' sessions.
-	eventually(t, "kubectl get bgppeers -o wide shows every session established", func() error {
+	kit.Eventually(t, converge, "kubectl get bgppeers -o wide shows every session established", func(context.Context) error {
 		out, err := kubectl("get", "bgppeers", "router", "-o", "wide", "--no-headers")
 		if err != nil {
 			return err
@@ -138,7 +141,7 @@ func TestETPLocalShowsClientAddress(t *testing.T) {
 		t.Run(c.pool, func(t *testing.T) {
 			s := createService(t, echoService("local-"+strings.TrimPrefix(c.pool, "lab-"), c.pool, local))
 			ip := s.Status.LoadBalancer.Ingress[0].IP
-			eventually(t, "requests through "+ip+" show the client's address", func() error {
+			kit.Eventually(t, converge, "requests through "+ip+" show the client's address", func(context.Context) error {
 				for i := 0; i < 6; i++ {
 					a, err := request(c.from, addr80(ip))
 					if err != nil {
@@ -181,7 +184,7 @@ func TestDualStackAnswersOverIPv6(t *testing.T) {
 				t.Fatalf("IPv6 address %s not from %s", ip6, c.prefix)
 			}
 			if c.pool == "lab-bgp" {
-				eventually(t, "the router routes "+ip6+" via every node", func() error {
+				kit.Eventually(t, converge, "the router routes "+ip6+" via every node", func(context.Context) error {
 					hops, err := routerHops(ip6)
 					if err == nil && !slices.Equal(hops, allNodeNames()) {
 						err = fmt.Errorf("next hops %v", hops)
@@ -194,7 +197,7 @@ func TestDualStackAnswersOverIPv6(t *testing.T) {
 				t.Fatal(err)
 			}
 			var a answer
-			eventually(t, "a request to ["+ip6+"]:80", func() (err error) {
+			kit.Eventually(t, converge, "a request to ["+ip6+"]:80", func(context.Context) (err error) {
 				a, err = request(c.from, addr80(ip6))
 				return err
 			})
@@ -206,7 +209,7 @@ func TestDualStackAnswersOverIPv6(t *testing.T) {
 			}
 			// The IPv4 route may reach the router after the IPv6 one.
 			ip4 := ingress(t, s, false)
-			eventually(t, "a request to the Service's IPv4 address "+ip4, func() error {
+			kit.Eventually(t, converge, "a request to the Service's IPv4 address "+ip4, func(context.Context) error {
 				_, err := request(c.from, addr80(ip4))
 				return err
 			})

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -16,7 +18,7 @@ func TestDeleteWithdraws(t *testing.T) {
 	bgp := createService(t, echoService("gone-bgp", "lab-bgp"))
 	l2IP, bgpIP := l2.Status.LoadBalancer.Ingress[0].IP, bgp.Status.LoadBalancer.Ingress[0].IP
 
-	eventually(t, "both Services announced, routed and programmed", func() error {
+	kit.Eventually(t, converge, "both Services announced, routed and programmed", func(context.Context) error {
 		if _, err := request(theLab.ClientL2(), addr80(l2IP)); err != nil {
 			return err
 		}
@@ -34,7 +36,7 @@ func TestDeleteWithdraws(t *testing.T) {
 
 	deleteService(t, lab.DemoNamespace, "gone-l2")
 	deleteService(t, lab.DemoNamespace, "gone-bgp")
-	eventually(t, "both Services withdrawn", func() error {
+	kit.Eventually(t, converge, "both Services withdrawn", func(context.Context) error {
 		if mac, err := arpOwner(l2IP); err != nil || mac != "" {
 			return fmt.Errorf("ARP for %s still answered by %q (%v)", l2IP, mac, err)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var (
@@ -110,6 +112,9 @@ func TestFairleadImage(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	if kit.Short() {
+		kit.SkipPackage("images built from our binaries and Debian's packages, and containerd as root")
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Two kubelet labs overlapping, as a user's `make lab` and TestKubeletLab do: the host as it
@@ -13,6 +15,7 @@ import (
 // order they go down in. A "kubelet" here changes kernel.keys.root_maxkeys (harmless, and
 // reset by the test) and creates a directory standing for /var/log/containers.
 func TestHostRecordTwoLabs(t *testing.T) {
+	kit.Heavy(t, "root (it writes sysctls)")
 	if os.Geteuid() != 0 {
 		t.Fatal("writes sysctls: run as root")
 	}

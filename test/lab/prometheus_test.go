@@ -8,12 +8,15 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // The lab's Prometheus configuration is rendered from the chart with the lab's values: it
 // passes promtool, scrapes both metrics Services the chart's ServiceMonitors select, keeps the
 // chart's node relabeling, and carries the chart's rules with the lab's short for: durations.
 func TestPrometheusConfig(t *testing.T) {
+	kit.Heavy(t, "promtool")
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatal("promtool not found: `make packages` installs Debian's prometheus package, which ships it")

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Suite runs a test binary's tests on a lab of their own, named after the suite: namespaces
@@ -55,6 +57,9 @@ func (s Suite) Main(m *testing.M, connect func(*Lab) error) int {
 		}
 		return m.Run()
 	}
+	if kit.Short() {
+		kit.SkipPackage("a lab of its own")
+	}
 	return s.parent()
 }
 
@@ -80,18 +85,19 @@ func (s Suite) parent() (code int) {
 	if l.K8sBin, err = K8sBin(root, s.K8s); err != nil {
 		return fail(err)
 	}
-	// Without symbol tables the links take a good part less time on a busy machine.
 	pkgs := []string{"./cmd/fairlead-controller", "./cmd/fairlead-speaker", "./cmd/fairleadctl", "./test/echo"}
 	if s.NodeMode == KubeletNodes {
 		pkgs = append(pkgs, "./cmd/fairlead-ccm") // the image holds it
 	}
-	build := exec.Command("go", append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", tmp + "/"}, pkgs...)...)
-	build.Dir = root
-	if s.Static {
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	}
-	if out, err := build.CombinedOutput(); err != nil {
-		return fail(fmt.Sprintf("building the binaries: %v\n%s", err, out))
+	// Built once per source for every suite and worktree; the lab finds them in its Bin.
+	for _, pkg := range pkgs {
+		bin, err := kit.Build(pkg, kit.BuildOptions{Small: true, Static: s.Static})
+		if err != nil {
+			return fail(err)
+		}
+		if err := os.Symlink(bin, filepath.Join(tmp, filepath.Base(pkg))); err != nil {
+			return fail(err)
+		}
 	}
 	if l.HostPort, err = freePort(); err != nil {
 		return fail(err)

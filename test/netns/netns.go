@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var seq atomic.Int64
@@ -32,10 +34,11 @@ type NS struct {
 	t    testing.TB
 }
 
-// Require skips nothing: it fails the test when it cannot create namespaces, because the
-// network suites are part of `make test`, not optional extras.
+// Require fails the test when it cannot create namespaces, because the network suites are
+// part of `make test`, not optional extras. Only the fast lane (`make unit`, -short) skips it.
 func Require(t testing.TB) {
 	t.Helper()
+	kit.Heavy(t, "root and network namespaces")
 	if os.Geteuid() != 0 {
 		t.Fatal("network namespace tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
 	}

@@ -5,6 +5,7 @@
 package routers
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -69,16 +71,16 @@ func startFRR(t testing.TB, ns *netns.NS, bgpdConf, bfddConf string) *FRR {
 	common := []string{"-u", "frr", "-g", "frr", "--vty_socket", dir, "-z", filepath.Join(dir, "zserv.api"), "--log", "stdout"}
 	zebra := ns.Start("/usr/lib/frr/zebra", append([]string{"-f", filepath.Join(dir, "zebra.conf"), "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
 	stopOnCleanup(t, "zebra", zebra)
-	waitFor(t, "zebra's socket", func() bool { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err == nil })
+	kit.Eventually(t, 20*time.Second, "zebra's socket", func(context.Context) error { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err })
 	if bfddConf != "" {
 		bfdd := ns.Start("/usr/lib/frr/bfdd", append([]string{"-f", filepath.Join(dir, "bfdd.conf"), "-i", filepath.Join(dir, "bfdd.pid"),
 			"--bfdctl", filepath.Join(dir, "bfdd.sock")}, common...)...)
 		stopOnCleanup(t, "bfdd", bfdd)
-		waitFor(t, "bfdd's vty", func() bool { _, err := os.Stat(filepath.Join(dir, "bfdd.vty")); return err == nil })
+		kit.Eventually(t, 20*time.Second, "bfdd's vty", func(context.Context) error { _, err := os.Stat(filepath.Join(dir, "bfdd.vty")); return err })
 	}
 	bgpd := ns.Start("/usr/lib/frr/bgpd", append([]string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
 	stopOnCleanup(t, "bgpd", bgpd)
-	waitFor(t, "bgpd's vty", func() bool { _, err := f.Vtysh("show bgp summary json"); return err == nil })
+	kit.Eventually(t, 20*time.Second, "bgpd's vty", func(context.Context) error { _, err := f.Vtysh("show bgp summary json"); return err })
 	return f
 }
 
@@ -134,7 +136,7 @@ func StartBIRD(t testing.TB, ns *netns.NS, conf string) *BIRD {
 	write(t, filepath.Join(dir, "bird.conf"), conf)
 	b := &BIRD{ns: ns, sock: filepath.Join(dir, "bird.ctl")}
 	ns.Start("bird", "-f", "-c", filepath.Join(dir, "bird.conf"), "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
-	waitFor(t, "birdc", func() bool { _, err := b.Birdc("show status"); return err == nil })
+	kit.Eventually(t, 20*time.Second, "birdc", func(context.Context) error { _, err := b.Birdc("show status"); return err })
 	return b
 }
 
@@ -173,16 +175,5 @@ func chownFRR(t testing.TB, dir string) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/fairlead-lb/fairlead/speaker/l2/plan"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
 
@@ -280,6 +281,7 @@ func watchAddresses(t *testing.T, c client.WithWatch, want map[string]string, an
 }
 
 func TestTakeOverFromMetalLBAndBack(t *testing.T) {
+	kit.Heavy(t, "MetalLB's controller built from its module and a kube-apiserver")
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	begin := time.Now()
 	defer func() { t.Logf("the whole test: %s", time.Since(begin).Round(time.Millisecond)) }()
@@ -287,9 +289,7 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 	must(t, err)
 	crds, err := mlb.CRDDir()
 	must(t, err)
-	env, err := controlplane.Start(controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:10:96::/108", CRDDirs: []string{crds}})
-	must(t, err)
-	defer env.Stop()
+	env := controlplane.StartForTest(t, controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:10:96::/108", CRDDirs: []string{crds}})
 	t.Logf("apiserver up after %s", time.Since(begin).Round(time.Millisecond))
 	ctx := context.Background()
 	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})

@@ -33,12 +33,20 @@ type Syncer struct {
 	// rules and elements are Counts' figures, kept up to date so that a partial sync costs
 	// nothing per Service it does not touch.
 	rules, elements int
+	run             Runner
 }
+
+// Runner applies an nft script in one transaction. The default runs nft in the calling
+// thread's namespace; tests that check the rules without a kernel (nfttrace) keep the script.
+type Runner func(ctx context.Context, script string) error
 
 // New returns a Syncer for nft, a knftables.Interface bound to the inet table named table.
 func New(nft knftables.Interface, table string, cfg rules.Config) *Syncer {
-	return &Syncer{nft: nft, table: table, cfg: cfg, programmed: map[string]*rules.Service{}, owner: map[string]string{}, shared: map[string]int{}}
+	return &Syncer{nft: nft, table: table, cfg: cfg, programmed: map[string]*rules.Service{}, owner: map[string]string{}, shared: map[string]int{}, run: runScript}
 }
+
+// SetRunner replaces what applies the scripts.
+func (s *Syncer) SetRunner(r Runner) { s.run = r }
 
 // Result describes one sync.
 type Result struct {
@@ -237,7 +245,7 @@ func (s *Syncer) full(ctx context.Context, desired map[string]*rules.Service, re
 	// magnitude longer to evaluate a command per element, which is all knftables writes.
 	script := bytes.NewBufferString(tx.String())
 	elems.write(script, s.table)
-	if err := runScript(ctx, script); err != nil {
+	if err := s.run(ctx, script.String()); err != nil {
 		return res, fmt.Errorf("full sync (%d operations): %w", res.Operations, err)
 	}
 	s.programmed, s.owner, s.shared = accepted, owner, shared
@@ -453,7 +461,7 @@ func (s *Syncer) Partial(ctx context.Context, changes map[string]*rules.Service)
 		script.WriteString(tx.String())
 		adds.write(script, s.table)
 		script.WriteString(after.String())
-		if err := runScript(ctx, script); err != nil {
+		if err := s.run(ctx, script.String()); err != nil {
 			return res, fmt.Errorf("partial sync of %s (%d operations): %w", summarize(keys), res.Operations, err)
 		}
 	}
@@ -576,9 +584,9 @@ func summarize(keys []string) string {
 }
 
 // runScript runs nft on a script in one transaction, in the calling thread's namespace.
-func runScript(ctx context.Context, script *bytes.Buffer) error {
+func runScript(ctx context.Context, script string) error {
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = script
+	cmd.Stdin = strings.NewReader(script)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -590,4 +598,14 @@ func runScript(ctx context.Context, script *bytes.Buffer) error {
 func setObject(st rules.Set) *knftables.Set {
 	return &knftables.Set{Name: st.Name, Type: st.Type, Timeout: knftables.PtrTo(st.Timeout),
 		Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}}
+}
+
+// FullScript returns the script a full sync writes into a node that has no table yet: what
+// tests that check the rules without a kernel (nfttrace) trace packets through.
+func FullScript(table string, cfg rules.Config, desired map[string]*rules.Service) (string, Result, error) {
+	var script string
+	s := New(knftables.NewFake(knftables.InetFamily, table), table, cfg)
+	s.SetRunner(func(_ context.Context, sc string) error { script = sc; return nil })
+	res, err := s.full(context.Background(), desired, false)
+	return script, res, err
 }

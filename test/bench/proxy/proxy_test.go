@@ -25,7 +25,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,6 +47,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/test/bench/samples"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -114,16 +114,8 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 	// Every sync time goes to proxy-sync.json for the plots; the load is taken before the
 	// builds below make it rise.
 	file := samples.Begin("test/bench/proxy BenchmarkVsKubeProxy")
-	dir := b.TempDir()
-	root := controlplane.RepoRoot()
-	speakerBin, echoBin := filepath.Join(dir, "fairlead-speaker"), filepath.Join(dir, "echo")
-	for bin, pkg := range map[string]string{speakerBin: "./cmd/fairlead-speaker", echoBin: "./test/echo"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("building %s: %v\n%s", pkg, err, out)
-		}
-	}
+	speakerBin := kit.Binary(b, "./cmd/fairlead-speaker", kit.BuildOptions{})
+	echoBin := kit.Binary(b, "./test/echo", kit.BuildOptions{})
 	k8sBin, err := controlplane.BinDir()
 	if err != nil {
 		b.Fatal(err)
@@ -203,7 +195,7 @@ func BenchmarkVsKubeProxy(b *testing.B) {
 		file.AddDurations([]time.Duration{r.full}, "proxy", proxyName(r.impl), "services", n, "sync", "full")
 		file.AddDurations(r.partials, "proxy", proxyName(r.impl), "services", n, "sync", "partial")
 	}
-	path, err := file.Write(samples.Dir(root), "proxy-sync")
+	path, err := file.Write(samples.Dir(controlplane.RepoRoot()), "proxy-sync")
 	if err != nil {
 		b.Fatal(err)
 	}

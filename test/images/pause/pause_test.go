@@ -9,19 +9,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // startPause builds this program and starts it as PID 1 of a new PID namespace, the place it
 // has in a Pod.
 func startPause(t *testing.T) *exec.Cmd {
 	t.Helper()
+	kit.Heavy(t, "root for a PID namespace")
 	if os.Getuid() != 0 {
 		t.Fatal("needs root for a PID namespace")
 	}
-	bin := filepath.Join(t.TempDir(), "pause")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := kit.Binary(t, "./test/images/pause", kit.BuildOptions{})
 	cmd := exec.Command(bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
