@@ -77,6 +77,7 @@ BENCH_OUT ?= $(BIN)/bench
 bench: export FAIRLEAD_BENCH_OUT = $(BENCH_OUT)
 bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
+	go test -run '^$$' -bench ComputeScale -benchmem ./speaker/l2/plan/
 	go run ./test/bench/controller -services 1000,5000
 	go test -run '^$$' -bench Scale -benchtime 1x -timeout 5h ./test/bench/scale/ -args -sizes 500,5000,50000
 	go test -run '^$$' -bench FRR100 -benchtime 1x ./speaker/bgp/
