@@ -80,14 +80,16 @@ verify-generated: $(CONTROLLER_GEN)
 
 ## bench: Go benchmarks and the scenario runners; prints the tables the README quotes. The
 ## runners also write every sample they took to $(BENCH_OUT) (controller-latency.json,
-## l2-failover.json, bgp-linkcut.json, proxy-sync.json), and the last step draws them there as
+## l2-failover.json, bgp-linkcut.json, proxy-sync.json, scale.json), and the last step draws them there as
 ## SVG plots. To publish a run: copy the JSON files to test/bench/plots/data, update the
 ## README's tables and figure notes, then `make plots`.
 BENCH_OUT ?= $(BIN)/bench
 bench: export FAIRLEAD_BENCH_OUT = $(BENCH_OUT)
 bench: control-plane
 	go test -run '^$$' -bench . -benchmem ./providers/...
+	go test -run '^$$' -bench ComputeScale -benchmem ./speaker/l2/plan/
 	go run ./test/bench/controller -services 1000,5000
+	go test -run '^$$' -bench Scale -benchtime 1x -timeout 5h ./test/bench/scale/ -args -sizes 500,5000,50000
 	go test -run '^$$' -bench FRR100 -benchtime 1x ./speaker/bgp/
 	go test -run '^$$' -bench FRRLinkCut -benchtime 1x -timeout 30m ./speaker/bgp/
 	go test -run '^$$' -bench Failover -benchtime 1x ./speaker/l2/e2e/

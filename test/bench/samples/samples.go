@@ -34,7 +34,7 @@ type File struct {
 // (for example impl=fairlead, services=1000).
 type Series struct {
 	Labels map[string]string `json:"labels"`
-	// Unit of Values: "s" for every duration.
+	// Unit of Values: "s" for every duration; others as Add was told.
 	Unit   string    `json:"unit"`
 	Values []float64 `json:"values"`
 }
@@ -51,6 +51,12 @@ func (f *File) AddDurations(ds []time.Duration, labels ...string) {
 		v[i] = d.Seconds()
 	}
 	f.Series = append(f.Series, Series{Labels: labelMap(labels), Unit: "s", Values: v})
+}
+
+// Add adds a series of values in unit ("MiB", "CPU s", "writes/Service"...), for
+// measurements that are not durations.
+func (f *File) Add(unit string, values []float64, labels ...string) {
+	f.Series = append(f.Series, Series{Labels: labelMap(labels), Unit: unit, Values: values})
 }
 
 // labelMap turns "k1", "v1", "k2", "v2" into a map; an odd count is a programming error.

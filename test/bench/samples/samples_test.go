@@ -13,6 +13,7 @@ func TestWriteRead(t *testing.T) {
 	f := Begin("bench")
 	f.AddDurations([]time.Duration{1500 * time.Millisecond, 20 * time.Millisecond}, "impl", "a", "services", "10")
 	f.AddDurations([]time.Duration{time.Second}, "impl", "b", "services", "10")
+	f.Add("MiB", []float64{48}, "impl", "b", "services", "10", "measure", "peak RSS")
 	path, err := f.Write(dir, "x")
 	if err != nil {
 		t.Fatal(err)
@@ -27,8 +28,11 @@ func TestWriteRead(t *testing.T) {
 	if g.Benchmark != "bench" || !g.Measured.Equal(f.Measured) || !strings.Contains(g.Machine, "CPUs") {
 		t.Errorf("read back %+v", g)
 	}
-	if s := g.Find("services", "10"); len(s) != 2 {
-		t.Errorf("Find(services=10) = %d series, want 2", len(s))
+	if s := g.Find("services", "10"); len(s) != 3 {
+		t.Errorf("Find(services=10) = %d series, want 3", len(s))
+	}
+	if s := g.Find("measure", "peak RSS"); len(s) != 1 || s[0].Unit != "MiB" || s[0].Values[0] != 48 {
+		t.Errorf("Find(measure=peak RSS) = %+v", s)
 	}
 	s := g.Find("impl", "a")
 	if len(s) != 1 || s[0].Unit != "s" || s[0].Values[0] != 1.5 {

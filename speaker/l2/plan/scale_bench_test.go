@@ -1,0 +1,54 @@
+package plan
+
+import (
+	"fmt"
+	"testing"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+)
+
+// BenchmarkComputeScale is one plan over the cluster test/bench/scale builds: n Local Services
+// with an address each, n/100 Nodes, an EndpointSlice per Service with 3 endpoints on 3
+// consecutive Nodes, only node-000 alive. The speaker computes it on every informer event and
+// every 5 s, so its time is the speaker's idle CPU at that size.
+func BenchmarkComputeScale(b *testing.B) {
+	for _, n := range []int{500, 5000, 50000} {
+		b.Run(fmt.Sprintf("services=%d,nodes=%d", n, n/100), func(b *testing.B) {
+			nodes := n / 100
+			in := Input{
+				Pools:          []*v1alpha1.IPPool{ippool("scale", nil, "2001:db8:5ca1::/112")},
+				Advertisements: []*v1alpha1.L2Advertisement{ad("scale", v1alpha1.L2AdvertisementSpec{IPPools: []string{"scale"}})},
+				Alive:          func(name string) bool { return name == "node-000" },
+				DefaultClass:   true,
+			}
+			for i := range nodes {
+				in.Nodes = append(in.Nodes, node(fmt.Sprintf("node-%03d", i), true, nil))
+			}
+			for i := range n {
+				name := fmt.Sprintf("svc-%05d", i)
+				in.Services = append(in.Services, service(name, true, fmt.Sprintf("2001:db8:5ca1::%x", i+1)))
+				eps := map[string]bool{}
+				for j := range 3 {
+					eps[fmt.Sprintf("node-%03d", (3*i+j)%nodes)] = true
+				}
+				in.EndpointSlices = append(in.EndpointSlices, slice(name, discoveryv1.AddressTypeIPv6, eps))
+			}
+			var owned int
+			for b.Loop() {
+				as, problems := Compute(in)
+				if len(as) != n || len(problems) > 0 {
+					b.Fatalf("%d announcements, problems %v", len(as), problems)
+				}
+				owned = 0
+				for _, a := range as {
+					if a.Owner == "node-000" {
+						owned++
+					}
+				}
+			}
+			b.ReportMetric(float64(owned), "owned")
+		})
+	}
+}
