@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The faults a soak injects into a running lab (agent nodes): each is what happens to a real
@@ -93,4 +94,79 @@ func RSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("pid %d: no VmRSS in its status", pid)
+}
+
+// ProgramPID returns the pid of the program the recorded daemon name runs: the daemon's own,
+// or, for a daemon under a babysitter, the babysitter's child of the moment.
+func (l *Lab) ProgramPID(name string) (int, error) {
+	pid, err := l.DaemonPID(name)
+	if err != nil {
+		return 0, err
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if !strings.HasSuffix(exe, "sh") {
+		return pid, nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		child, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		// Between two runs the babysitter's child is `sleep`.
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); err == nil && !strings.HasSuffix(exe, "/sleep") {
+			return child, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: its babysitter (pid %d) runs no program now", name, pid)
+}
+
+// ControllerLeader returns the controller replica that holds the Lease (ControllerReplicas >
+// 1) and its program's pid. The replicas share one host name, so the Lease's holder names no
+// replica: the leader is the one whose log says it acquired the Lease since it last started.
+func (l *Lab) ControllerLeader() (string, int, error) {
+	for i := 1; i <= l.ControllerReplicas; i++ {
+		name := ControllerName(i)
+		b, err := os.ReadFile(l.logPath(name))
+		if err != nil {
+			continue
+		}
+		log := strings.ToLower(string(b))
+		if k := strings.LastIndex(log, "babysitter: "); k >= 0 {
+			log = log[k:]
+		}
+		if !strings.Contains(log, "successfully acquired lease") {
+			continue
+		}
+		pid, err := l.ProgramPID(name)
+		if err != nil {
+			return "", 0, err
+		}
+		return name, pid, nil
+	}
+	return "", 0, fmt.Errorf("none of %d controller replicas leads", l.ControllerReplicas)
+}
+
+// KillControllerLeader SIGKILLs the leading controller replica's program, as a crash would;
+// its babysitter starts it again two seconds later (as a standby: the other replica takes the
+// Lease once it runs out). It returns the replica's name.
+func (l *Lab) KillControllerLeader() (string, error) {
+	name, pid, err := l.ControllerLeader()
+	if err != nil {
+		return "", err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return "", fmt.Errorf("%s (pid %d): %w", name, pid, err)
+	}
+	return name, waitUntil(10*time.Second, func() error {
+		if syscall.Kill(pid, 0) == nil {
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z ") {
+				return fmt.Errorf("%s (pid %d) still runs", name, pid)
+			}
+		}
+		return nil
+	})
 }

@@ -48,8 +48,11 @@ func LongSchedule(d time.Duration) ScheduleOptions {
 }
 
 // components are the daemons whose memory the report shows.
-func components() []string {
-	out := []string{"etcd", "kube-apiserver", "kube-controller-manager", "fairlead-controller"}
+func components(l *lab.Lab) []string {
+	out := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+	for i := 1; i <= max(l.ControllerReplicas, 1); i++ {
+		out = append(out, lab.ControllerName(i))
+	}
 	for i := 1; i <= lab.Nodes; i++ {
 		out = append(out, fmt.Sprintf("speaker-node%d", i))
 	}
@@ -100,9 +103,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	pids := map[string]int{}
 	r := &Report{Seed: o.Seed, Planned: o.Schedule.Duration, Probes: probeOrder}
-	for _, c := range components() {
-		rss, _ := l.DaemonRSS(c)
-		pids[c], _ = l.DaemonPID(c)
+	for _, c := range components(l) {
+		pids[c], _ = l.ProgramPID(c)
+		rss, _ := lab.RSS(pids[c])
 		r.Memory = append(r.Memory, Memory{Component: c, Start: rss})
 	}
 
@@ -170,8 +173,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.AnnouncedARP = arpObs.snapshot()
 	r.ServiceOps, r.ServiceOpsFailed = ch.counts()
 	for i, m := range r.Memory {
-		r.Memory[i].End, _ = l.DaemonRSS(m.Component)
-		pid, _ := l.DaemonPID(m.Component)
+		pid, _ := l.ProgramPID(m.Component)
+		r.Memory[i].End, _ = lab.RSS(pid)
 		r.Memory[i].Restarted = pid != pids[m.Component]
 	}
 	return r, nil
@@ -248,6 +251,12 @@ func inject(l *lab.Lab, f Fault) error {
 	n := node(l, f)
 	switch f.Kind {
 	case KillController:
+		if l.ControllerReplicas > 1 {
+			// Its babysitter starts it again, as a standby (kubelet would restart the
+			// container); the other replica takes over once the Lease runs out.
+			_, err := l.KillControllerLeader()
+			return err
+		}
 		return l.StopController()
 	case KillSpeaker:
 		return l.KillSpeaker(n)
@@ -269,6 +278,9 @@ func undo(l *lab.Lab, f Fault) error {
 	n := node(l, f)
 	switch f.Kind {
 	case KillController:
+		if l.ControllerReplicas > 1 {
+			return nil
+		}
 		return l.StartController()
 	case KillSpeaker:
 		return l.StartSpeaker(n)
@@ -298,8 +310,8 @@ func node(l *lab.Lab, f Fault) lab.Node {
 func waitConverged(ctx context.Context, l *lab.Lab, cs kubernetes.Interface, cl client.Client, probes []probe, rec *recorder, since time.Time, timeout time.Duration) error {
 	return poll(ctx, timeout, func() error {
 		var down []string
-		for _, d := range components() {
-			if _, err := l.DaemonPID(d); err != nil {
+		for _, d := range components(l) {
+			if _, err := l.ProgramPID(d); err != nil {
 				down = append(down, d)
 			}
 		}
@@ -310,6 +322,11 @@ func waitConverged(ctx context.Context, l *lab.Lab, cs kubernetes.Interface, cl 
 		}
 		if len(down) > 0 {
 			return fmt.Errorf("not running: %s", strings.Join(down, ", "))
+		}
+		if l.ControllerReplicas > 1 {
+			if _, _, err := l.ControllerLeader(); err != nil {
+				return err
+			}
 		}
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {

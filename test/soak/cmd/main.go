@@ -49,7 +49,8 @@ func run(seed int64, duration time.Duration) (code int) {
 	}
 	defer os.RemoveAll(tmp)
 	l := &lab.Lab{Prefix: fmt.Sprintf("flsoak-%d-", os.Getpid()), State: fmt.Sprintf("/run/fairlead-soak-%d", os.Getpid()),
-		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds"), NodeMode: lab.AgentNodes}
+		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds"), NodeMode: lab.AgentNodes,
+		ControllerReplicas: 2} // as the chart runs it: the fault kills the leader
 	if l.K8sBin, err = lab.K8sBin(root, "kube-apiserver etcd kube-controller-manager kubectl"); err != nil {
 		return fail(err)
 	}

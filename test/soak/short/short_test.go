@@ -20,7 +20,8 @@ import (
 
 var theLab *lab.Lab
 
-var suite = lab.Suite{Name: "soak", NodeMode: lab.AgentNodes, K8s: "kube-apiserver etcd kube-controller-manager kubectl"}
+// Two controller replicas, as the chart runs them: the fault kills the leader.
+var suite = lab.Suite{Name: "soak", NodeMode: lab.AgentNodes, ControllerReplicas: 2, K8s: "kube-apiserver etcd kube-controller-manager kubectl"}
 
 func TestMain(m *testing.M) {
 	os.Exit(suite.Main(m, func(l *lab.Lab) error { theLab = l; return nil }))
