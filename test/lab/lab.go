@@ -34,15 +34,15 @@ type Lab struct {
 	HostPort int    // the relay's port on the host's 127.0.0.1
 	// PrometheusPort is the relay's port for Prometheus on the host's 127.0.0.1 (0: none).
 	PrometheusPort int
-	CRDs           string    // Fairlead's CRDs (charts/fairlead/crds)
-	NodeMode       NodeMode  // what plays the nodes; "" is AgentNodes
+	CRDs           string   // Fairlead's CRDs (charts/fairlead/crds)
+	NodeMode       NodeMode // what plays the nodes; "" is AgentNodes
 	// ControllerReplicas is how many fairlead-controller processes run with agent nodes (0
 	// is 1). More than one elect a leader through a Lease, as the chart's two replicas do,
 	// and each runs under a babysitter that restarts it, as kubelet restarts a container: a
 	// leader that cannot renew its Lease exits.
 	ControllerReplicas int
-	Proxy          ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
-	Out            io.Writer `json:"-"`
+	Proxy              ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
+	Out                io.Writer `json:"-"`
 }
 
 // DefaultState is where the lab keeps its state: /run is cleared at boot, like namespaces.
