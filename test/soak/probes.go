@@ -50,12 +50,14 @@ func newRecorder() *recorder {
 func (r *recorder) add(p string, t target, start, end time.Time, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.attempts = append(r.attempts, Attempt{Probe: p, Start: start, End: end, OK: err == nil})
+	a := Attempt{Probe: p, Start: start, End: end, OK: err == nil}
 	if err == nil {
 		r.lastOK[t] = end
 	} else {
 		r.lastErr[t] = err.Error()
+		a.Target, a.Err = t.from+" → "+t.addr, err.Error()
 	}
+	r.attempts = append(r.attempts, a)
 }
 
 // answeredSince returns the targets of ps that have not answered since t, with their last

@@ -14,6 +14,8 @@ type Attempt struct {
 	Probe      string
 	Start, End time.Time
 	OK         bool
+	// Target and Err say where a failed connection went and why it failed.
+	Target, Err string
 }
 
 // Window is the time a fault counts for: from its injection until the lab converged after it
@@ -257,6 +259,18 @@ func (r *Report) Write(w io.Writer) {
 			note = "restarted by a fault"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", m.Component, mib(m.Start), mib(m.End), note)
+	}
+	for i, x := range r.Results {
+		if !FailStatic[x.Fault.Kind] {
+			continue
+		}
+		win := x.Window(r.End)
+		for _, a := range r.Attempts {
+			if !a.OK && win.holds(a.Start) {
+				fmt.Fprintf(w, "\nlost during fault %d (%s, %s after it began): %s %s: %s", i+1, x.Fault,
+					a.Start.Sub(x.Injected).Round(100*time.Millisecond), a.Probe, a.Target, a.Err)
+			}
+		}
 	}
 	for _, group := range []struct {
 		name   string

@@ -89,6 +89,16 @@ func TestReportFailures(t *testing.T) {
 		}
 	}
 
+	// A connection lost during a fail-static fault is listed with where it went and why.
+	r = base()
+	r.Attempts = series("bgp-v4", 60)
+	r.Attempts[30].OK, r.Attempts[30].Target, r.Attempts[30].Err = false, "client-bgp → 203.0.113.2:80", "i/o timeout"
+	out.Reset()
+	r.Write(&out)
+	if want := "lost during fault 2 (pause-apiserver, 10s after it began): bgp-v4 client-bgp → 203.0.113.2:80: i/o timeout"; !strings.Contains(out.String(), want) {
+		t.Errorf("the report lacks %q:\n%s", want, out.String())
+	}
+
 	for name, c := range map[string]struct {
 		mutate func(*Report)
 		want   string
