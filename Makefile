@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 
 export FAIRLEAD_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image image-tar lab conformance clean
+.PHONY: all build test unit vet generate verify-generated control-plane packages bench plots image image-tar lab conformance soak clean
 
 all: build
 
@@ -133,6 +133,16 @@ conformance: packages control-plane
 	@WANT="kube-proxy ginkgo" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/... ./test/echo
 	go run ./test/conformance/table -bin $(BIN) -k8s-bin $(K8S_BIN) -out $(BIN)/conformance.md
+
+## soak: the lab under load and faults for SOAK_DURATION (default 20m): clients on layer 2, BGP,
+## ClusterIP and NodePort addresses, Services churned, a fault schedule drawn from SOAK_SEED
+## (default: a new one, printed first; set it to replay a run). Prints the table the README
+## quotes; fails on a changed, duplicate or double-announced address or an unrecovered fault.
+## `make test` runs a short one (test/soak/short).
+SOAK_DURATION ?= 20m
+SOAK_SEED ?= 0
+soak: packages control-plane
+	go run ./test/soak/cmd -duration $(SOAK_DURATION) -seed $(SOAK_SEED)
 
 clean:
 	rm -rf $(BIN)

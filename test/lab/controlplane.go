@@ -47,14 +47,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		}
 	}
 
-	etcdData := filepath.Join(l.State, "etcd")
-	if err := l.daemon(l.CP(), "etcd", filepath.Join(l.K8sBin, "etcd"),
-		"--name", "lab", "--data-dir", etcdData,
-		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
-		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "lab=http://127.0.0.1:2380",
-		// A lab is thrown away, never recovered: skipping fsync makes it several times faster.
-		"--unsafe-no-fsync"); err != nil {
+	if err := l.startEtcd(); err != nil {
 		return err
 	}
 	p := func(f string) string { return filepath.Join(pki, f) }
@@ -95,6 +88,18 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--kubeconfig", p("admin.kubeconfig"), "--authentication-kubeconfig", p("admin.kubeconfig"),
 		"--authorization-kubeconfig", p("admin.kubeconfig"),
 		"--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "10259")
+}
+
+// startEtcd runs etcd in the control-plane namespace on the lab's data directory (a restart
+// finds its data there).
+func (l *Lab) startEtcd() error {
+	return l.daemon(l.CP(), "etcd", filepath.Join(l.K8sBin, "etcd"),
+		"--name", "lab", "--data-dir", filepath.Join(l.State, "etcd"),
+		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "lab=http://127.0.0.1:2380",
+		// A lab is thrown away, never recovered: skipping fsync makes it several times faster.
+		"--unsafe-no-fsync")
 }
 
 func (l *Lab) hostPortStr() string { return fmt.Sprint(l.HostPort) }

@@ -34,10 +34,15 @@ type Lab struct {
 	HostPort int    // the relay's port on the host's 127.0.0.1
 	// PrometheusPort is the relay's port for Prometheus on the host's 127.0.0.1 (0: none).
 	PrometheusPort int
-	CRDs           string    // Fairlead's CRDs (charts/fairlead/crds)
-	NodeMode       NodeMode  // what plays the nodes; "" is AgentNodes
-	Proxy          ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
-	Out            io.Writer `json:"-"`
+	CRDs           string   // Fairlead's CRDs (charts/fairlead/crds)
+	NodeMode       NodeMode // what plays the nodes; "" is AgentNodes
+	// ControllerReplicas is how many fairlead-controller processes run with agent nodes (0
+	// is 1). More than one elect a leader through a Lease, as the chart's two replicas do,
+	// and each runs under a babysitter that restarts it, as kubelet restarts a container: a
+	// leader that cannot renew its Lease exits.
+	ControllerReplicas int
+	Proxy              ProxyMode // what proxies Services on kubelet nodes; "" is FairleadProxy
+	Out                io.Writer `json:"-"`
 }
 
 // DefaultState is where the lab keeps its state: /run is cleared at boot, like namespaces.
@@ -422,13 +427,38 @@ func (l *Lab) StartAgent(n Node) error {
 // StartController runs fairlead-controller in the control-plane namespace (agent nodes; with
 // kubelet nodes it is the chart's Deployment).
 func (l *Lab) StartController() error {
-	return l.daemon(l.CP(), "fairlead-controller", filepath.Join(l.Bin, "fairlead-controller"),
-		"--kubeconfig", filepath.Join(l.State, "pki", "admin.kubeconfig"), "--leader-elect=false")
+	bin, kubeconfig := filepath.Join(l.Bin, "fairlead-controller"), filepath.Join(l.State, "pki", "admin.kubeconfig")
+	if l.ControllerReplicas <= 1 {
+		return l.daemon(l.CP(), "fairlead-controller", bin, "--kubeconfig", kubeconfig, "--leader-elect=false")
+	}
+	for i := 1; i <= l.ControllerReplicas; i++ {
+		// The replicas share fl-cp's network namespace: each its own metrics and probe ports.
+		if err := l.babysatDaemon(l.CP(), ControllerName(i), bin, "--kubeconfig", kubeconfig, "--leader-elect=true",
+			"--metrics-bind-address", fmt.Sprintf(":%d", 7472+10*(i-1)),
+			"--health-probe-bind-address", fmt.Sprintf(":%d", 7473+10*(i-1))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// StopController kills fairlead-controller (agent nodes), as when another controller is to
-// hold the addresses meanwhile; StartController brings it back.
-func (l *Lab) StopController() error { return l.killDaemon("fairlead-controller") }
+// ControllerName is the daemon name of controller replica i (1-based).
+func ControllerName(i int) string {
+	if i == 1 {
+		return "fairlead-controller"
+	}
+	return fmt.Sprintf("fairlead-controller-%d", i)
+}
+
+// StopController kills fairlead-controller, every replica (agent nodes), as when another
+// controller is to hold the addresses meanwhile; StartController brings it back.
+func (l *Lab) StopController() error {
+	var errs []error
+	for i := 1; i <= max(l.ControllerReplicas, 1); i++ {
+		errs = append(errs, l.killDaemon(ControllerName(i)))
+	}
+	return errors.Join(errs...)
+}
 
 // KillSpeaker SIGKILLs node n's speaker (agent nodes), as a crash would; StartSpeaker brings
 // it back.

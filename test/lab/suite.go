@@ -32,6 +32,8 @@ type Suite struct {
 	K8s string
 	// Static builds the binaries without cgo, as images need them.
 	Static bool
+	// ControllerReplicas is the lab's (Lab.ControllerReplicas).
+	ControllerReplicas int
 	// Ready runs in the first process once the lab is up, before the tests.
 	Ready func(ctx context.Context, l *Lab) error
 }
@@ -81,7 +83,8 @@ func (s Suite) parent() (code int) {
 	defer os.RemoveAll(tmp)
 	s.removeStale()
 	l := &Lab{Prefix: fmt.Sprintf(s.prefix(), os.Getpid()), State: fmt.Sprintf(s.state(), os.Getpid()),
-		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds"), NodeMode: s.NodeMode}
+		Bin: tmp, CRDs: filepath.Join(root, "charts/fairlead/crds"), NodeMode: s.NodeMode,
+		ControllerReplicas: s.ControllerReplicas}
 	if l.K8sBin, err = K8sBin(root, s.K8s); err != nil {
 		return fail(err)
 	}
