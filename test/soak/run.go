@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
-	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
@@ -92,7 +92,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	cl, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, err
 	}
