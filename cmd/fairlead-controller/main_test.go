@@ -273,9 +273,9 @@ func TestDefaultClassOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := waitAllocated(t, ns, 1, 30*time.Second)
+	waitAllocated(t, ns, 1, 30*time.Second)
 	time.Sleep(time.Second)
-	got = addresses(t, ns)
+	got := addresses(t, ns)
 	if _, ok := got[ours.Name]; !ok || len(got) != 1 {
 		t.Fatalf("with --default-class=false, want only %s allocated, got %v", ours.Name, got)
 	}

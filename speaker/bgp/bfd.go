@@ -15,8 +15,6 @@ import (
 //
 // +kubebuilder:rbac:groups=fairlead.dev,resources=bfdprofiles,verbs=list;watch
 
-var gvrBFDProfiles = v1alpha1.GroupVersion.WithResource("bfdprofiles")
-
 // MetalLB's defaults and ranges for BFDProfile fields (the CRD enforces them too; these catch
 // what reached the API some other way).
 const (

@@ -16,8 +16,6 @@ import (
 //
 // +kubebuilder:rbac:groups=fairlead.dev,resources=communities,verbs=list;watch
 
-var gvrCommunities = v1alpha1.GroupVersion.WithResource("communities")
-
 // communityValue is what one alias stands for: a standard or a large community.
 type communityValue struct {
 	std      uint32

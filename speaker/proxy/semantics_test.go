@@ -635,8 +635,7 @@ func TestNodePortAddressesPrimary(t *testing.T) {
 	c.node.Addr("lan", "192.0.2.2/24")
 	c.node.Addr("lan", "2001:db8:1::2/64")
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}
-	node, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{}) })
