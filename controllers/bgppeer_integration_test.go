@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // speakerEntry writes one node's status entry as a speaker does: server-side apply with the
@@ -81,7 +83,7 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 		PeerAddress: "192.0.2.1", PeerASN: 64500, LocalASN: 64512}}
 	create(t, p)
 	t.Cleanup(func() { _ = k8s.Delete(ctx, p) })
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "Established NoSessions before any speaker", func(context.Context) error {
 		c, _ := peerCond(t, "summary", v1alpha1.ConditionEstablished)
 		if c.Reason != v1alpha1.ReasonNoSessions {
 			return fmt.Errorf("Established %+v, want NoSessions before any speaker", c)
@@ -93,7 +95,7 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 	t2 := metav1.NewTime(time.Now().Add(-10 * time.Minute).Truncate(time.Second))
 	speakerEntry(t, "summary", v1alpha1.BGPSessionStatus{Node: "node1", State: "Established", PrefixesSent: 3, LastTransitionTime: &t1})
 	speakerEntry(t, "summary", v1alpha1.BGPSessionStatus{Node: "node2", State: "Active", LastError: "cannot connect: i/o timeout", LastTransitionTime: &t1})
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "one of two sessions Established in the summary", func(context.Context) error {
 		c, st := peerCond(t, "summary", v1alpha1.ConditionEstablished)
 		if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "node2: Active (cannot connect: i/o timeout)") ||
 			st.Sessions != "1/2" || st.PrefixesSent != 3 || st.EstablishedSince != nil {
@@ -102,7 +104,7 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 		return nil
 	})
 	speakerEntry(t, "summary", v1alpha1.BGPSessionStatus{Node: "node2", State: "Established", PrefixesSent: 3, LastTransitionTime: &t2})
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "both sessions Established in the summary", func(context.Context) error {
 		c, st := peerCond(t, "summary", v1alpha1.ConditionEstablished)
 		if c.Status != metav1.ConditionTrue || st.Sessions != "2/2" || st.PrefixesSent != 6 || st.EstablishedSince == nil ||
 			!st.EstablishedSince.Equal(&t2) || len(st.Nodes) != 2 {
@@ -126,7 +128,7 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 		NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack id": "r1"}}}}}
 	create(t, bad)
 	t.Cleanup(func() { _ = k8s.Delete(ctx, bad) })
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the peer refused for its nodeSelectors", func(context.Context) error {
 		c, _ := peerCond(t, "refused", v1alpha1.ConditionAccepted)
 		if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalid || !strings.Contains(c.Message, "nodeSelectors[0]") {
 			return fmt.Errorf("Accepted %+v", c)
@@ -136,14 +138,14 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 	if note := waitEvent(t, "default", "refused", v1alpha1.ReasonInvalid); !strings.Contains(note, "rack id") {
 		t.Errorf("Event %q does not name the bad key", note)
 	}
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the nodeSelectors removed", func(context.Context) error {
 		if err := k8s.Get(ctx, types.NamespacedName{Name: "refused"}, bad); err != nil {
 			return err
 		}
 		bad.Spec.NodeSelectors = nil
 		return k8s.Update(ctx, bad)
 	})
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the peer refused for its missing bfdProfile", func(context.Context) error {
 		c, _ := peerCond(t, "refused", v1alpha1.ConditionAccepted)
 		if c.Reason != v1alpha1.ReasonBFDProfileNotFound || !strings.Contains(c.Message, `bfdProfile "missing" not found`) {
 			return fmt.Errorf("Accepted %+v", c)
@@ -153,7 +155,7 @@ func TestBGPPeerStatusSummary(t *testing.T) {
 	prof := &v1alpha1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "missing"}}
 	create(t, prof)
 	t.Cleanup(func() { _ = k8s.Delete(ctx, prof) })
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the peer accepted once its profile exists", func(context.Context) error {
 		if c, _ := peerCond(t, "refused", v1alpha1.ConditionAccepted); c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Accepted %+v after the profile appeared", c)
 		}

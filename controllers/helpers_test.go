@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var nsCounter atomic.Int32
@@ -112,22 +113,6 @@ func create(t *testing.T, obj client.Object) {
 	}
 }
 
-// eventually polls cond until it returns nil or the timeout passes, then fails with its error.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // consistently checks cond for the whole duration.
 func consistently(t *testing.T, d time.Duration, cond func() error) {
 	t.Helper()
@@ -161,7 +146,7 @@ func ingressIPs(s *corev1.Service) []string {
 func waitIPs(t *testing.T, ns, name string, want ...string) *corev1.Service {
 	t.Helper()
 	var s *corev1.Service
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the addresses of Service "+ns+"/"+name, func(context.Context) error {
 		s = getSvc(t, ns, name)
 		if got := ingressIPs(s); strings.Join(got, ",") != strings.Join(want, ",") {
 			return fmt.Errorf("service %s/%s has ingress %v, want %v (conditions %v)", ns, name, got, want, s.Status.Conditions)
@@ -175,7 +160,7 @@ func waitIPs(t *testing.T, ns, name string, want ...string) *corev1.Service {
 func waitAnyIP(t *testing.T, ns, name string) string {
 	t.Helper()
 	var ip string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "an address for Service "+ns+"/"+name, func(context.Context) error {
 		s := getSvc(t, ns, name)
 		if got := ingressIPs(s); len(got) != 1 {
 			return fmt.Errorf("service %s/%s has ingress %v (conditions %v)", ns, name, got, s.Status.Conditions)
@@ -192,7 +177,7 @@ func waitAnyIP(t *testing.T, ns, name string) string {
 func waitFailure(t *testing.T, ns, name, reason string) string {
 	t.Helper()
 	var msg string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "Service "+ns+"/"+name+" to fail with "+reason, func(context.Context) error {
 		s := getSvc(t, ns, name)
 		c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionIPAllocated)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
@@ -208,7 +193,7 @@ func waitFailure(t *testing.T, ns, name, reason string) string {
 func waitEvent(t *testing.T, ns, name, reason string) string {
 	t.Helper()
 	var note string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "a "+reason+" Event about "+ns+"/"+name, func(context.Context) error {
 		var list eventsv1.EventList
 		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -237,7 +222,7 @@ func getPool(t *testing.T, name string) *v1alpha1.IPPool {
 func waitPoolReady(t *testing.T, name string, status metav1.ConditionStatus, reason string) *v1alpha1.IPPool {
 	t.Helper()
 	var p *v1alpha1.IPPool
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "pool "+name+" Ready "+string(status)+"/"+reason, func(context.Context) error {
 		p = getPool(t, name)
 		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
 		if c == nil || c.Status != status || c.Reason != reason {
@@ -253,7 +238,7 @@ func deleteSvc(t *testing.T, ns, name string) {
 	if err := k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		t.Fatalf("deleting service: %v", err)
 	}
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "Service "+ns+"/"+name+" to be gone", func(context.Context) error {
 		var s corev1.Service
 		err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s)
 		if apierrors.IsNotFound(err) {

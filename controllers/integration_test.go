@@ -25,6 +25,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/controllers"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var (
@@ -41,38 +42,30 @@ func TestMain(m *testing.M) {
 		out = os.Stderr
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(true)))
-	env, err := controlplane.Start(controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:10:96::/108"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	k8s, restCfg = env.Client, env.Config
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err == nil {
-		err = controllers.Setup(mgr, controllers.Options{DefaultClass: true, PoolStatusInterval: 100 * time.Millisecond})
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
+	controlplane.Main(m, controlplane.Options{ServiceCIDRs: "10.96.0.0/16,fd00:10:96::/108"}, func(cp *controlplane.ControlPlane) error {
+		k8s, restCfg = cp.Client, cp.Config
+		mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+			Scheme:                 cp.Scheme,
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+		})
+		if err != nil {
+			return err
 		}
-	}()
-	code := m.Run()
-	cancel()
-	<-done
-	_ = env.Stop()
-	os.Exit(code)
+		if err := controllers.Setup(mgr, controllers.Options{DefaultClass: true, PoolStatusInterval: 100 * time.Millisecond}); err != nil {
+			return err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := mgr.Start(mctx); err != nil {
+				fmt.Fprintln(os.Stderr, "manager:", err)
+			}
+		}()
+		cp.Cleanup(func() { cancel(); <-done })
+		return nil
+	})
 }
 
 func TestAllocatesLowestAddressAndReportsIt(t *testing.T) {
@@ -97,14 +90,14 @@ func TestAllocatesLowestAddressAndReportsIt(t *testing.T) {
 	create(t, lbService(ns, "api"))
 	waitIPs(t, ns, "api", "198.51.100.1")
 
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool's IPv4 counts", func(context.Context) error {
 		p := getPool(t, "alloc")
 		if p.Status.IPv4 == nil || p.Status.IPv4.Used != 2 || p.Status.IPv4.Total != "8" || p.Status.IPv4.Free != "6" || p.Status.IPv6 != nil {
 			return fmt.Errorf("pool status %+v %+v", p.Status.IPv4, p.Status.IPv6)
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, func() error {
+	kit.Eventually(t, 5*time.Second, "the pool gauge", func(context.Context) error {
 		if v := gauge("fairlead_pool_addresses", "alloc", "ipv4", "used"); v != 2 {
 			return fmt.Errorf("fairlead_pool_addresses{pool=alloc,used} = %v, want 2", v)
 		}
@@ -253,7 +246,7 @@ func TestDualStack(t *testing.T) {
 		withAnnotations(v1alpha1.AnnotationIPs, "2001:db8:ff::99, 198.51.100.55")))
 	waitIPs(t, ns, "pair", "198.51.100.55", "2001:db8:ff::99")
 
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool's IPv6 counts", func(context.Context) error {
 		p := getPool(t, "dual")
 		if p.Status.IPv6 == nil || p.Status.IPv6.Used != 4 || p.Status.IPv6.Total != "18446744073709551616" {
 			return fmt.Errorf("IPv6 status %+v", p.Status.IPv6)
@@ -295,7 +288,7 @@ func TestReleasePaths(t *testing.T) {
 
 	// Type change away from LoadBalancer: status cleared, finalizer dropped, address freed.
 	patchSvc(t, ns, "b", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP })
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "b to be released", func(context.Context) error {
 		s := getSvc(t, ns, "b")
 		if len(s.Status.LoadBalancer.Ingress) > 0 || slices.Contains(s.Finalizers, v1alpha1.ServiceFinalizer) {
 			return fmt.Errorf("b still holds %v, finalizers %v", ingressIPs(s), s.Finalizers)
@@ -307,7 +300,7 @@ func TestReleasePaths(t *testing.T) {
 
 	// Class change (type away and back with another class, since the class is immutable): ours no more.
 	patchSvc(t, ns, "d", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP })
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "d to lose our finalizer", func(context.Context) error {
 		if s := getSvc(t, ns, "d"); slices.Contains(s.Finalizers, v1alpha1.ServiceFinalizer) {
 			return fmt.Errorf("d still has our finalizer")
 		}
@@ -336,7 +329,7 @@ func TestExhaustionThenRecovery(t *testing.T) {
 		t.Errorf("message %q does not name the pool", msg)
 	}
 	waitEvent(t, ns, "three", "AllocationFailed")
-	eventually(t, 5*time.Second, func() error {
+	kit.Eventually(t, 5*time.Second, "the PoolExhausted failure to be counted", func(context.Context) error {
 		if counter("fairlead_allocation_failures_total", "PoolExhausted") < 1 {
 			return fmt.Errorf("no PoolExhausted failure counted")
 		}
@@ -399,7 +392,7 @@ func TestPoolDeletionWaitsForItsServices(t *testing.T) {
 	poolFor(t, ns, "doomed", v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.104/30"}})
 	create(t, lbService(ns, "holder"))
 	waitIPs(t, ns, "holder", "198.51.100.104")
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool's finalizer", func(context.Context) error {
 		if !slices.Contains(getPool(t, "doomed").Finalizers, v1alpha1.PoolFinalizer) {
 			return fmt.Errorf("pool has no finalizer yet")
 		}
@@ -419,7 +412,7 @@ func TestPoolDeletionWaitsForItsServices(t *testing.T) {
 	waitIPs(t, ns, "holder", "198.51.100.104")
 
 	deleteSvc(t, ns, "holder")
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool to be gone once its last Service is", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := k8s.Get(ctx, types.NamespacedName{Name: "doomed"}, &p); err == nil {
 			return fmt.Errorf("pool still there, finalizers %v", p.Finalizers)
@@ -430,7 +423,7 @@ func TestPoolDeletionWaitsForItsServices(t *testing.T) {
 
 func patchSvc(t *testing.T, ns, name string, mutate func(*corev1.Service)) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() error {
+	kit.Eventually(t, 5*time.Second, "an update of Service "+ns+"/"+name, func(context.Context) error {
 		s := getSvc(t, ns, name)
 		mutate(s)
 		return k8s.Update(ctx, s)
@@ -439,7 +432,7 @@ func patchSvc(t *testing.T, ns, name string, mutate func(*corev1.Service)) {
 
 func patchPool(t *testing.T, name string, mutate func(*v1alpha1.IPPool)) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() error {
+	kit.Eventually(t, 5*time.Second, "an update of pool "+name, func(context.Context) error {
 		p := getPool(t, name)
 		mutate(p)
 		return k8s.Update(ctx, p)

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,12 +11,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // waitIPMode waits until every ingress entry of the Service says mode.
 func waitIPMode(t *testing.T, ns, name string, mode corev1.LoadBalancerIPMode) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "ipMode "+string(mode)+" on "+ns+"/"+name, func(context.Context) error {
 		ing := getSvc(t, ns, name).Status.LoadBalancer.Ingress
 		if len(ing) == 0 {
 			return fmt.Errorf("no ingress")

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 func l2ad(name string, spec v1alpha1.L2AdvertisementSpec) *v1alpha1.L2Advertisement {
@@ -23,7 +25,7 @@ func l2ad(name string, spec v1alpha1.L2AdvertisementSpec) *v1alpha1.L2Advertisem
 func waitL2Cond(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) string {
 	t.Helper()
 	var msg string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "L2Advertisement "+name+" condition "+typ, func(context.Context) error {
 		var a v1alpha1.L2Advertisement
 		if err := k8s.Get(ctx, types.NamespacedName{Name: name}, &a); err != nil {
 			return err
@@ -75,7 +77,7 @@ func TestL2AdvertisementInvalidIsReported(t *testing.T) {
 		t.Errorf("Warning Event %q does not name the bad key", note)
 	}
 
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the nodeSelectors fixed", func(context.Context) error {
 		if err := k8s.Get(ctx, types.NamespacedName{Name: ad.Name}, ad); err != nil {
 			return err
 		}
@@ -146,7 +148,7 @@ func TestL2AdvertisementListsOnlyAnnouncedPools(t *testing.T) {
 	create(t, ad)
 	t.Cleanup(func() { _ = k8s.Delete(ctx, ad) })
 	var msg string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the message to know about the overlap", func(context.Context) error {
 		msg = waitL2Cond(t, ad.Name, v1alpha1.ConditionResolvedRefs, metav1.ConditionTrue, v1alpha1.ReasonResolved)
 		if !strings.Contains(msg, "overlaps an older pool") {
 			return fmt.Errorf("message %q does not know about the overlap yet", msg)

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // waitAllocated waits until the Service's IPAllocated condition is True with reason, and
@@ -20,7 +22,7 @@ import (
 func waitAllocated(t *testing.T, ns, name, reason string) string {
 	t.Helper()
 	var msg string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "Service "+ns+"/"+name+" allocated with reason "+reason, func(context.Context) error {
 		s := getSvc(t, ns, name)
 		c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionIPAllocated)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
@@ -35,7 +37,7 @@ func waitAllocated(t *testing.T, ns, name, reason string) string {
 func waitPoolStrays(t *testing.T, name string, want int64) *v1alpha1.IPPool {
 	t.Helper()
 	var p *v1alpha1.IPPool
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "pool "+name+" to count its strays", func(context.Context) error {
 		p = getPool(t, name)
 		if p.Status.Strays != want {
 			return fmt.Errorf("pool %s counts %d strays, want %d (conditions %v)", name, p.Status.Strays, want, p.Status.Conditions)
@@ -138,7 +140,7 @@ func TestPoolDeletedUnderItsFinalizer(t *testing.T) {
 	poolFor(t, ns, "yanked", v1alpha1.IPPoolSpec{Addresses: []string{"192.0.2.112/30"}})
 	create(t, lbService(ns, "holder"))
 	waitIPs(t, ns, "holder", "192.0.2.112")
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool's finalizer", func(context.Context) error {
 		if !slices.Contains(getPool(t, "yanked").Finalizers, v1alpha1.PoolFinalizer) {
 			return fmt.Errorf("pool has no finalizer yet")
 		}
@@ -146,7 +148,7 @@ func TestPoolDeletedUnderItsFinalizer(t *testing.T) {
 	})
 	deletePoolAndWait(t, "yanked")
 	patchPool(t, "yanked", func(p *v1alpha1.IPPool) { p.Finalizers = nil })
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "the pool to be gone", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := k8s.Get(ctx, types.NamespacedName{Name: "yanked"}, &p); err == nil {
 			return fmt.Errorf("pool still there")
@@ -167,7 +169,7 @@ func TestPoolDeletedUnderItsFinalizer(t *testing.T) {
 	waitIPs(t, ns, "late", "192.0.2.113")
 	waitAllocated(t, ns, "holder", "Allocated")
 	waitIPs(t, ns, "holder", "192.0.2.112")
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "holder's pool annotation to name the successor", func(context.Context) error {
 		if got := poolAnnotation(t, ns, "holder"); got != "successor" {
 			return fmt.Errorf("pool annotation %q, want successor", got)
 		}

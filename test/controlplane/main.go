@@ -16,7 +16,14 @@ type ControlPlane struct {
 	Kubeconfig string
 	// Dir is the package's scratch directory, removed after the tests.
 	Dir string
+
+	cleanups []func()
 }
+
+// Cleanup registers f to run once the tests have run (or ready failed), before the control
+// plane stops, the last registered first: for what ready started beside it (a manager, moto),
+// which a TestMain cannot stop itself since Main exits.
+func (cp *ControlPlane) Cleanup(f func()) { cp.cleanups = append(cp.cleanups, f) }
 
 // Main is the TestMain of a package whose tests share one control plane: it
 // starts it with opts, calls ready (to build binaries, make clients), runs the tests, stops
@@ -45,6 +52,11 @@ func runWithControlPlane(m *testing.M, opts Options, ready func(*ControlPlane) e
 	}
 	defer func() { _ = env.Stop() }()
 	cp := &ControlPlane{Env: env, Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	defer func() {
+		for i := len(cp.cleanups) - 1; i >= 0; i-- {
+			cp.cleanups[i]()
+		}
+	}()
 	if err := env.Kubeconfig(cp.Kubeconfig); err != nil {
 		return fail(err)
 	}
