@@ -3,7 +3,6 @@ package fence_test
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,13 +22,10 @@ import (
 var env *controlplane.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	if env, err = controlplane.Start(controlplane.Options{}); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	controlplane.Main(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) error {
+		env = cp.Env
+		return nil
+	})
 }
 
 // clock is a settable time source for the fence (the elector keeps real time).
