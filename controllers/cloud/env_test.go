@@ -35,6 +35,7 @@ import (
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var (
@@ -54,21 +55,14 @@ func TestMain(m *testing.M) {
 		out = os.Stderr
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(true)))
-	var err error
-	if kcp, err = controlplane.Start(controlplane.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	k8s = kcp.Client
-	if moto, err = awsapi.Launch(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = kcp.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	moto.Stop()
-	_ = kcp.Stop()
-	os.Exit(code)
+	controlplane.Main(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) (err error) {
+		kcp, k8s = cp.Env, cp.Client
+		if moto, err = awsapi.Launch(); err != nil {
+			return err
+		}
+		cp.Cleanup(moto.Stop)
+		return nil
+	})
 }
 
 // env is a reset moto with a VPC set up as a cluster's, a fault proxy in front of it, and
@@ -343,7 +337,7 @@ func (e *env) deleteSvc(t *testing.T, name string) {
 	if err := k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "Service "+name+" to be gone", func(context.Context) error {
 		var s corev1.Service
 		err := k8s.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: name}, &s)
 		if apierrors.IsNotFound(err) {
@@ -358,7 +352,7 @@ func (e *env) hostname(t *testing.T, name string) string {
 	t.Helper()
 	var host string
 	// Generous: after a failure, the work queue's backoff (doubling from 5ms) spaces retries.
-	eventually(t, 2*time.Minute, func() error {
+	kit.Eventually(t, 2*time.Minute, "a hostname for Service "+name, func(context.Context) error {
 		s := e.getSvc(t, name)
 		for _, in := range s.Status.LoadBalancer.Ingress {
 			if in.Hostname != "" {
@@ -375,7 +369,7 @@ func (e *env) hostname(t *testing.T, name string) string {
 func (e *env) event(t *testing.T, name, reason string) string {
 	t.Helper()
 	var note string
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "a "+reason+" Event about Service "+name, func(context.Context) error {
 		var list eventsv1.EventList
 		if err := k8s.List(ctx, &list, client.InNamespace(e.ns)); err != nil {
 			return err
@@ -391,21 +385,6 @@ func (e *env) event(t *testing.T, name, reason string) string {
 		return fmt.Errorf("no %s event for %s (events: %v)", reason, name, seen)
 	})
 	return note
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // inventory is everything in moto that Fairlead could have created or tagged, read without
@@ -508,7 +487,7 @@ func gone(err error) bool {
 func (e *env) waitInventory(t *testing.T, check func(inventory) error) inventory {
 	t.Helper()
 	var inv inventory
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the inventory in moto", func(context.Context) error {
 		inv = e.inventory(t)
 		return check(inv)
 	})

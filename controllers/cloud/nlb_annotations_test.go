@@ -1,6 +1,7 @@
 package cloud_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/fairlead-lb/fairlead/providers"
 	"github.com/fairlead-lb/fairlead/providers/aws/annotations"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // targetGroup returns the only target group in moto.
@@ -102,7 +104,7 @@ func TestNLBAnnotations(t *testing.T) {
 
 	// Fixed: applied in place.
 	e.patchSvc(t, "web", withAnnotation(annotations.Prefix+annotations.HealthInterval, "10"))
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the fixed health check interval on the target group", func(context.Context) error {
 		if got := aws.ToInt32(e.targetGroup(t).HealthCheckIntervalSeconds); got != 10 {
 			return fmt.Errorf("health check interval %d s, want 10", got)
 		}
@@ -132,7 +134,7 @@ func TestNLBStoppedMidDeletion(t *testing.T) {
 	if err := k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the first DeleteLoadBalancer call", func(context.Context) error {
 		if n, _ := e.proxy.Count("DeleteLoadBalancer"); n == 0 {
 			return fmt.Errorf("DeleteLoadBalancer not called yet")
 		}
@@ -144,7 +146,7 @@ func TestNLBStoppedMidDeletion(t *testing.T) {
 		t.Fatalf("stopped before the delete, expected everything left: %+v", mid)
 	}
 	e.start(t, true, false)
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the Service to be deleted by the restarted controller", func(context.Context) error {
 		var s corev1.Service
 		if err := k8s.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: "web"}, &s); err == nil {
 			return fmt.Errorf("Service still there (finalizers %v)", s.Finalizers)

@@ -22,6 +22,7 @@ import (
 	"github.com/fairlead-lb/fairlead/providers"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 var nlbClass = withClass(v1alpha1.AWSNLBClass)
@@ -183,7 +184,7 @@ func TestNLBRestartMidCreation(t *testing.T) {
 	e.proxy.Inject(awsapi.Fault{Service: "elasticloadbalancing", Action: "CreateTargetGroup", Kind: awsapi.Delay, Delay: 10 * time.Minute})
 	c := e.start(t, true, false)
 	e.service(t, "web", nlbClass)
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the first CreateTargetGroup call", func(context.Context) error {
 		if n, _ := e.proxy.Count("CreateTargetGroup"); n == 0 {
 			return fmt.Errorf("CreateTargetGroup not called yet")
 		}
@@ -318,7 +319,7 @@ func TestElasticIPPools(t *testing.T) {
 	if got := e.ingressIP(t, "lan"); got != "203.0.113.16" {
 		t.Errorf("local pool Service got %s, want 203.0.113.16", got)
 	}
-	eventually(t, 30*time.Second, func() error {
+	kit.Eventually(t, 30*time.Second, "the on-demand pool's status", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := k8s.Get(ctx, types.NamespacedName{Name: onDemand.Name}, &p); err != nil {
 			return err
@@ -355,7 +356,7 @@ func TestElasticIPPools(t *testing.T) {
 		t.Fatalf("got %s, want the reserved %s", got, reserved)
 	}
 	e.service(t, "second", withAnnotation(v1alpha1.AnnotationPool, adopt.Name))
-	eventually(t, 30*time.Second, func() error {
+	kit.Eventually(t, 30*time.Second, "the second Service to find the adopting pool exhausted", func(context.Context) error {
 		s := e.getSvc(t, "second")
 		if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionIPAllocated); c == nil || c.Reason != "PoolExhausted" {
 			return fmt.Errorf("second Service condition %+v, want PoolExhausted", c)
@@ -368,7 +369,7 @@ func TestElasticIPPools(t *testing.T) {
 	if err := k8s.Delete(ctx, adopt); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	kit.Eventually(t, 30*time.Second, "the adopting pool's status", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := k8s.Get(ctx, types.NamespacedName{Name: adopt.Name}, &p); err != nil {
 			return err
@@ -386,7 +387,7 @@ func TestElasticIPPools(t *testing.T) {
 		t.Fatalf("while its pool is deleted, the Service has %+v, condition %+v; want it to keep %s", s.Status.LoadBalancer.Ingress, c, reserved)
 	}
 	e.deleteSvc(t, "first")
-	eventually(t, 30*time.Second, func() error {
+	kit.Eventually(t, 30*time.Second, "the adopting pool to go with its last Service", func(context.Context) error {
 		var p v1alpha1.IPPool
 		if err := k8s.Get(ctx, types.NamespacedName{Name: adopt.Name}, &p); err == nil {
 			return fmt.Errorf("pool %s still exists after its last Service went", adopt.Name)
@@ -427,7 +428,7 @@ func TestElasticIPPoolValidation(t *testing.T) {
 func (e *env) ingressIP(t *testing.T, name string) string {
 	t.Helper()
 	var ip string
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "an address for Service "+name, func(context.Context) error {
 		s := e.getSvc(t, name)
 		for _, in := range s.Status.LoadBalancer.Ingress {
 			if in.IP != "" {
