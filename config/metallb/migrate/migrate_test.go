@@ -17,6 +17,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	mlb "github.com/fairlead-lb/fairlead/test/metallb"
 )
 
@@ -84,11 +85,11 @@ func fairleadObjects(t *testing.T, c client.Client) []string {
 // namespace, Community aliases, ipPoolSelectors); the same
 // files given with -f convert to the same objects; invalid MetalLB input writes nothing.
 func TestMigrateMetalLB(t *testing.T) {
+	// MetalLB's module is fetched before the control plane starts: not in the fast lane either.
+	kit.Heavy(t, "a kube-apiserver with MetalLB's CRDs")
 	crds, err := mlb.CRDDir()
 	must(t, err)
-	env, err := controlplane.Start(controlplane.Options{CRDDirs: []string{crds}})
-	must(t, err)
-	defer env.Stop()
+	env := controlplane.StartForTest(t, controlplane.Options{CRDDirs: []string{crds}})
 	ctx := context.Background()
 	c := env.Client
 	for _, ns := range []string{"metallb-system", "fairlead-system"} {
