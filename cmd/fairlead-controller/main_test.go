@@ -8,9 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
@@ -39,30 +38,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fairlead-controller-test")
-	if err == nil {
-		binary = filepath.Join(dir, "fairlead-controller")
-		out, berr := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if berr != nil {
-			err = fmt.Errorf("building fairlead-controller: %v\n%s", berr, out)
-		}
-	}
-	if err == nil {
-		// The tests create some 300 Services; envtest's default /24 of ClusterIPs is too small.
-		env, err = controlplane.Start(controlplane.Options{ServiceCIDRs: "10.96.0.0/16"})
-	}
-	if err == nil {
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		err = env.Kubeconfig(kubeconfig)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	// The tests create some 300 Services; envtest's default /24 of ClusterIPs is too small.
+	controlplane.Main(m, controlplane.Options{ServiceCIDRs: "10.96.0.0/16"}, func(cp *controlplane.ControlPlane) (err error) {
+		env, kubeconfig = cp.Env, cp.Kubeconfig
+		binary, err = kit.Build("./cmd/fairlead-controller", kit.BuildOptions{})
+		return err
+	})
 }
 
 type process struct {
@@ -114,6 +95,14 @@ func (p *process) kill() {
 // leads matches client-go's leaderelection log line, case-insensitively because its wording has changed case before.
 func (p *process) leads() bool {
 	return strings.Contains(strings.ToLower(p.logs()), "successfully acquired lease")
+}
+
+// leading is leads as a condition for kit.Eventually.
+func (p *process) leading(context.Context) error {
+	if p.leads() {
+		return nil
+	}
+	return fmt.Errorf("no %q in its logs", "successfully acquired lease")
 }
 
 func tail(s string, n int) string {
@@ -190,17 +179,14 @@ func addresses(t *testing.T, ns string) map[string]string {
 
 func waitAllocated(t *testing.T, ns string, n int, timeout time.Duration) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := addresses(t, ns)
-		if len(got) >= n {
-			return got
+	var got map[string]string
+	kit.Eventually(t, timeout, fmt.Sprintf("%d Services of %s to have an address", n, ns), func(context.Context) error {
+		if got = addresses(t, ns); len(got) < n {
+			return fmt.Errorf("only %d of %d Services have an address", len(got), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s only %d of %d Services have an address", timeout, len(got), n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // unchanged fails if a Service that had an address before now has another (or none).
@@ -234,10 +220,7 @@ func TestRestartMidChurnKeepsEveryAddress(t *testing.T) {
 	startController(t)
 	// The Services deleted before the kill are held by our finalizer until the new process
 	// releases them; they must disappear.
-	waitFor(t, 60*time.Second, func() bool {
-		var list corev1.ServiceList
-		return env.Client.List(ctx, &list, client.InNamespace(ns)) == nil && len(list.Items) == 180
-	}, "the 20 deleted Services to be released")
+	kit.Eventually(t, 60*time.Second, "the 20 deleted Services to be released", services(ns, 180))
 	after := waitAllocated(t, ns, 180, 60*time.Second)
 	for i := 0; i < 20; i++ {
 		delete(before, fmt.Sprintf("svc-%03d", i))
@@ -248,7 +231,7 @@ func TestRestartMidChurnKeepsEveryAddress(t *testing.T) {
 func TestLeaderKilledStandbyTakesOver(t *testing.T) {
 	ns := setup(t, "leader", "203.0.113.0/24")
 	a := startController(t)
-	waitFor(t, 20*time.Second, a.leads, "the first replica to lead")
+	kit.Eventually(t, 20*time.Second, "the first replica to lead", a.leading)
 	b := startController(t)
 	createServices(t, ns, 0, 30)
 	before := waitAllocated(t, ns, 30, 30*time.Second)
@@ -257,7 +240,7 @@ func TestLeaderKilledStandbyTakesOver(t *testing.T) {
 	}
 
 	a.kill()
-	waitFor(t, 20*time.Second, b.leads, "the standby to take over")
+	kit.Eventually(t, 20*time.Second, "the standby to take over", b.leading)
 	createServices(t, ns, 30, 60)
 	after := waitAllocated(t, ns, 60, 30*time.Second)
 	unchanged(t, before, after)
@@ -281,14 +264,17 @@ func TestDefaultClassOff(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// services is a condition for kit.Eventually: ns has n Services left.
+func services(ns string, n int) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var list corev1.ServiceList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		if len(list.Items) != n {
+			return fmt.Errorf("%d Services in %s, want %d", len(list.Items), ns, n)
+		}
+		return nil
 	}
 }
 
@@ -357,7 +343,7 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 	ns := setup(t, "paused", "192.0.2.64/26") // apart from the other tests' pools, which stay
 	holders := watchHolders(t, ns)
 	a := startController(t)
-	waitFor(t, 20*time.Second, a.leads, "the first replica to lead")
+	kit.Eventually(t, 20*time.Second, "the first replica to lead", a.leading)
 	b := startController(t)
 	createServices(t, ns, 0, 20)
 	waitAllocated(t, ns, 20, 30*time.Second)
@@ -366,7 +352,7 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
-	waitFor(t, 30*time.Second, b.leads, "the standby to take over from the paused leader")
+	kit.Eventually(t, 30*time.Second, "the standby to take over from the paused leader", b.leading)
 	// While the old leader sleeps, the new one frees ten addresses and hands out twenty: in the
 	// old leader's view the freed ones are still held and the new Services hold nothing.
 	for i := 0; i < 10; i++ {
@@ -374,10 +360,7 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, func() bool {
-		var list corev1.ServiceList
-		return env.Client.List(ctx, &list, client.InNamespace(ns)) == nil && len(list.Items) == 10
-	}, "the new leader to release the deleted Services")
+	kit.Eventually(t, 30*time.Second, "the new leader to release the deleted Services", services(ns, 10))
 	createServices(t, ns, 20, 40)
 	before := waitAllocated(t, ns, 30, 30*time.Second)
 
