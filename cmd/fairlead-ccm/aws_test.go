@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/awsnodes"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -92,13 +94,16 @@ func TestAWSNLB(t *testing.T) {
 	nodePort := get(t, ns, "web").Spec.Ports[0].NodePort
 	waitTargets := func(what string) {
 		t.Helper()
-		waitFor(t, what, func() (bool, string) {
+		kit.Eventually(t, settle, what, func(context.Context) error {
 			got := targets(t, cloud)
 			var want []string
 			for _, id := range instances {
 				want = append(want, fmt.Sprintf("%s:%d", id, nodePort))
 			}
-			return slices.Equal(got, want), fmt.Sprintf("targets %v, want %v", got, want)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("targets %v, want %v", got, want)
+			}
+			return nil
 		})
 	}
 	waitTargets("the nodes registered as targets on the NodePort")
@@ -109,14 +114,14 @@ func TestAWSNLB(t *testing.T) {
 		annotations.Prefix + annotations.HealthInterval:         "20",
 		annotations.Prefix + annotations.AdditionalResourceTags: "team=ccm",
 	})
-	waitFor(t, "the annotations applied to the NLB", func() (bool, string) {
+	kit.Eventually(t, settle, "the annotations applied to the NLB", func(context.Context) error {
 		tgs, err := cloud.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
 		if err != nil || len(tgs.TargetGroups) != 1 {
-			return false, fmt.Sprintf("target groups %v, %v", tgs, err)
+			return fmt.Errorf("target groups %v, %v", tgs, err)
 		}
 		tags, err := cloud.ELBv2.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{ptrString(lbs.LoadBalancers[0].LoadBalancerArn)}})
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		team := ""
 		for _, tag := range tags.TagDescriptions[0].Tags {
@@ -124,14 +129,19 @@ func TestAWSNLB(t *testing.T) {
 				team = ptrString(tag.Value)
 			}
 		}
-		interval := aws.ToInt32(tgs.TargetGroups[0].HealthCheckIntervalSeconds)
-		return interval == 20 && team == "ccm", fmt.Sprintf("health check every %d s, tag team=%q", interval, team)
+		if interval := aws.ToInt32(tgs.TargetGroups[0].HealthCheckIntervalSeconds); interval != 20 || team != "ccm" {
+			return fmt.Errorf("health check every %d s, tag team=%q", interval, team)
+		}
+		return nil
 	})
 	patchAnnotations(t, ns, "web", map[string]string{annotations.Prefix + annotations.HealthInterval: "1"})
-	waitFor(t, "an Event about web's annotation", func() (bool, string) {
+	kit.Eventually(t, settle, "an Event about web's annotation", func(context.Context) error {
 		ev := events(t, ns, "web")
-		return strings.Contains(ev, "SyncLoadBalancerFailed") && strings.Contains(ev, "InvalidService") &&
-			strings.Contains(ev, annotations.Prefix+annotations.HealthInterval), ev
+		if strings.Contains(ev, "SyncLoadBalancerFailed") && strings.Contains(ev, "InvalidService") &&
+			strings.Contains(ev, annotations.Prefix+annotations.HealthInterval) {
+			return nil
+		}
+		return fmt.Errorf("events:\n%s", ev)
 	})
 	tgs, err := cloud.ELBv2.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
 	if err != nil || len(tgs.TargetGroups) != 1 || aws.ToInt32(tgs.TargetGroups[0].HealthCheckIntervalSeconds) != 20 {
@@ -214,9 +224,12 @@ func TestAWSEIP(t *testing.T) {
 	// IAM forbids allocating: the new Service says why; web keeps its address.
 	proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.AccessDenied})
 	create(t, lbService(ns, "denied", nil))
-	waitFor(t, "a Warning Event naming the permission error", func() (bool, string) {
+	kit.Eventually(t, settle, "a Warning Event naming the permission error", func(context.Context) error {
 		ev := events(t, ns, "denied")
-		return strings.Contains(ev, "Warning") && strings.Contains(ev, "UnauthorizedOperation"), ev
+		if strings.Contains(ev, "Warning") && strings.Contains(ev, "UnauthorizedOperation") {
+			return nil
+		}
+		return fmt.Errorf("events:\n%s", ev)
 	})
 	if got := get(t, ns, "web").Status.LoadBalancer.Ingress; len(got) != 1 || got[0].IP != in.IP {
 		t.Fatalf("web's ingress changed to %+v while another Service failed", got)

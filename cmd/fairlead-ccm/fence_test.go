@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // A fairlead-ccm leader paused past its Lease resumes with a stale view of the pools; the
@@ -30,13 +33,16 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 
 	election := []string{"--leader-elect=true", "--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s",
 		"--leader-elect-retry-period=250ms", "--leader-elect-resource-namespace=default"}
-	leads := func(p *process) func() (bool, string) {
-		return func() (bool, string) {
-			return strings.Contains(strings.ToLower(p.logs()), "successfully acquired lease"), "no lease yet"
+	leads := func(p *process) func(context.Context) error {
+		return func(context.Context) error {
+			if strings.Contains(strings.ToLower(p.logs()), "successfully acquired lease") {
+				return nil
+			}
+			return errors.New("no lease yet")
 		}
 	}
 	a := startCCM(t, "provider: pools\n", election...)
-	waitFor(t, "the first replica to lead", leads(a))
+	kit.Eventually(t, settle, "the first replica to lead", leads(a))
 	b := startCCM(t, "provider: pools\n", election...)
 	for i := 0; i < 10; i++ {
 		create(t, lbService(ns, fmt.Sprintf("s%02d", i), nil))
@@ -49,7 +55,7 @@ func TestPausedLeaderWritesNothingAfterItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
-	waitFor(t, "the standby to take over", leads(b))
+	kit.Eventually(t, settle, "the standby to take over", leads(b))
 	for i := 0; i < 5; i++ {
 		deleteAndWait(t, ns, fmt.Sprintf("s%02d", i))
 	}

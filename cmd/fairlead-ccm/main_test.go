@@ -30,6 +30,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 const cleanupFinalizer = "service.kubernetes.io/load-balancer-cleanup"
@@ -43,32 +44,11 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime; nothing to see
-	dir, err := os.MkdirTemp("", "fairlead-ccm-test")
-	if err == nil {
-		binary = filepath.Join(dir, "fairlead-ccm")
-		out, berr := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if berr != nil {
-			err = fmt.Errorf("building fairlead-ccm: %v\n%s", berr, out)
-		}
-	}
-	if err == nil {
-		env, err = controlplane.Start(controlplane.Options{})
-	}
-	if err == nil {
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		err = env.Kubeconfig(kubeconfig)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if env != nil {
-			_ = env.Stop()
-		}
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	controlplane.Main(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) (err error) {
+		env, kubeconfig = cp.Env, cp.Kubeconfig
+		binary, err = kit.Build("./cmd/fairlead-ccm", kit.BuildOptions{})
+		return err
+	})
 }
 
 type process struct {
@@ -186,33 +166,20 @@ func get(t *testing.T, ns, name string) *corev1.Service {
 	return &svc
 }
 
-// waitFor polls cond with a generous deadline: the service controller and the apiserver share
-// two busy cores with other tests.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last seen: %s", what, last)
-}
+// settle is how long the tests wait for the service controller, generously: it and the
+// apiserver share two busy cores with other tests.
+const settle = 90 * time.Second
 
 func waitIngress(t *testing.T, ns, name string) corev1.LoadBalancerIngress {
 	t.Helper()
 	var in corev1.LoadBalancerIngress
-	waitFor(t, "ingress of "+ns+"/"+name, func() (bool, string) {
+	kit.Eventually(t, settle, "ingress of "+ns+"/"+name, func(context.Context) error {
 		svc := get(t, ns, name)
 		if len(svc.Status.LoadBalancer.Ingress) == 0 {
-			return false, fmt.Sprintf("finalizers %v, status %+v", svc.Finalizers, svc.Status)
+			return fmt.Errorf("finalizers %v, status %+v", svc.Finalizers, svc.Status)
 		}
 		in = svc.Status.LoadBalancer.Ingress[0]
-		return true, ""
+		return nil
 	})
 	return in
 }
@@ -224,13 +191,13 @@ func deleteAndWait(t *testing.T, ns, name string) {
 	if err := env.Client.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ns+"/"+name+" to be deleted", func() (bool, string) {
+	kit.Eventually(t, settle, ns+"/"+name+" to be deleted", func(context.Context) error {
 		var svc corev1.Service
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc)
 		if apierrors.IsNotFound(err) {
-			return true, ""
+			return nil
 		}
-		return false, fmt.Sprintf("finalizers %v, err %v", svc.Finalizers, err)
+		return fmt.Errorf("finalizers %v, err %v", svc.Finalizers, err)
 	})
 }
 
@@ -289,9 +256,12 @@ func TestPools(t *testing.T) {
 	bad := lbService(ns, "bad", nil)
 	bad.Annotations = map[string]string{v1alpha1.AnnotationIPs: "not-an-ip"}
 	create(t, bad)
-	waitFor(t, "an Event about bad's annotation", func() (bool, string) {
+	kit.Eventually(t, settle, "an Event about bad's annotation", func(context.Context) error {
 		ev := events(t, ns, "bad")
-		return strings.Contains(ev, "SyncLoadBalancerFailed") && strings.Contains(ev, "InvalidRequest") && strings.Contains(ev, `"not-an-ip" is not an IP address`), ev
+		if strings.Contains(ev, "SyncLoadBalancerFailed") && strings.Contains(ev, "InvalidRequest") && strings.Contains(ev, `"not-an-ip" is not an IP address`) {
+			return nil
+		}
+		return fmt.Errorf("events:\n%s", ev)
 	})
 	if st := get(t, ns, "bad").Status.LoadBalancer; len(st.Ingress) != 0 {
 		t.Fatalf("bad got %+v", st)

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
@@ -44,19 +45,18 @@ func TestMetricsNeedAGrantedToken(t *testing.T) {
 		who, token string
 		want       int
 	}{{"no token", "", 403}, {"a token without the right", denied, 403}, {"the granted token", granted, 200}} {
-		var code int
 		var body []byte
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			code, body, err = scrape.Get(ctx, nil, addr, "/metrics", c.token)
-			if (err == nil && code == c.want) || time.Now().After(deadline) {
-				break
+		kit.Eventually(t, 30*time.Second, fmt.Sprintf("GET /metrics with %s to answer %d", c.who, c.want), func(ctx context.Context) error {
+			code, b, err := scrape.Get(ctx, nil, addr, "/metrics", c.token)
+			if err != nil {
+				return err
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		if err != nil || code != c.want {
-			t.Fatalf("GET /metrics with %s: %d %v, want %d", c.who, code, err, c.want)
-		}
+			if code != c.want {
+				return fmt.Errorf("GET /metrics with %s: %d, want %d", c.who, code, c.want)
+			}
+			body = b
+			return nil
+		})
 		if c.want == 200 && !strings.Contains(string(body), "fairlead_fenced_writes_total") {
 			t.Errorf("the granted scrape lacks the ccm's own metric:\n%.400s", body)
 		}
