@@ -31,7 +31,7 @@ test: vet verify-generated packages control-plane
 ## awsapi.Env) and skip themselves there, so a package's pure tests run even where others are
 ## heavy. UNIT_PENDING are packages whose TestMains or tests still start an apiserver or
 ## build binaries on their own, left out until they use test/kit.
-UNIT_PENDING := /speaker/l2/e2e$$|/speaker/bgp$$|/speaker/eip$$|/cmd/fairlead-speaker$$
+UNIT_PENDING := /speaker/l2/e2e$$|/speaker/bgp$$|/speaker/eip$$
 unit:
 	go test -short -count=1 -timeout 5m $(GO_TEST_FLAGS) $$(go list ./... | grep -Ev '$(UNIT_PENDING)')
 

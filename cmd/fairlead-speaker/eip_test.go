@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,7 @@ import (
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/awsnodes"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -39,11 +41,7 @@ func TestSpeakersMoveElasticIPWhenOwnerDies(t *testing.T) {
 	awsapi.Env(t)
 	moto := awsapi.StartMoto(t)
 	binary := awsnodes.Speaker(t)
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	cluster := awsnodes.Cluster{Kubeconfig: filepath.Join(t.TempDir(), "kubeconfig"), MotoURL: moto.URL, Name: "test-cluster"}
 	if err := env.Kubeconfig(cluster.Kubeconfig); err != nil {
 		t.Fatal(err)
@@ -117,21 +115,20 @@ func TestSpeakersMoveElasticIPWhenOwnerDies(t *testing.T) {
 	awsnodes.WaitAssociated(t, cloud, allocation, byName[owner])
 
 	// Each takeover is recorded on the Service, by the node that took it.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	kit.Eventually(t, 30*time.Second, "an ElasticIPAssociated Event from each node that took the address", func(ctx context.Context) error {
 		var evs corev1.EventList
+		if err := k8s.List(ctx, &evs, client.InNamespace("default")); err != nil {
+			return err
+		}
 		from := map[string]bool{}
-		if err := k8s.List(ctx, &evs, client.InNamespace("default")); err == nil {
-			for _, ev := range evs.Items {
-				if ev.Reason == "ElasticIPAssociated" && ev.InvolvedObject.Name == "web" {
-					from[ev.Source.Host] = true
-				}
+		for _, ev := range evs.Items {
+			if ev.Reason == "ElasticIPAssociated" && ev.InvolvedObject.Name == "web" {
+				from[ev.Source.Host] = true
 			}
 		}
-		if from[owner] && from[second] {
-			break
+		if !from[owner] || !from[second] {
+			return fmt.Errorf("ElasticIPAssociated Events from %v, want %s and %s", from, owner, second)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ElasticIPAssociated Events from %v, want %s and %s", from, owner, second)
-		}
-	}
+		return nil
+	})
 }

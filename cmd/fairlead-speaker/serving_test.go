@@ -45,11 +45,7 @@ func startEndpoints(t *testing.T, ep endpoints, env *controlplane.Env, ready fun
 
 func TestMetricsNeedAGrantedToken(t *testing.T) {
 	ctx := context.Background()
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	cs := kubernetes.NewForConfigOrDie(env.Config)
 	if err := scrape.Grant(ctx, cs, "metrics-reader", scrape.MetricsReader, "default", "prometheus"); err != nil {
 		t.Fatal(err)
