@@ -126,21 +126,22 @@ image-tar:
 
 ## lab: the whole system in network namespaces on this box (root): three kubelet nodes with a
 ## containerd each, Fairlead installed by its chart (Helm) from its image, no kube-proxy; and
-## Prometheus with the chart's scrape config and alerts (`fairleadctl lab status` says where).
+## Prometheus with the chart's scrape config and alerts (`bin/fairlead-lab status` says where).
 ## NODES=agent runs lab agents instead (Pods as processes, Fairlead as processes: faster, what
-## the e2e suite uses). `fairleadctl lab down` removes it.
+## the e2e suite uses). `bin/fairlead-lab down` removes it. fairlead-lab is the lab's own
+## command (test/lab/cmd/fairlead-lab), not part of the image's fairleadctl.
 NODES ?= kubelet
 lab: packages control-plane
 	@WANT="$(CONTROL_PLANE) $(KUBELET_LAB)" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
-	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/echo
-	$(BIN)/fairleadctl lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
+	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/... ./test/lab/cmd/fairlead-lab ./test/echo
+	$(BIN)/fairlead-lab up --nodes $(NODES) --bin $(BIN) --k8s-bin $(K8S_BIN) --crds charts/fairlead/crds
 
 ## conformance: Kubernetes' Service and proxy e2e specs (wider than `make test`'s 15
 ## conformance specs) on the kubelet lab, with Fairlead and then with kube-proxy; prints the
 ## table the README quotes (and writes it to bin/conformance.md).
 conformance: packages control-plane
 	@WANT="kube-proxy ginkgo" bash test/tools/build-control-plane.sh $(K8S_BIN) >/dev/null
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/... ./test/echo
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/... ./test/lab/cmd/fairlead-lab ./test/echo
 	go run ./test/conformance/table -bin $(BIN) -k8s-bin $(K8S_BIN) -out $(BIN)/conformance.md
 
 ## soak: the lab under load and faults for SOAK_DURATION (default 20m): clients on layer 2, BGP,

@@ -1,33 +1,29 @@
-// Command fairleadctl is Fairlead's command-line tool. `fairleadctl lab up|down|status` runs the
-// whole system in network namespaces on one Linux box (see README, "The lab").
+// Command fairleadctl is Fairlead's command-line tool for users: it ships in the image, so it
+// holds user commands only and imports nothing under test/ (main_test.go checks it); the lab
+// is test/lab/cmd/fairlead-lab.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
-	"github.com/fairlead-lb/fairlead/test/lab"
 )
 
 const usage = `usage:
   fairleadctl status [--kubeconfig FILE]   pools, LoadBalancer Services, announcements, BGP sessions
   fairleadctl migrate metallb [-f FILE|DIR]... [--apply] [--kubeconfig FILE] [--metallb-namespace NS] [--secret-namespace NS]
                                            MetalLB's configuration as Fairlead's (printed, or applied), with a report of what differs
-  fairleadctl lab up [--nodes kubelet|agent] [--proxy fairlead|kube-proxy] [--bin DIR] [--k8s-bin DIR] [--state DIR] [--port N] [--prometheus-port N] [--prefix P]
-  fairleadctl lab down [--state DIR] [--prefix P]
-  fairleadctl lab status [--state DIR] [--prefix P] [--prometheus-port N]
 `
 
 func main() {
@@ -42,8 +38,9 @@ func main() {
 		err = statusCommand(ctx, os.Args[2:])
 	case len(os.Args) >= 2 && os.Args[1] == "migrate":
 		err = migrateCommand(ctx, os.Args[2:])
-	case len(os.Args) >= 3 && os.Args[1] == "lab":
-		err = labCommand(ctx, os.Args[2], os.Args[3:])
+	case len(os.Args) >= 2 && os.Args[1] == "lab":
+		// A lab brought up by an older fairleadctl still has to come down.
+		err = errors.New("the lab is not part of fairleadctl: make lab, or bin/fairlead-lab up|down|status (built from ./test/lab/cmd/fairlead-lab)")
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -73,66 +70,4 @@ func kubeClient(kubeconfig string) (client.Client, error) {
 		return nil, err
 	}
 	return client.New(cfg, client.Options{Scheme: scheme.New()})
-}
-
-func labCommand(ctx context.Context, verb string, args []string) error {
-	fs := flag.NewFlagSet("lab "+verb, flag.ExitOnError)
-	self, _ := os.Executable()
-	l := &lab.Lab{Out: os.Stdout}
-	fs.StringVar(&l.State, "state", lab.DefaultState, "State directory (certificates, logs, etcd data).")
-	fs.StringVar(&l.Prefix, "prefix", lab.DefaultPrefix, "Prefix of the lab's namespace names (another prefix, state and port: a second lab).")
-	fs.StringVar(&l.Bin, "bin", filepath.Dir(self), "Directory holding fairlead-controller, fairlead-speaker, fairleadctl and echo.")
-	fs.StringVar(&l.K8sBin, "k8s-bin", os.Getenv("FAIRLEAD_K8S_BIN"), "Directory holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet.")
-	nodes := fs.String("nodes", string(lab.KubeletNodes), "up: what plays the nodes: kubelet (kubelet + containerd each, kube-scheduler, Fairlead by its chart) or agent (the lab agent: Pods and Fairlead as processes, faster).")
-	proxy := fs.String("proxy", string(lab.FairleadProxy), "up, kubelet nodes: what proxies Services: fairlead (the speakers' proxy) or kube-proxy (kube-proxy on every node, for comparison).")
-	fs.StringVar(&l.CRDs, "crds", "charts/fairlead/crds", "Directory of Fairlead's CRDs (the chart is the directory above).")
-	fs.IntVar(&l.HostPort, "port", 16443, "Port of the apiserver relay on the host's 127.0.0.1.")
-	fs.IntVar(&l.PrometheusPort, "prometheus-port", lab.DefaultPrometheusPort, "Port of the relay to the lab's Prometheus on the host's 127.0.0.1 (0: none).")
-	node := fs.Int("node", 0, "agent: the lab node to run (1-3).")
-	kubeconfig := fs.String("kubeconfig", "", "agent: kubeconfig.")
-	echo := fs.String("echo", "", "agent: the program every container runs.")
-	schedule := fs.Bool("schedule", false, "agent: also bind pending Pods to nodes.")
-	klog.InitFlags(fs)
-	_ = fs.Parse(args)
-	switch verb {
-	case "up":
-		mode, err := lab.ParseNodeMode(*nodes)
-		if err != nil {
-			return err
-		}
-		l.NodeMode = mode
-		if l.Proxy, err = lab.ParseProxyMode(*proxy); err != nil {
-			return err
-		}
-		return l.Up(ctx)
-	case "down":
-		if err := l.Down(); err != nil {
-			return err
-		}
-		fmt.Println("the lab is down")
-		return nil
-	case "status":
-		return l.Status(ctx, os.Stdout)
-	case "relay": // started by `lab up` in the background
-		return l.Relay(ctx)
-	case "prometheus-sd": // started by `lab up` in the control-plane namespace
-		return l.DiscoverTargets(ctx)
-	case "agent": // started by `lab up` in each node's namespace
-		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-		if err != nil {
-			return err
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return err
-		}
-		a, err := l.AgentFor(*node, *echo, cs, *schedule)
-		if err != nil {
-			return err
-		}
-		return a.Run(ctx)
-	}
-	fmt.Fprint(os.Stderr, usage)
-	os.Exit(2)
-	return nil
 }

@@ -108,16 +108,16 @@ func TestSpeakerKillFiresAlert(t *testing.T) {
 		return err
 	})
 
-	// `fairleadctl lab status` says where Prometheus is and what it sees.
+	// `fairlead-lab status` says where Prometheus is and what it sees.
 	want := fmt.Sprintf("prometheus: %s (through the relay): 4 of 4 targets up; alerts firing:", theLab.PrometheusURL())
-	kit.Eventually(t, converge, "fairleadctl lab status shows Prometheus", func(context.Context) error {
-		out, err := exec.Command(filepath.Join(theLab.Bin, "fairleadctl"), "lab", "status", "--prefix", theLab.Prefix,
+	kit.Eventually(t, converge, "fairlead-lab status shows Prometheus", func(context.Context) error {
+		out, err := exec.Command(filepath.Join(theLab.Bin, "fairlead-lab"), "status", "--prefix", theLab.Prefix,
 			"--state", theLab.State, "--prometheus-port", fmt.Sprint(theLab.PrometheusPort)).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("fairleadctl lab status: %v\n%s", err, out)
+			return fmt.Errorf("fairlead-lab status: %v\n%s", err, out)
 		}
 		if !strings.Contains(string(out), want) {
-			return fmt.Errorf("fairleadctl lab status lacks %q:\n%s", want, out)
+			return fmt.Errorf("fairlead-lab status lacks %q:\n%s", want, out)
 		}
 		return nil
 	})

@@ -18,7 +18,18 @@ import (
 var FairleadRef = "ghcr.io/fairlead-lb/fairlead:dev"
 
 // FairleadBinaries are the programs the image holds, at /, as the chart's `command`s expect.
+// Each is the main package cmd/<name> (FairleadPackages); what they link ships to users, so
+// none may depend on a package under test/ (cmd/fairleadctl's tests check it).
 var FairleadBinaries = []string{"fairlead-controller", "fairlead-speaker", "fairlead-ccm", "fairleadctl"}
+
+// FairleadPackages are the import paths of FairleadBinaries' main packages.
+func FairleadPackages() []string {
+	pkgs := make([]string, 0, len(FairleadBinaries))
+	for _, b := range FairleadBinaries {
+		pkgs = append(pkgs, "github.com/fairlead-lb/fairlead/cmd/"+b)
+	}
+	return pkgs
+}
 
 // fairleadPackages are the Debian packages whose programs the speaker execs (knftables runs
 // nft; stale UDP flows are cleared with conntrack). Their libraries come with them as
@@ -33,11 +44,7 @@ const NonRootUID = 65532
 // need nothing from the image. It runs `go build` on this module's packages, so the working
 // directory must be inside the repository.
 func BuildFairleadBinaries(ctx context.Context, binDir string) error {
-	pkgs := make([]string, 0, len(FairleadBinaries))
-	for _, b := range FairleadBinaries {
-		pkgs = append(pkgs, "github.com/fairlead-lb/fairlead/cmd/"+b)
-	}
-	return buildStatic(ctx, binDir, pkgs...)
+	return buildStatic(ctx, binDir, FairleadPackages()...)
 }
 
 // buildStatic builds this module's main packages into binDir without cgo, paths or symbols, as

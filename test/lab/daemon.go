@@ -17,7 +17,7 @@ import (
 )
 
 // daemon starts bin inside namespace ns ("" = the host's) as a detached session leader that
-// outlives fairleadctl, logging to <state>/logs/<name>.log and recording its pid.
+// outlives fairlead-lab, logging to <state>/logs/<name>.log and recording its pid.
 func (l *Lab) daemon(ns, name, bin string, args ...string) error {
 	return l.startDaemon(ns, name, false, bin, args...)
 }
@@ -134,7 +134,7 @@ func (l *Lab) daemonAlive(name string) bool {
 
 // DialIn opens a TCP connection from inside namespace ns. The socket keeps its namespace after
 // the dialling thread is gone, so the caller (in the host's namespace) can use it freely: this
-// is how fairleadctl and the relay reach the lab's apiserver without any route into the lab.
+// is how fairlead-lab and the relay reach the lab's apiserver without any route into the lab.
 func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	type res struct {
 		c   net.Conn

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/images"
 )
 
 // Lab is one lab on this machine. Its namespaces have fixed names, from Prefix: two labs run
@@ -29,7 +30,7 @@ import (
 type Lab struct {
 	Prefix   string // starts every namespace name; "" is DefaultPrefix
 	State    string // state directory: pki, logs, pids, etcd data
-	Bin      string // fairlead-controller, fairlead-speaker, fairleadctl, echo
+	Bin      string // fairlead-lab, fairlead-controller, fairlead-speaker, echo; kubelet nodes: images.FairleadBinaries
 	K8sBin   string // etcd, kube-apiserver, kube-controller-manager
 	HostPort int    // the relay's port on the host's 127.0.0.1
 	// PrometheusPort is the relay's port for Prometheus on the host's 127.0.0.1 (0: none).
@@ -79,8 +80,11 @@ func (l *Lab) Up(ctx context.Context) error {
 	}
 	need := []string{filepath.Join(l.K8sBin, "etcd"), filepath.Join(l.K8sBin, "kube-apiserver"),
 		filepath.Join(l.K8sBin, "kube-controller-manager"), filepath.Join(l.Bin, "fairlead-controller"),
-		filepath.Join(l.Bin, "fairlead-speaker"), filepath.Join(l.Bin, "fairleadctl"), filepath.Join(l.Bin, "echo"), PrometheusBin}
+		filepath.Join(l.Bin, "fairlead-speaker"), l.self(), filepath.Join(l.Bin, "echo"), PrometheusBin}
 	if l.kubelets() {
+		for _, b := range images.FairleadBinaries {
+			need = append(need, filepath.Join(l.Bin, b))
+		}
 		need = append(need, filepath.Join(l.K8sBin, "kubelet"), filepath.Join(l.K8sBin, "kube-scheduler"), filepath.Join(l.K8sBin, "coredns"),
 			containerdBin, runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"))
 	}
@@ -116,7 +120,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	if err := l.daemon("", "relay", l.self(), "lab", "relay", "--prefix", l.prefix(), "--state", l.State, "--port", l.hostPortStr(),
+	if err := l.daemon("", "relay", l.self(), "relay", "--prefix", l.prefix(), "--state", l.State, "--port", l.hostPortStr(),
 		"--prometheus-port", fmt.Sprint(l.PrometheusPort)); err != nil {
 		return err
 	}
@@ -207,7 +211,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	reached := l.showTraffic(ctx, cs)
 	l.say("\nThe lab is up. Use it with:\n  export KUBECONFIG=%s\n  kubectl get pods -A -o wide\n"+
 		"  kubectl apply -f your-app.yaml   # Deployments and Services work as on a cluster\n"+
-		"  fairleadctl lab status | down%s\n"+
+		"  fairlead-lab status | down%s\n"+
 		"Prometheus (targets, alerts, queries): %s", l.Kubeconfig(), l.flagsHint(), l.prometheusHint())
 	if reached == 0 {
 		return errors.New("no request reached a Pod through an external address")
@@ -402,7 +406,7 @@ func (l *Lab) relay(ctx context.Context, port int, target string) error {
 	}
 }
 
-// AgentFor is what `fairleadctl lab agent` runs.
+// AgentFor is what `fairlead-lab agent` runs.
 func (l *Lab) AgentFor(index int, echo string, cs kubernetes.Interface, schedule bool) (*Agent, error) {
 	for _, n := range l.Nodes() {
 		if n.Index == index {
@@ -412,11 +416,13 @@ func (l *Lab) AgentFor(index int, echo string, cs kubernetes.Interface, schedule
 	return nil, fmt.Errorf("no lab node %d", index)
 }
 
-func (l *Lab) self() string { return filepath.Join(l.Bin, "fairleadctl") }
+// self is the lab's command, which the lab also runs as its own daemons (relay, agents,
+// Prometheus' discovery).
+func (l *Lab) self() string { return filepath.Join(l.Bin, "fairlead-lab") }
 
 // StartAgent starts node n's lab agent (node1's also schedules).
 func (l *Lab) StartAgent(n Node) error {
-	args := []string{"lab", "agent", "--prefix", l.prefix(), "--state", l.State, "--node", fmt.Sprint(n.Index),
+	args := []string{"agent", "--prefix", l.prefix(), "--state", l.State, "--node", fmt.Sprint(n.Index),
 		"--kubeconfig", filepath.Join(l.State, "pki", "node.kubeconfig"), "--echo", filepath.Join(l.Bin, "echo")}
 	if n.Index == 1 {
 		args = append(args, "--schedule")
@@ -482,7 +488,7 @@ func (l *Lab) prometheusHint() string {
 	return l.PrometheusURL() + " (through the relay)"
 }
 
-// flagsHint repeats the flags a second lab instance needs on its fairleadctl command lines.
+// flagsHint repeats the flags a second lab instance needs on its fairlead-lab command lines.
 func (l *Lab) flagsHint() string {
 	var f string
 	if l.prefix() != DefaultPrefix || l.State != DefaultState {

@@ -44,7 +44,7 @@ import (
 // (test/promconfig) and the PrometheusRule's groups are the rules file. Only the intervals and
 // the alerts' `for:` durations are the lab's own, through the same values: short, so an alert
 // fires within seconds of its cause. Debian builds Prometheus without Kubernetes service
-// discovery: `fairleadctl lab prometheus-sd`, beside it, discovers the targets from the
+// discovery: `fairlead-lab prometheus-sd`, beside it, discovers the targets from the
 // apiserver as it would and writes them for its file_sd.
 
 // PrometheusBin is Debian's Prometheus (package prometheus, installed by `make packages`).
@@ -233,7 +233,7 @@ func (l *Lab) startPrometheus(ctx context.Context, cs kubernetes.Interface) erro
 			return err
 		}
 	}
-	if err := l.daemon(l.CP(), "prometheus-sd", l.self(), "lab", "prometheus-sd", "--prefix", l.prefix(), "--state", l.State); err != nil {
+	if err := l.daemon(l.CP(), "prometheus-sd", l.self(), "prometheus-sd", "--prefix", l.prefix(), "--state", l.State); err != nil {
 		return err
 	}
 	err = waitUntil(30*time.Second, func() error {
@@ -348,7 +348,7 @@ func (l *Lab) publishMetricsEndpoints(ctx context.Context, cs kubernetes.Interfa
 
 func (l *Lab) monitorsFile() string { return filepath.Join(l.promDir(), "monitors.json") }
 
-// DiscoverTargets is what `fairleadctl lab prometheus-sd` runs in the control-plane namespace,
+// DiscoverTargets is what `fairlead-lab prometheus-sd` runs in the control-plane namespace,
 // until ctx ends: it watches the EndpointSlices, Services and Pods of the ServiceMonitors'
 // namespaces and keeps each monitor's file of targets (promconfig.Discover) up to date for
 // Prometheus' file_sd, which picks up a new file within a second.

@@ -88,7 +88,9 @@ func (s Suite) parent() (code int) {
 	if l.K8sBin, err = K8sBin(root, s.K8s); err != nil {
 		return fail(err)
 	}
-	pkgs := []string{"./cmd/fairlead-controller", "./cmd/fairlead-speaker", "./cmd/fairleadctl", "./test/echo"}
+	// fairleadctl for the suites' `fairleadctl status` and the image; fairlead-lab is the lab's
+	// own daemons (relay, agents, Prometheus' discovery).
+	pkgs := []string{"./cmd/fairlead-controller", "./cmd/fairlead-speaker", "./cmd/fairleadctl", "./test/lab/cmd/fairlead-lab", "./test/echo"}
 	if s.NodeMode == KubeletNodes {
 		pkgs = append(pkgs, "./cmd/fairlead-ccm") // the image holds it
 	}

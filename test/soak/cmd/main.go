@@ -55,7 +55,7 @@ func run(seed int64, duration time.Duration) (code int) {
 		return fail(err)
 	}
 	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp+"/",
-		"./cmd/fairlead-controller", "./cmd/fairlead-speaker", "./cmd/fairleadctl", "./test/echo")
+		"./cmd/fairlead-controller", "./cmd/fairlead-speaker", "./test/lab/cmd/fairlead-lab", "./test/echo")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fail(fmt.Sprintf("building the binaries: %v\n%s", err, out))
