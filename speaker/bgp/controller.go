@@ -52,6 +52,9 @@ type Options struct {
 	// chart explicitly (speaker.bgpSecretNamespaces). Only these namespaces' Secrets are
 	// watched; a reference to any other makes its BGPPeer Invalid.
 	ExtraSecretNamespaces []string
+	// extraSecretNamespaces is --bgp-extra-secret-namespaces as given (AddFlags): New adds
+	// its comma-separated namespaces to ExtraSecretNamespaces.
+	extraSecretNamespaces string
 	// Members returns the speakers' failure detector (joined): with it, the lowest-named live
 	// speaker removes dead speakers' BGP entries from ServiceAnnouncements (reaper.go). Nil:
 	// nobody does.
@@ -109,6 +112,7 @@ func New(o Options) (*Controller, error) {
 	if o.Snapshots == nil || o.Announcements == nil {
 		return nil, fmt.Errorf("a snapshot source and a ServiceAnnouncement writer are required")
 	}
+	o.ExtraSecretNamespaces = slices.Concat(o.ExtraSecretNamespaces, splitList(o.extraSecretNamespaces))
 	c := &Controller{
 		o: o, log: o.Log,
 		syncCh:     make(chan struct{}, 1),

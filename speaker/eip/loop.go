@@ -10,6 +10,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
@@ -47,12 +50,16 @@ type Options struct {
 	// Recorder, when set, records an ElasticIPAssociated Event on the Service when this node
 	// takes its address: where the address went, and when, is on the Service.
 	Recorder record.EventRecorder
-	Log      logr.Logger
+	// Client, when set and Recorder is not, is where the Loop records those Events through a
+	// recorder of its own (as fairlead-speaker).
+	Client kubernetes.Interface
+	Log    logr.Logger
 }
 
 // Loop associates the Elastic IPs this node owns with its interface.
 type Loop struct {
 	o       Options
+	bcast   record.EventBroadcaster // the recorder's, when the Loop made it
 	kick    chan struct{}
 	changes <-chan struct{}
 	m       *metrics
@@ -63,7 +70,12 @@ func New(o Options) *Loop {
 	if o.Resync <= 0 {
 		o.Resync = time.Minute
 	}
-	return &Loop{o: o, kick: make(chan struct{}, 1), changes: o.Snapshots.Changes(), m: newMetrics(o.Metrics)}
+	l := &Loop{o: o, kick: make(chan struct{}, 1), changes: o.Snapshots.Changes(), m: newMetrics(o.Metrics)}
+	if o.Recorder == nil && o.Client != nil {
+		l.bcast = record.NewBroadcaster()
+		l.o.Recorder = l.bcast.NewRecorder(clientgoscheme.Scheme, corev1.EventSource{Component: "fairlead-speaker", Host: o.Node})
+	}
+	return l
 }
 
 // Kick asks for a pass soon (an object changed); it never blocks.
@@ -77,6 +89,10 @@ func (l *Loop) Kick() {
 // Run converges until ctx ends. Failed associations are retried with backoff (the SDK already
 // retried throttling and 5xx within each call).
 func (l *Loop) Run(ctx context.Context) error {
+	if l.bcast != nil {
+		l.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: l.o.Client.CoreV1().Events("")})
+		defer l.bcast.Shutdown()
+	}
 	log := l.o.Log
 	if !l.o.Snapshots.WaitForCacheSync(ctx) {
 		return ctx.Err()

@@ -2,6 +2,7 @@ package members
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -31,6 +32,16 @@ type Options struct {
 	SecretFile string
 	Metrics    prometheus.Registerer
 	Log        logr.Logger
+}
+
+// AddFlags registers the speaker's --memberlist-* flags, which set BindAddress, Port and
+// SecretFile.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.BindAddress, "memberlist-bind-address", "",
+		"Address the speakers' failure detector listens on (default: this Node's InternalIP).")
+	fs.IntVar(&o.Port, "memberlist-port", 7946, "Port (UDP and TCP) of the speakers' failure detector.")
+	fs.StringVar(&o.SecretFile, "memberlist-secret-file", "",
+		"File holding a 16, 24 or 32 byte key that encrypts the failure detector's traffic (default: none).")
 }
 
 // Shared is the failure detector every electing component of a speaker shares (layer 2, BGP's

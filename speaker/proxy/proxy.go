@@ -89,8 +89,8 @@ const TableName = "fairlead"
 // leaves such Services alone, whatever the value.
 const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 
-// Options configure a Proxier.
-type Options struct {
+// ProxierOptions configure a Proxier.
+type ProxierOptions struct {
 	NodeName string
 	// Rules is the static part of the rules' configuration. The service CIDRs of the
 	// cluster's ServiceCIDR objects are added to Rules.ServiceCIDRs.
@@ -119,7 +119,7 @@ const TaintToBeDeleted = "ToBeDeletedByClusterAutoscaler"
 
 // Proxier keeps the node's nftables table in line with the cluster's Services.
 type Proxier struct {
-	opts         Options
+	opts         ProxierOptions
 	nft          knftables.Interface
 	syncer       *nftsync.Syncer
 	nodeFactory  informers.SharedInformerFactory
@@ -160,9 +160,9 @@ type Proxier struct {
 	healthyAt time.Time
 }
 
-// New wires a Proxier to the informer factory (which the caller starts) and the registry.
-func New(client kubernetes.Interface, factory informers.SharedInformerFactory, reg prometheus.Registerer,
-	nft knftables.Interface, opts Options) (*Proxier, error) {
+// NewProxier wires a Proxier to the informer factory (which the caller starts) and the registry.
+func NewProxier(client kubernetes.Interface, factory informers.SharedInformerFactory, reg prometheus.Registerer,
+	nft knftables.Interface, opts ProxierOptions) (*Proxier, error) {
 	if opts.NodeName == "" {
 		return nil, fmt.Errorf("node name is required")
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,8 +18,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 )
@@ -135,4 +140,81 @@ func Health(ready func() bool) http.Handler {
 		_, _ = w.Write([]byte("ok"))
 	})
 	return mux
+}
+
+// Endpoints are the speaker's HTTP ports: metrics (served as Metrics says) and health probes.
+// AddFlags's flags set them.
+type Endpoints struct {
+	// MetricsAddr and ProbeAddr are where the ports listen; "0" disables one.
+	MetricsAddr, ProbeAddr string
+	Metrics                Options
+}
+
+// AddFlags registers the speaker's --metrics-* and --health-probe-bind-address flags.
+func (e *Endpoints) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&e.MetricsAddr, "metrics-bind-address", ":7474", "Address of the Prometheus metrics endpoint ('0' disables it).")
+	fs.BoolVar(&e.Metrics.Secure, "metrics-secure", true, "Serve metrics over HTTPS to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (false: plain HTTP to anyone).")
+	fs.StringVar(&e.Metrics.CertDir, "metrics-cert-dir", "", "Directory of the metrics server's certificate and key (default: a self-signed certificate made at start).")
+	fs.StringVar(&e.Metrics.CertName, "metrics-cert-name", "tls.crt", "Certificate file in --metrics-cert-dir.")
+	fs.StringVar(&e.Metrics.KeyName, "metrics-key-name", "tls.key", "Key file in --metrics-cert-dir.")
+	fs.StringVar(&e.ProbeAddr, "health-probe-bind-address", "127.0.0.1:7475", "Address of the /healthz and /readyz endpoints ('0' disables them).")
+}
+
+// Servers are the endpoints' open ports.
+type Servers struct {
+	list []server
+}
+
+type server struct {
+	l   net.Listener
+	srv *http.Server
+}
+
+// Listen opens the ports that are not disabled: metrics from reg, and the probes, which say
+// ready once ready does. cfg is how the speaker reaches the apiserver.
+func (e Endpoints) Listen(ctx context.Context, reg prometheus.Gatherer, cfg *rest.Config, ready func() bool) (*Servers, error) {
+	s := &Servers{}
+	if e.MetricsAddr != "0" {
+		l, srv, err := Listen(ctx, e.MetricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), e.Metrics, cfg, klog.Background().WithName("metrics"))
+		if err != nil {
+			return nil, err
+		}
+		klog.InfoS("serving metrics", "address", l.Addr().String(), "secure", e.Metrics.Secure)
+		s.list = append(s.list, server{l, srv})
+	}
+	if e.ProbeAddr != "0" {
+		l, err := net.Listen("tcp", e.ProbeAddr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("health probes: %w", err)
+		}
+		klog.InfoS("serving health probes", "address", l.Addr().String())
+		s.list = append(s.list, server{l, &http.Server{Handler: Health(ready), ReadHeaderTimeout: 10 * time.Second}})
+	}
+	return s, nil
+}
+
+// Addrs are the open ports' addresses: metrics first.
+func (s *Servers) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, sv := range s.list {
+		out = append(out, sv.l.Addr())
+	}
+	return out
+}
+
+// Serve serves every open port until ctx ends, or until one fails, which closes the others.
+func (s *Servers) Serve(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, sv := range s.list {
+		g.Go(func() error { return Serve(ctx, sv.l, sv.srv) })
+	}
+	return g.Wait()
+}
+
+// Close closes the ports, for a start that fails before Serve.
+func (s *Servers) Close() {
+	for _, sv := range s.list {
+		_ = sv.l.Close()
+	}
 }

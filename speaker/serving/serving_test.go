@@ -1,4 +1,4 @@
-package main
+package serving_test
 
 // The speaker's metrics port as a scraper meets it, against a real kube-apiserver that answers
 // the speaker's TokenReviews and SubjectAccessReviews: no token 401, a token without the right
@@ -11,36 +11,38 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/fairlead-lb/fairlead/speaker/serving"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
-func startEndpoints(t *testing.T, ep endpoints, env *controlplane.Env, ready func() bool) []server {
+func startEndpoints(t *testing.T, ep serving.Endpoints, cfg *rest.Config, ready func() bool) []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "fairlead_test_total", Help: "A sample."})
 	reg.MustRegister(c)
-	servers, err := ep.listen(ctx, reg, env.Config, ready)
+	servers, err := ep.Listen(ctx, reg, cfg, ready)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	var g errgroup.Group
-	for _, sv := range servers {
-		g.Go(func() error { return serving.Serve(ctx, sv.l, sv.srv) })
-	}
+	done := make(chan error, 1)
+	go func() { done <- servers.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := g.Wait(); err != nil {
+		if err := <-done; err != nil {
 			t.Error(err)
 		}
 	})
-	return servers
+	var addrs []string
+	for _, a := range servers.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	return addrs
 }
 
 func TestMetricsNeedAGrantedToken(t *testing.T) {
@@ -60,9 +62,9 @@ func TestMetricsNeedAGrantedToken(t *testing.T) {
 	}
 
 	var ready bool
-	servers := startEndpoints(t, endpoints{metricsAddr: "127.0.0.1:0", probeAddr: "127.0.0.1:0",
-		metrics: serving.Options{Secure: true}}, env, func() bool { return ready })
-	metrics, health := servers[0].l.Addr().String(), servers[1].l.Addr().String()
+	addrs := startEndpoints(t, serving.Endpoints{MetricsAddr: "127.0.0.1:0", ProbeAddr: "127.0.0.1:0",
+		Metrics: serving.Options{Secure: true}}, env.Config, func() bool { return ready })
+	metrics, health := addrs[0], addrs[1]
 
 	body := scrape.CheckAuth(t, ctx, nil, metrics, granted, denied)
 	if !strings.Contains(string(body), "fairlead_test_total 0") {
@@ -88,11 +90,11 @@ func TestMetricsNeedAGrantedToken(t *testing.T) {
 // --metrics-secure=false: plain HTTP, no token asked, for those who scrape that way.
 func TestMetricsPlainWhenNotSecure(t *testing.T) {
 	ctx := context.Background()
-	servers := startEndpoints(t, endpoints{metricsAddr: "127.0.0.1:0", probeAddr: "0"}, &controlplane.Env{}, nil)
-	if len(servers) != 1 {
-		t.Fatalf("%d servers, want the metrics one only (probes disabled by '0')", len(servers))
+	addrs := startEndpoints(t, serving.Endpoints{MetricsAddr: "127.0.0.1:0", ProbeAddr: "0"}, nil, nil)
+	if len(addrs) != 1 {
+		t.Fatalf("%d servers, want the metrics one only (probes disabled by '0')", len(addrs))
 	}
-	code, body, err := scrape.GetPlain(ctx, nil, servers[0].l.Addr().String(), "/metrics")
+	code, body, err := scrape.GetPlain(ctx, nil, addrs[0], "/metrics")
 	if err != nil || code != http.StatusOK || !strings.Contains(string(body), "fairlead_test_total 0") {
 		t.Fatalf("plain GET /metrics: %d %v\n%s", code, err, body)
 	}
