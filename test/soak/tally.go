@@ -279,9 +279,10 @@ func (r *Report) Write(w io.Writer) {
 	for _, group := range []struct {
 		name   string
 		events []Event
-	}{{"changed", r.Changed}, {"handed out twice", r.Duplicate}, {"announced twice (ServiceAnnouncement)", r.AnnouncedSvcann}, {"announced twice (ARP)", r.AnnouncedARP},
-		{"readiness", r.Readiness}} {
-		for _, e := range group.events[:min(len(group.events), 40)] {
+		most   int
+	}{{"changed", r.Changed, 20}, {"handed out twice", r.Duplicate, 20}, {"announced twice (ServiceAnnouncement)", r.AnnouncedSvcann, 20},
+		{"announced twice (ARP)", r.AnnouncedARP, 20}, {"readiness", r.Readiness, 300}} {
+		for _, e := range group.events[:min(len(group.events), group.most)] {
 			fmt.Fprintf(w, "\n%s at %s: %s", group.name, e.At.Sub(r.Start).Round(time.Millisecond), e.What)
 		}
 	}
