@@ -326,12 +326,8 @@ func hasDevice(name string) bool {
 }
 
 func nodeOf(n *corev1.Node) Node {
-	out := Node{Node: election.Node{Name: n.Name, Labels: n.Labels}}
-	for _, cond := range n.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			out.Ready = cond.Status == corev1.ConditionTrue
-		}
-	}
+	// The same reading as layer 2's, so the two cannot disagree on a node.
+	out := Node{Node: election.Node{Name: n.Name, Labels: n.Labels, Ready: snapshot.NodeReady(n)}}
 	// InternalIP first: it is the address the node is reached at inside the site.
 	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
 		for _, a := range n.Status.Addresses {

@@ -235,10 +235,18 @@ func TestNodesAndLocalOnly(t *testing.T) {
 	}
 	local := service("local", nil, "198.51.100.1")
 	local.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	unknown := func(name, reason string) *corev1.Node {
+		n := node(name, corev1.ConditionUnknown)
+		n.Status.Conditions[0].Reason = reason
+		return n
+	}
+	// d: kube-controller-manager lost its kubelet (as after every long apiserver outage);
+	// e: its kubelet never reported.
 	s := Build(Input{DefaultClass: true, Services: []*corev1.Service{local},
-		Nodes: []*corev1.Node{node("c", corev1.ConditionTrue), node("a", corev1.ConditionFalse), node("b", "")}})
+		Nodes: []*corev1.Node{node("c", corev1.ConditionTrue), node("a", corev1.ConditionFalse), node("b", ""),
+			unknown("d", "NodeStatusUnknown"), unknown("e", "NodeStatusNeverUpdated")}})
 	got := fmt.Sprint(s.Nodes)
-	if want := "[{a map[rack:a] false} {b map[rack:b] false} {c map[rack:c] true}]"; got != want {
+	if want := "[{a map[rack:a] false} {b map[rack:b] false} {c map[rack:c] true} {d map[rack:d] true} {e map[rack:e] false}]"; got != want {
 		t.Errorf("nodes %s, want %s", got, want)
 	}
 	if s.NodeObjects["c"] == nil || !s.Service("ns/local").LocalOnly || !s.Service("ns/local").Election(IPv4).LocalOnly {

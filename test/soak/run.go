@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
@@ -117,6 +118,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := arpObs.run(runCtx, l.ClientL2(), "eth0", 2*time.Second, 500*time.Millisecond, checker.l2Addresses); err != nil {
 		return nil, fmt.Errorf("the ARP observer: %w", err)
 	}
+	// Watches are long requests: the other clients' 10 s timeout would cut them.
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.Timeout = 0
+	wcs, err := kubernetes.NewForConfig(wcfg)
+	if err != nil {
+		return nil, err
+	}
+	var ready readinessWatcher
+	ready.start(runCtx, wcs)
 	ch := newChurn(cs, o.Seed)
 	done := make(chan struct{})
 	workers := len(probes) + 2
@@ -171,6 +181,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.Changed, r.Duplicate, r.AnnouncedSvcann = checker.events.changed, checker.events.dup, checker.events.announced
 	checker.mu.Unlock()
 	r.AnnouncedARP = arpObs.snapshot()
+	r.Readiness = ready.snapshot()
 	r.ServiceOps, r.ServiceOpsFailed = ch.counts()
 	for i, m := range r.Memory {
 		pid, _ := l.ProgramPID(m.Component)

@@ -65,6 +65,9 @@ type ScheduleOptions struct {
 	QuietMin, QuietMax time.Duration
 	// Pause is how long the apiserver stays stopped.
 	PauseMin, PauseMax time.Duration
+	// Kinds, when set, are the only kinds a round holds (to replay one kind of fault alone,
+	// say the apiserver's pauses); empty means every kind.
+	Kinds []Kind
 }
 
 // holds are how long each kind of fault lasts before it is undone (the apiserver's comes from
@@ -95,13 +98,17 @@ func NewSchedule(seed int64, o ScheduleOptions) []Fault {
 		return s.min + time.Duration(rng.Int64N(secs+1))*time.Second
 	}
 	nodes := max(o.Nodes, 1)
+	kinds := Kinds
+	if len(o.Kinds) > 0 {
+		kinds = o.Kinds
+	}
 	var out []Fault
 	var total time.Duration
 	for {
 		var round []Fault
 		var length time.Duration
-		for _, i := range rng.Perm(len(Kinds)) {
-			k := Kinds[i]
+		for _, i := range rng.Perm(len(kinds)) {
+			k := kinds[i]
 			f := Fault{Kind: k, Quiet: between(span{o.QuietMin, o.QuietMax})}
 			if k == PauseAPIServer {
 				f.Hold = between(span{o.PauseMin, o.PauseMax})

@@ -72,3 +72,28 @@ func TestScheduleRoundsAndBounds(t *testing.T) {
 		t.Errorf("twenty minutes hold %d faults, want at least two rounds", n)
 	}
 }
+
+// A schedule restricted to some kinds holds only those, still in whole rounds, and the same
+// seed without a restriction draws what it always drew.
+func TestScheduleKinds(t *testing.T) {
+	o := longOptions
+	o.Kinds = []Kind{PauseAPIServer}
+	s := NewSchedule(9, o)
+	if len(s) < 2 {
+		t.Fatalf("twenty minutes of pauses alone hold %d faults, want several", len(s))
+	}
+	for _, f := range s {
+		if f.Kind != PauseAPIServer {
+			t.Fatalf("restricted to pauses, the schedule holds %s:\n%s", f, FormatSchedule(s))
+		}
+	}
+	o.Kinds = []Kind{PauseAPIServer, RestartEtcd}
+	if s := NewSchedule(9, o); len(s)%2 != 0 {
+		t.Fatalf("two kinds give %d faults, not whole rounds:\n%s", len(s), FormatSchedule(s))
+	}
+	if a, b := NewSchedule(9, longOptions), NewSchedule(9, ScheduleOptions{Duration: 20 * time.Minute, Nodes: 3,
+		QuietMin: 10 * time.Second, QuietMax: 30 * time.Second, PauseMin: 30 * time.Second, PauseMax: 60 * time.Second,
+		Kinds: Kinds}); !reflect.DeepEqual(a, b) {
+		t.Fatalf("every kind named gives another schedule than none:\n%s\n%s", FormatSchedule(a), FormatSchedule(b))
+	}
+}

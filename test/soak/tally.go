@@ -153,6 +153,9 @@ type Report struct {
 	AnnouncedSvcann, AnnouncedARP []Event
 	ServiceOps, ServiceOpsFailed  int
 	Memory                        []Memory
+	// Readiness are the changes of Nodes' Ready condition and of the demo Services' ready
+	// endpoints the apiserver reported: what the cluster took away under Fairlead.
+	Readiness []Event
 }
 
 func (r *Report) windows() []Window {
@@ -267,16 +270,19 @@ func (r *Report) Write(w io.Writer) {
 		win := x.Window(r.End)
 		for _, a := range r.Attempts {
 			if !a.OK && win.holds(a.Start) {
-				fmt.Fprintf(w, "\nlost during fault %d (%s, %s after it began): %s %s: %s", i+1, x.Fault,
-					a.Start.Sub(x.Injected).Round(100*time.Millisecond), a.Probe, a.Target, a.Err)
+				fmt.Fprintf(w, "\nlost during fault %d (%s, at %s: %s after it began, %s after it was undone, failed after %s): %s %s: %s",
+					i+1, x.Fault, a.Start.Sub(r.Start).Round(time.Millisecond), a.Start.Sub(x.Injected).Round(100*time.Millisecond),
+					a.Start.Sub(x.Undone).Round(100*time.Millisecond), a.End.Sub(a.Start).Round(time.Millisecond), a.Probe, a.Target, a.Err)
 			}
 		}
 	}
 	for _, group := range []struct {
 		name   string
 		events []Event
-	}{{"changed", r.Changed}, {"handed out twice", r.Duplicate}, {"announced twice (ServiceAnnouncement)", r.AnnouncedSvcann}, {"announced twice (ARP)", r.AnnouncedARP}} {
-		for _, e := range group.events[:min(len(group.events), 20)] {
+		most   int
+	}{{"changed", r.Changed, 20}, {"handed out twice", r.Duplicate, 20}, {"announced twice (ServiceAnnouncement)", r.AnnouncedSvcann, 20},
+		{"announced twice (ARP)", r.AnnouncedARP, 20}, {"readiness", r.Readiness, 300}} {
+		for _, e := range group.events[:min(len(group.events), group.most)] {
 			fmt.Fprintf(w, "\n%s at %s: %s", group.name, e.At.Sub(r.Start).Round(time.Millisecond), e.What)
 		}
 	}

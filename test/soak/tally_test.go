@@ -95,7 +95,7 @@ func TestReportFailures(t *testing.T) {
 	r.Attempts[30].OK, r.Attempts[30].Target, r.Attempts[30].Err = false, "client-bgp → 203.0.113.2:80", "i/o timeout"
 	out.Reset()
 	r.Write(&out)
-	if want := "lost during fault 2 (pause-apiserver, 10s after it began): bgp-v4 client-bgp → 203.0.113.2:80: i/o timeout"; !strings.Contains(out.String(), want) {
+	if want := "lost during fault 2 (pause-apiserver, at 30s: 10s after it began, -20s after it was undone, failed after 100ms): bgp-v4 client-bgp → 203.0.113.2:80: i/o timeout"; !strings.Contains(out.String(), want) {
 		t.Errorf("the report lacks %q:\n%s", want, out.String())
 	}
 

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,16 +26,42 @@ import (
 func main() {
 	duration := flag.Duration("duration", 20*time.Minute, "How long the faults go on (whole rounds of every kind; at least one).")
 	seed := flag.Int64("seed", 0, "Seed of the fault schedule and the Service churn; 0 draws one (printed, to replay the run).")
+	kinds := flag.String("kinds", "", "Comma-separated kinds of fault the rounds hold (say pause-apiserver, to study the pauses alone); empty: every kind.")
+	pauseMin := flag.Duration("pause-min", 0, "Shortest apiserver pause (0: the schedule's default).")
+	pauseMax := flag.Duration("pause-max", 0, "Longest apiserver pause (0: the schedule's default).")
+	flag.StringVar(&keepLogs, "logs", "", "Directory to copy the lab's logs to before it goes down (the lab's state goes with it).")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = time.Now().UnixNano() % 1_000_000
 	}
 	// The seed first: a run that dies half-way is still replayable.
 	fmt.Printf("soak: seed %d, duration %s\n", *seed, *duration)
-	os.Exit(run(*seed, *duration))
+	sched := soak.LongSchedule(*duration)
+	if *kinds != "" {
+		for _, k := range strings.Split(*kinds, ",") {
+			k := soak.Kind(strings.TrimSpace(k))
+			if !slices.Contains(soak.Kinds, k) {
+				fmt.Fprintf(os.Stderr, "soak: -kinds: unknown kind %q (known: %v)\n", k, soak.Kinds)
+				os.Exit(2)
+			}
+			sched.Kinds = append(sched.Kinds, k)
+		}
+	}
+	if *pauseMin > 0 {
+		sched.PauseMin = *pauseMin
+	}
+	if *pauseMax > 0 {
+		sched.PauseMax = *pauseMax
+	}
+	if sched.PauseMax < sched.PauseMin {
+		sched.PauseMax = sched.PauseMin
+	}
+	os.Exit(run(*seed, sched))
 }
 
-func run(seed int64, duration time.Duration) (code int) {
+var keepLogs string
+
+func run(seed int64, sched soak.ScheduleOptions) (code int) {
 	fail := func(args ...any) int {
 		fmt.Fprintln(os.Stderr, append([]any{"soak:"}, args...)...)
 		return 1
@@ -78,6 +105,11 @@ func run(seed int64, duration time.Duration) (code int) {
 	}()
 	host, _ := lab.SnapshotHost()
 	defer func() {
+		if keepLogs != "" {
+			if out, err := exec.Command("cp", "-a", filepath.Join(l.State, "logs"), keepLogs).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "soak: keeping the logs: %v\n%s", err, out)
+			}
+		}
 		if err := l.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "soak: taking the lab down: %v\n", err)
 			code = 1
@@ -97,7 +129,7 @@ func run(seed int64, duration time.Duration) (code int) {
 	l.Out = nil
 	fmt.Printf("soak: lab up in %s\n", time.Since(t).Round(time.Millisecond))
 
-	r, err := soak.Run(ctx, soak.Options{Lab: l, Seed: seed, Schedule: soak.LongSchedule(duration), Out: os.Stdout})
+	r, err := soak.Run(ctx, soak.Options{Lab: l, Seed: seed, Schedule: sched, Out: os.Stdout})
 	if err != nil {
 		lab.DumpLogs(l)
 		return fail(err)
