@@ -53,11 +53,17 @@ func peerCond(t *testing.T, name, typ string) (metav1.Condition, v1alpha1.BGPPee
 // server-side table the CRD's printer columns define.
 func kubectlWide(t *testing.T, name string) map[string]string {
 	t.Helper()
+	return kubectlWideOf(t, "bgppeers", name)
+}
+
+// kubectlWideOf is kubectlWide for any of Fairlead's cluster-scoped resources.
+func kubectlWideOf(t *testing.T, resource, name string) map[string]string {
+	t.Helper()
 	hc, err := rest.HTTPClientFor(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("GET", strings.TrimSuffix(restCfg.Host, "/")+"/apis/fairlead.dev/v1alpha1/bgppeers/"+name, nil)
+	req, _ := http.NewRequest("GET", strings.TrimSuffix(restCfg.Host, "/")+"/apis/fairlead.dev/v1alpha1/"+resource+"/"+name, nil)
 	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/controllers/bgpadvertisement"
 	"github.com/fairlead-lb/fairlead/controllers/bgppeer"
 	"github.com/fairlead-lb/fairlead/controllers/ippool"
 	"github.com/fairlead-lb/fairlead/controllers/l2advertisement"
@@ -52,6 +53,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		o.PoolStatusInterval = time.Second
 	}
 	if err := l2advertisement.Setup(mgr, &l2advertisement.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("fairlead-controller"),
+	}); err != nil {
+		return err
+	}
+	if err := bgpadvertisement.Setup(mgr, &bgpadvertisement.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("fairlead-controller"),
 	}); err != nil {
 		return err

@@ -127,7 +127,7 @@ func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted
 		if !c.SelectsPool(&pools[i]) {
 			continue
 		}
-		if why := notAnnounced(&pools[i]); why != "" {
+		if why := NotAnnounced(&pools[i]); why != "" {
 			silent = append(silent, fmt.Sprintf("%s (%s)", pools[i].Name, why))
 		} else {
 			announced = append(announced, pools[i].Name)
@@ -136,7 +136,7 @@ func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted
 	switch {
 	case len(missing) > 0:
 		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonPoolNotFound
-		resolved.Message = fmt.Sprintf("No IPPool named %s; announcing %s", strings.Join(missing, ", "), list(announced))
+		resolved.Message = fmt.Sprintf("No IPPool named %s; announcing %s", strings.Join(missing, ", "), ListPools(announced))
 	case len(announced) == 0 && len(silent) == 0:
 		resolved.Status, resolved.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoPoolSelected
 		resolved.Message = "No IPPool matches ipPools or ipPoolSelectors: nothing is announced"
@@ -145,7 +145,7 @@ func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted
 		resolved.Message = "Nothing is announced"
 	default:
 		resolved.Status, resolved.Reason = metav1.ConditionTrue, v1alpha1.ReasonResolved
-		resolved.Message = "Announcing " + list(announced)
+		resolved.Message = "Announcing " + ListPools(announced)
 	}
 	if len(silent) > 0 {
 		resolved.Message += "; selected but not announced: " + strings.Join(silent, ", ")
@@ -153,11 +153,11 @@ func Conditions(ad *v1alpha1.L2Advertisement, pools []v1alpha1.IPPool) (accepted
 	return accepted, resolved
 }
 
-// notAnnounced says why layer 2 announces none of a selected pool's addresses, "" when it
-// does: speakers skip pools whose addresses do not parse (the same pool.ParseRanges), a pool
-// of Elastic IPs has no addresses of its own, and a pool refused for overlapping an older
-// one hands out nothing.
-func notAnnounced(p *v1alpha1.IPPool) string {
+// NotAnnounced says why the speakers (layer 2 and BGP alike) announce none of a selected
+// pool's addresses, "" when they do: speakers skip pools whose addresses do not parse (the
+// same pool.ParseRanges), a pool of Elastic IPs has no addresses of its own, and a pool
+// refused for overlapping an older one hands out nothing.
+func NotAnnounced(p *v1alpha1.IPPool) string {
 	if p.ElasticIPs() != nil || len(p.Spec.Addresses) == 0 {
 		return "Elastic IPs, moved by the speakers' --aws-eip instead"
 	}
@@ -170,7 +170,8 @@ func notAnnounced(p *v1alpha1.IPPool) string {
 	return ""
 }
 
-func list(pools []string) string {
+// ListPools names pools for a condition message, the first eight of them.
+func ListPools(pools []string) string {
 	switch {
 	case len(pools) == 0:
 		return "no pool"

@@ -272,6 +272,11 @@ func (c *Controller) sync(ctx context.Context) error {
 
 func (c *Controller) report(p Problem) {
 	c.log.Info("invalid BGP configuration", "kind", p.Kind, "name", p.Name, "reason", p.Reason, "message", p.Message)
+	// The controller reports invalid BGPAdvertisements (Accepted=False and one Event); N
+	// speakers filing the same Event would only bury it.
+	if p.Kind == "BGPAdvertisement" {
+		return
+	}
 	ref := &corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: p.Kind, Name: p.Name}
 	c.rec.Event(ref, corev1.EventTypeWarning, p.Reason, p.Message)
 }

@@ -15,8 +15,6 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,11 +70,6 @@ func (c SessionConfig) IBGP() bool {
 func (c SessionConfig) Carries(addr netip.Addr) bool {
 	return !c.DisableMP || addr.Is4() == c.PeerAddress.Is4()
 }
-
-// LargeCommunity is an RFC 8092 community.
-type LargeCommunity struct{ Global, Local1, Local2 uint32 }
-
-func (l LargeCommunity) String() string { return fmt.Sprintf("%d:%d:%d", l.Global, l.Local1, l.Local2) }
 
 // Path is one prefix to advertise on one session, with its attributes.
 type Path struct {
@@ -230,52 +223,17 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 		sessions[p.Name] = s
 	}
 
-	poolLabels := map[string]labels.Set{}
+	poolLabels := map[string]map[string]string{}
 	for _, p := range in.Pools {
 		poolLabels[p.Name] = p.Labels
 	}
-	aliases, aliasProblems := compileAliases(in.Communities)
-	problems = append(problems, aliasProblems...)
 	advs := slices.Clone(in.Advertisements)
 	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return cmp.Compare(a.Name, b.Name) })
-	type compiled struct {
-		adv    *v1alpha1.BGPAdvertisement
-		comms  []uint32
-		large  []LargeCommunity
-		len4   int
-		len6   int
-		filter election.Filter
-		pools  []labels.Selector
-	}
-	var cs []compiled
-	for _, a := range advs {
-		c := compiled{adv: a, len4: 32, len6: 128}
-		var err error
-		if c.comms, c.large, err = aliases.parse(a.Spec.Communities); err == nil {
-			var large []LargeCommunity
-			large, err = parseLargeCommunities(a.Spec.LargeCommunities)
-			c.large = mergeSorted(c.large, large, compareLarge)
-		}
-		if err == nil {
-			c.pools, err = poolSelectors(a.Spec.IPPoolSelectors)
-		}
-		if err == nil {
-			var sel bool
-			if sel, err = selectorsMatch(a.Spec.NodeSelectors, in.Node.Labels); err == nil {
-				c.filter.Selects = func(election.Node) bool { return sel }
-			}
-		}
-		if err != nil {
-			problems = append(problems, Problem{"BGPAdvertisement", a.Name, "InvalidAdvertisement", err.Error()})
-			continue
-		}
-		if a.Spec.AggregationLength != nil {
-			c.len4 = int(*a.Spec.AggregationLength)
-		}
-		if a.Spec.AggregationLengthV6 != nil {
-			c.len6 = int(*a.Spec.AggregationLengthV6)
-		}
-		cs = append(cs, c)
+	cs, advProblems := compileAdvertisements(advs, in.Communities)
+	problems = append(problems, advProblems...)
+	filters := make([]election.Filter, len(cs))
+	for i, c := range cs {
+		filters[i].Selects = func(n election.Node) bool { return c.SelectsNode(n.Labels) }
 	}
 
 	for _, svc := range in.Services {
@@ -286,20 +244,16 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 				continue
 			}
 			poolName := svc.Pools[i]
-			for _, c := range cs {
-				if !selectsPool(c.adv.Spec.IPPools, c.pools, poolName, poolLabels[poolName]) {
+			for i, c := range cs {
+				if !c.SelectsPool(poolName, poolLabels[poolName]) {
 					continue
 				}
-				if election.Check(in.Node.Node, svc.Service, c.filter) != election.Eligible {
+				if election.Check(in.Node.Node, svc.Service, filters[i]) != election.Eligible {
 					continue
 				}
-				bits := c.len4
-				if addr.Is6() {
-					bits = c.len6
-				}
-				prefix := netip.PrefixFrom(addr, bits).Masked()
+				prefix := c.Prefix(addr)
 				for _, s := range sessions {
-					if s.Invalid != "" || (len(c.adv.Spec.Peers) > 0 && !slices.Contains(c.adv.Spec.Peers, s.Peer)) || !s.Config.Carries(addr) {
+					if s.Invalid != "" || !c.SelectsPeer(s.Peer) || !s.Config.Carries(addr) {
 						continue
 					}
 					nh, ok := nextHop(s.Config, addr, in.Node)
@@ -310,10 +264,10 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 					if !seen {
 						p = Path{Prefix: prefix, NextHop: nh}
 					}
-					p.Communities = mergeSorted(p.Communities, c.comms, cmp.Compare[uint32])
-					p.LargeCommunities = mergeSorted(p.LargeCommunities, c.large, compareLarge)
+					p.Communities = mergeSorted(p.Communities, c.Communities, cmp.Compare[uint32])
+					p.LargeCommunities = mergeSorted(p.LargeCommunities, c.LargeCommunities, v1alpha1.CompareLargeCommunities)
 					// LOCAL_PREF only means something inside one AS (RFC 4271 5.1.5).
-					if lp := c.adv.Spec.LocalPref; lp != nil && s.Config.IBGP() && (p.LocalPref == nil || *lp > *p.LocalPref) {
+					if lp := c.Object.Spec.LocalPref; lp != nil && s.Config.IBGP() && (p.LocalPref == nil || *lp > *p.LocalPref) {
 						v := *lp
 						p.LocalPref = &v
 					}
@@ -426,56 +380,6 @@ func selectorsMatch(sels []metav1.LabelSelector, l map[string]string) (bool, err
 		}
 	}
 	return false, nil
-}
-
-var wellKnownCommunities = map[string]uint32{
-	"no-export":           0xFFFFFF01,
-	"no-advertise":        0xFFFFFF02,
-	"no-export-subconfed": 0xFFFFFF03,
-	"no-peer":             0xFFFFFF04,
-}
-
-func parseCommunities(ss []string) ([]uint32, error) {
-	var out []uint32
-	for _, s := range ss {
-		if v, ok := wellKnownCommunities[s]; ok {
-			out = append(out, v)
-			continue
-		}
-		a, b, ok := strings.Cut(s, ":")
-		hi, err1 := strconv.ParseUint(a, 10, 16)
-		lo, err2 := strconv.ParseUint(b, 10, 16)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("community %q: want ASN:VALUE with two 16-bit numbers or a well-known name", s)
-		}
-		out = append(out, uint32(hi)<<16|uint32(lo))
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-func parseLargeCommunities(ss []string) ([]LargeCommunity, error) {
-	var out []LargeCommunity
-	for _, s := range ss {
-		parts := strings.Split(s, ":")
-		var v [3]uint32
-		ok := len(parts) == 3
-		for i := 0; ok && i < 3; i++ {
-			n, err := strconv.ParseUint(parts[i], 10, 32)
-			ok = err == nil
-			v[i] = uint32(n)
-		}
-		if !ok {
-			return nil, fmt.Errorf("large community %q: want GLOBAL:LOCAL1:LOCAL2 with 32-bit numbers", s)
-		}
-		out = append(out, LargeCommunity{v[0], v[1], v[2]})
-	}
-	slices.SortFunc(out, compareLarge)
-	return slices.Compact(out), nil
-}
-
-func compareLarge(a, b LargeCommunity) int {
-	return cmp.Or(cmp.Compare(a.Global, b.Global), cmp.Compare(a.Local1, b.Local1), cmp.Compare(a.Local2, b.Local2))
 }
 
 func mergeSorted[T comparable](a, b []T, c func(T, T) int) []T {

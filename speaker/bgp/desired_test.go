@@ -131,7 +131,7 @@ func TestDesiredPathsPerPeerAndPool(t *testing.T) {
 	if want := []uint32{64512<<16 | 100, 0xFFFFFF01}; !slices.Equal(p.Communities, want) {
 		t.Errorf("communities merged across advertisements: %x, want %x", p.Communities, want)
 	}
-	if want := []LargeCommunity{{64512, 1, 2}}; !slices.Equal(p.LargeCommunities, want) {
+	if want := []LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}}; !slices.Equal(p.LargeCommunities, want) {
 		t.Errorf("large communities %v, want %v", p.LargeCommunities, want)
 	}
 	if p.LocalPref != nil {
@@ -269,24 +269,6 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 	}
 	if want := []string{"BGPAdvertisement/bad", "BGPPeer/bad-hold", "BGPPeer/bad-selector", "BGPPeer/no-secret", "BGPPeer/same-address"}; !slices.Equal(names, want) {
 		t.Errorf("problems %v, want %v", names, want)
-	}
-}
-
-func TestParseCommunities(t *testing.T) {
-	got, err := parseCommunities([]string{"65535:65281", "1:2", "no-export", "1:2"})
-	if err != nil || !slices.Equal(got, []uint32{1<<16 | 2, 0xFFFFFF01}) {
-		t.Errorf("got %x %v", got, err)
-	}
-	for _, bad := range []string{"1", "1:2:3", "65536:1", "a:b", "no-such"} {
-		if _, err := parseCommunities([]string{bad}); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	if _, err := parseLargeCommunities([]string{"1:2"}); err == nil {
-		t.Error("a two-part large community accepted")
-	}
-	if got, err := parseLargeCommunities([]string{"4294967295:0:1"}); err != nil || got[0] != (LargeCommunity{4294967295, 0, 1}) {
-		t.Errorf("got %v %v", got, err)
 	}
 }
 

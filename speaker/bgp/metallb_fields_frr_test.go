@@ -119,7 +119,8 @@ func TestFRRMetalLBPeerSettings(t *testing.T) {
 // Per-advertisement peers, with two routers of two makes: FRR (192.0.2.1) receives the pool
 // named by one advertisement, with its communities written as Community aliases; BIRD
 // (192.0.2.2) receives the pools another advertisement selects by label; a pool neither
-// selects reaches neither.
+// selects reaches neither. An advertisement that does not compile (an alias nobody defines) is
+// ignored whole: neither its pool nor its other community reaches FRR.
 func TestPerAdvertisementPeersFRRAndBIRD(t *testing.T) {
 	l := newLab(t, 1)
 	n := l.nodes[0]
@@ -153,6 +154,8 @@ protocol bgp n1 {
 		IPPools: []string{"public"}, Peers: []string{"frr"}, Communities: []string{"vpn-only", "tagged", "no-export"}}})
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "to-bird"}, Spec: v1alpha1.BGPAdvertisementSpec{
 		IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}}, Peers: []string{"bird"}}})
+	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "broken-to-frr"}, Spec: v1alpha1.BGPAdvertisementSpec{
+		IPPools: []string{"public", "quiet"}, Peers: []string{"frr"}, Communities: []string{"64512:999", "nobody-defines-this"}}})
 	l.startAll()
 	l.service("public", false, "198.51.100.10")
 	l.service("edge", false, "203.0.113.10")

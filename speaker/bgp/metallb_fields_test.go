@@ -170,7 +170,7 @@ func TestDesiredCommunityAliasesAndPoolSelectors(t *testing.T) {
 	if want := []uint32{5<<16 | 5, 9<<16 | 9, 1234<<16 | 1, 0xFFFFFF01}; !slices.Equal(p.Communities, want) {
 		t.Errorf("communities %x, want %x", p.Communities, want)
 	}
-	if want := []LargeCommunity{{1, 2, 3}, {64512, 7, 8}}; !slices.Equal(p.LargeCommunities, want) {
+	if want := []LargeCommunity{{Global: 1, Local1: 2, Local2: 3}, {Global: 64512, Local1: 7, Local2: 8}}; !slices.Equal(p.LargeCommunities, want) {
 		t.Errorf("large communities %v, want %v", p.LargeCommunities, want)
 	}
 	var got2 []string
@@ -179,8 +179,8 @@ func TestDesiredCommunityAliasesAndPoolSelectors(t *testing.T) {
 	}
 	slices.Sort(got2)
 	want := []string{
-		`BGPAdvertisement/unknown: community "nope": no Community object defines this alias (known: big, shared, vpn-only)`,
-		`BGPAdvertisement/uses-clash: community "clash": alias "clash" is defined differently by Communities "b" and "c"`,
+		`BGPAdvertisement/unknown: communities[0]: community "nope": no Community object defines this alias (known: big, shared, vpn-only)`,
+		`BGPAdvertisement/uses-clash: communities[0]: community "clash": alias "clash" is defined differently by Communities "b" and "c"`,
 		`Community/b: alias "clash" is defined differently by Communities "b" and "c"`,
 		`Community/c: alias "clash" is defined differently by Communities "b" and "c"`,
 	}

@@ -55,8 +55,9 @@ type Snapshot struct {
 	// controller reports in Accepted), sorted by name.
 	L2Advertisements []*v1alpha1.CompiledL2Advertisement
 
-	// The BGP objects, sorted by name. Whether a peer or advertisement applies depends on the
-	// node that reads it, so speaker/bgp compiles them for its own node.
+	// The BGP objects, sorted by name. Whether a peer applies depends on the node that reads
+	// it (its Secret, devices, addresses), so speaker/bgp compiles peers for its own node, and
+	// advertisements with v1alpha1's Compile (the controller's Accepted) beside them.
 	BGPPeers          []*v1alpha1.BGPPeer
 	BGPAdvertisements []*v1alpha1.BGPAdvertisement
 	BFDProfiles       []*v1alpha1.BFDProfile

@@ -28,6 +28,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 const (
@@ -311,6 +313,22 @@ func TestInstallsAndRunsWithItsRBAC(t *testing.T) {
 			t.Errorf("pool status not written with the chart's RBAC: %+v", pool.Status)
 		}
 	}
+	// It reads Communities and writes advertisements' status: an alias nobody defines is
+	// refused in the status.
+	ad := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "chart-test"},
+		Spec: v1alpha1.BGPAdvertisementSpec{Communities: []string{"chart-test-alias"}}}
+	if err := c.Create(ctx, ad); err != nil {
+		t.Fatal(err)
+	}
+	kit.Eventually(t, 30*time.Second, "the BGPAdvertisement to be marked not Accepted", func(context.Context) error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ad), ad); err != nil {
+			return err
+		}
+		if cond := meta.FindStatusCondition(ad.Status.Conditions, v1alpha1.ConditionAccepted); cond == nil || cond.Status != metav1.ConditionFalse {
+			return fmt.Errorf("conditions %+v", ad.Status.Conditions)
+		}
+		return nil
+	})
 
 	// And no more than it needs.
 	for _, tc := range []struct {
