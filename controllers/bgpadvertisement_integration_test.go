@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 func bgpad(name string, spec v1alpha1.BGPAdvertisementSpec) *v1alpha1.BGPAdvertisement {
@@ -34,7 +36,7 @@ func createCleanup(t *testing.T, obj client.Object) {
 func waitBGPAdCond(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) string {
 	t.Helper()
 	var msg string
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "BGPAdvertisement "+name+" condition "+typ, func(context.Context) error {
 		var a v1alpha1.BGPAdvertisement
 		if err := k8s.Get(ctx, types.NamespacedName{Name: name}, &a); err != nil {
 			return err
@@ -67,7 +69,7 @@ func eventsFor(t *testing.T, name string) []eventsv1.Event {
 
 func updateBGPAd(t *testing.T, name string, change func(*v1alpha1.BGPAdvertisementSpec)) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	kit.Eventually(t, 10*time.Second, "BGPAdvertisement "+name+" updated", func(context.Context) error {
 		var a v1alpha1.BGPAdvertisement
 		if err := k8s.Get(ctx, types.NamespacedName{Name: name}, &a); err != nil {
 			return err
@@ -200,7 +202,7 @@ func TestBGPAdvertisementRefusalClears(t *testing.T) {
 	updateBGPAd(t, ad.Name, func(s *v1alpha1.BGPAdvertisementSpec) {
 		s.NodeSelectors[0].MatchLabels = map[string]string{"rack": "r1"}
 	})
-	eventually(t, 15*time.Second, func() error {
+	kit.Eventually(t, 15*time.Second, "the Accepted message to drop the fixed selector", func(context.Context) error {
 		msg := waitBGPAdCond(t, ad.Name, v1alpha1.ConditionAccepted, metav1.ConditionFalse, v1alpha1.ReasonInvalid)
 		if strings.Contains(msg, "nodeSelectors") {
 			return fmt.Errorf("message %q still names the fixed selector", msg)
@@ -261,7 +263,7 @@ func TestBGPAdvertisementMissingRefs(t *testing.T) {
 func TestBGPAdvertisementStoredOutOfRange(t *testing.T) {
 	setMaximum := func(max *int64) {
 		t.Helper()
-		eventually(t, 10*time.Second, func() error {
+		kit.Eventually(t, 10*time.Second, "the CRD's aggregationLength maximum set", func(context.Context) error {
 			crd := &unstructured.Unstructured{}
 			crd.SetAPIVersion("apiextensions.k8s.io/v1")
 			crd.SetKind("CustomResourceDefinition")
@@ -304,7 +306,7 @@ func TestBGPAdvertisementStoredOutOfRange(t *testing.T) {
 
 	ad := bgpad("bgpad-stored-33", v1alpha1.BGPAdvertisementSpec{AggregationLength: ptr.To[int32](33)})
 	// The apiserver applies the changed schema shortly after the update.
-	eventually(t, 15*time.Second, func() error { return k8s.Create(ctx, ad) })
+	kit.Eventually(t, 15*time.Second, "BGPAdvertisement "+ad.Name+" created", func(context.Context) error { return k8s.Create(ctx, ad) })
 	t.Cleanup(func() { _ = k8s.Delete(ctx, ad) })
 	restore()
 
