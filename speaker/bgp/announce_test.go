@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -61,7 +63,7 @@ func TestFRRServiceAnnouncements(t *testing.T) {
 
 	check := func(what string, want []string) {
 		t.Helper()
-		eventually(t, 30*time.Second, what, func() error {
+		kit.Eventually(t, 30*time.Second, what, func(context.Context) error {
 			got, _, err := l.announcements("web")
 			if err != nil {
 				return err
@@ -70,7 +72,7 @@ func TestFRRServiceAnnouncements(t *testing.T) {
 		})
 	}
 	check("both nodes listed with BGP", bgpEntries(ips, "node1", "node2"))
-	eventually(t, 10*time.Second, "both next hops at the router", func() error {
+	kit.Eventually(t, 10*time.Second, "both next hops at the router", func(context.Context) error {
 		got, _, err := frrNextHops(frr, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -111,7 +113,7 @@ func TestFRRServiceAnnouncements(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "node2's path withdrawn", func() error {
+	kit.Eventually(t, 20*time.Second, "node2's path withdrawn", func(context.Context) error {
 		got, _, err := frrNextHops(frr, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -154,7 +156,7 @@ func TestFRRServiceAnnouncements(t *testing.T) {
 
 	// A second Service: only the running speaker lists it.
 	l.service("api", false, "198.51.100.20")
-	eventually(t, 30*time.Second, "the second Service listed by node2 alone", func() error {
+	kit.Eventually(t, 30*time.Second, "the second Service listed by node2 alone", func(context.Context) error {
 		got, _, err := l.announcements("api")
 		if err != nil {
 			return err
@@ -199,7 +201,7 @@ func TestFRRServiceAnnouncementsWithL2(t *testing.T) {
 
 	converged := func(what string, nodes ...string) {
 		t.Helper()
-		eventually(t, 40*time.Second, what, func() error {
+		kit.Eventually(t, 40*time.Second, what, func(context.Context) error {
 			got, _, err := l.announcements("web")
 			if err != nil {
 				return err
@@ -222,7 +224,7 @@ func TestFRRServiceAnnouncementsWithL2(t *testing.T) {
 		})
 	}
 	converged("BGP entries of both nodes and the layer 2 owner's entries", "node1", "node2")
-	eventually(t, 10*time.Second, "both next hops at the router", func() error {
+	kit.Eventually(t, 10*time.Second, "both next hops at the router", func(context.Context) error {
 		got, _, err := frrNextHops(frr, "198.51.100.10/32")
 		if err != nil {
 			return err

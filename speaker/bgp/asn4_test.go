@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -47,7 +49,7 @@ func TestFRRFourByteASN(t *testing.T) {
 	l.startAll()
 	l.service("web", false, "198.51.100.10")
 
-	eventually(t, 30*time.Second, "FRR's neighbor in AS 4200000000", func() error {
+	kit.Eventually(t, 30*time.Second, "FRR's neighbor in AS 4200000000", func(context.Context) error {
 		var m map[string]struct {
 			State    string `json:"bgpState"`
 			RemoteAs uint32 `json:"remoteAs"`
@@ -61,7 +63,7 @@ func TestFRRFourByteASN(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "the route with AS_PATH 4200000000", func() error {
+	kit.Eventually(t, 20*time.Second, "the route with AS_PATH 4200000000", func(context.Context) error {
 		var r struct {
 			Paths []struct {
 				Valid  bool `json:"valid"`
@@ -78,14 +80,14 @@ func TestFRRFourByteASN(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "the route in FRR's kernel", func() error {
+	kit.Eventually(t, 20*time.Second, "the route in FRR's kernel", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.10/32")
 		if err != nil {
 			return err
 		}
 		return wantSet(got, []string{n.v4})
 	})
-	eventually(t, 10*time.Second, "status of both peers", func() error {
+	kit.Eventually(t, 10*time.Second, "status of both peers", func(context.Context) error {
 		if e, _ := l.sessionState("frr4", n.name); e.State != "Established" || e.PrefixesSent != 1 {
 			return fmt.Errorf("frr4: %+v", e)
 		}
@@ -121,7 +123,7 @@ protocol bgp n1 {
 	l.startAll()
 	l.service("web", false, "198.51.100.10")
 
-	eventually(t, 30*time.Second, "BIRD's session with AS 4200000000", func() error {
+	kit.Eventually(t, 30*time.Second, "BIRD's session with AS 4200000000", func(context.Context) error {
 		out, err := bird.Birdc("show protocols all n1")
 		if err != nil {
 			return err
@@ -131,7 +133,7 @@ protocol bgp n1 {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "the route with AS path 4200000000 in BIRD", func() error {
+	kit.Eventually(t, 20*time.Second, "the route with AS path 4200000000 in BIRD", func(context.Context) error {
 		got, out, err := birdNextHops(bird, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -144,7 +146,7 @@ protocol bgp n1 {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "the route in BIRD's kernel", func() error {
+	kit.Eventually(t, 20*time.Second, "the route in BIRD's kernel", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -152,7 +154,7 @@ protocol bgp n1 {
 		return wantSet(got, []string{n.v4})
 	})
 	// The speaker writes its status after the router sees the session: wait for it.
-	eventually(t, 20*time.Second, "the BGPPeer status to say Established", func() error {
+	kit.Eventually(t, 20*time.Second, "the BGPPeer status to say Established", func(context.Context) error {
 		if e, _ := l.sessionState("bird4", n.name); e.State != "Established" {
 			return fmt.Errorf("status %+v, want Established", e)
 		}

@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -59,27 +61,30 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // delay from its start time.
 func latencies(t testing.TB, w routeWatch, starts map[string]time.Time, removed bool) []time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	what := "every route added"
+	if removed {
+		what = "every route removed"
+	}
+	var out []time.Duration
+	// The times come from the monitor's timestamps: how often this looks does not change them.
+	kit.Eventually(t, 60*time.Second, what, func(context.Context) error {
 		added, deleted := w.events()
 		ev := added
 		if removed {
 			ev = deleted
 		}
-		var out []time.Duration
+		out = out[:0]
 		for a, t0 := range starts {
 			if at, ok := ev[a]; ok && !at.Before(t0.Add(-time.Millisecond)) {
 				out = append(out, at.Sub(t0))
 			}
 		}
-		if len(out) == len(starts) {
-			return out
+		if len(out) != len(starts) {
+			return fmt.Errorf("only %d of %d routes changed", len(out), len(starts))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d routes changed", len(out), len(starts))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return out
 }
 
 // BenchmarkFRR100Services measures, with 100 Services and one node peering with FRR, the time
@@ -104,7 +109,7 @@ func frr100(t testing.TB) map[string]time.Duration {
 		PeerAddress: routerAddr4, PeerASN: routerASN, LocalASN: clusterASN}})
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	l.startAll()
-	eventually(t, 30*time.Second, "session", func() error {
+	kit.Eventually(t, 30*time.Second, "node1's session with FRR established", func(context.Context) error {
 		if e, _ := l.sessionState("frr", "node1"); e.State != "Established" {
 			return fmt.Errorf("%+v", e)
 		}

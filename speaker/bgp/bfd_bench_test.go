@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/bench/samples"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -81,7 +83,7 @@ func frrLinkCut(t testing.TB, withBFD bool, trials int) []time.Duration {
 	l.service("web", false, vip)
 	var out []time.Duration
 	for i := range trials {
-		eventually(t, 90*time.Second, fmt.Sprintf("trial %d: route present", i), func() error {
+		kit.Eventually(t, 90*time.Second, fmt.Sprintf("trial %d: route present", i), func(context.Context) error {
 			got, err := fib(l.router, vip+"/32")
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -105,7 +107,7 @@ func TestFRRBFD(t *testing.T) {
 	l.startAll()
 	const vip = "198.51.100.10/32"
 	l.service("web", false, "198.51.100.10")
-	eventually(t, 60*time.Second, "ECMP route through both nodes", func() error {
+	kit.Eventually(t, 60*time.Second, "ECMP route through both nodes", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -114,7 +116,7 @@ func TestFRRBFD(t *testing.T) {
 	})
 
 	// FRR read our parameters, and holds its own; the negotiation is RFC 5880's.
-	eventually(t, 20*time.Second, "BFD up in FRR with our parameters", func() error {
+	kit.Eventually(t, 20*time.Second, "BFD up in FRR with our parameters", func(context.Context) error {
 		ps, err := frrBFDPeers(frr)
 		if err != nil {
 			return err
@@ -134,7 +136,7 @@ func TestFRRBFD(t *testing.T) {
 	t.Logf("negotiated: FRR sends every %d ms and detects in %d ms; the speaker sends every %d ms and detects in %d ms", frrTx, frrDetect, ourTx, ourDetect)
 	for i, n := range l.nodes {
 		addr := fmt.Sprintf("127.0.0.1:%d", 17480+i)
-		eventually(t, 20*time.Second, n.name+"'s negotiated timers", func() error {
+		kit.Eventually(t, 20*time.Second, n.name+"'s negotiated timers", func(context.Context) error {
 			tx, err := n.metric(addr, `fairlead_bfd_transmit_interval_seconds{peer="frr"}`)
 			if err != nil {
 				return err
@@ -154,7 +156,7 @@ func TestFRRBFD(t *testing.T) {
 	}
 
 	// The misspelt profile: that peer alone is Invalid, with an Event naming the profile.
-	eventually(t, 20*time.Second, "typo Invalid", func() error {
+	kit.Eventually(t, 20*time.Second, "typo Invalid", func(context.Context) error {
 		e, _ := l.sessionState("typo", "node1")
 		if e.State != "Invalid" || !strings.Contains(e.LastError, `bfdProfile "fsat" not found`) {
 			return fmt.Errorf("status %+v", e)
@@ -177,7 +179,7 @@ func TestFRRBFD(t *testing.T) {
 
 	// Cut node1's link at the router's side. BFD, not the 90 s hold time, takes it out.
 	l.router.MustRun("ip", "link", "set", "p1", "down")
-	eventually(t, 30*time.Second, "node1 out of FRR's kernel route after the link cut", func() error {
+	kit.Eventually(t, 30*time.Second, "node1 out of FRR's kernel route after the link cut", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -197,7 +199,7 @@ func TestFRRBFD(t *testing.T) {
 	if st, ups, _ := frrNeighbor(frr, l.nodes[1].v4); st != "Established" || ups != ups2 {
 		t.Errorf("node2's session was disturbed: %s, established %d times (was %d)", st, ups, ups2)
 	}
-	eventually(t, 20*time.Second, "node1's status says BFD", func() error {
+	kit.Eventually(t, 20*time.Second, "node1's status says BFD", func(context.Context) error {
 		if e, _ := l.sessionState("frr", "node1"); e.State == "Established" || !strings.Contains(e.LastError, "BFD") {
 			return fmt.Errorf("status %+v", e)
 		}
@@ -205,7 +207,7 @@ func TestFRRBFD(t *testing.T) {
 	})
 
 	l.router.MustRun("ip", "link", "set", "p1", "up")
-	eventually(t, 60*time.Second, "node1 back after the link is restored", func() error {
+	kit.Eventually(t, 60*time.Second, "node1 back after the link is restored", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -215,7 +217,7 @@ func TestFRRBFD(t *testing.T) {
 
 	// A crashed speaker: FRR's BFD notices, not the hold time.
 	l.nodes[1].speaker.Signal(syscall.SIGKILL)
-	eventually(t, 30*time.Second, "node2 out of FRR's kernel route after SIGKILL", func() error {
+	kit.Eventually(t, 30*time.Second, "node2 out of FRR's kernel route after SIGKILL", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -224,7 +226,7 @@ func TestFRRBFD(t *testing.T) {
 	})
 	// (The kernel closes the dead process's TCP connection, which FRR may notice first; its
 	// BFD session goes down within the detection time either way.)
-	eventually(t, 20*time.Second, "FRR's BFD session with node2 down after SIGKILL", func() error {
+	kit.Eventually(t, 20*time.Second, "FRR's BFD session with node2 down after SIGKILL", func(context.Context) error {
 		ps, err := frrBFDPeers(frr)
 		if err != nil {
 			return err
@@ -283,7 +285,7 @@ func TestBIRDBFD(t *testing.T) {
 	l.service("web", false, "2001:db8:ff::10")
 
 	for _, n := range l.nodes {
-		eventually(t, 30*time.Second, n.name+" waits for BFD", func() error {
+		kit.Eventually(t, 30*time.Second, n.name+" waits for BFD", func(context.Context) error {
 			if e, _ := l.sessionState("bird", n.name); !strings.Contains(e.LastError, "waiting for BFD") {
 				return fmt.Errorf("status %+v", e)
 			}
@@ -307,7 +309,7 @@ func TestBIRDBFD(t *testing.T) {
 	if err := l.c.Update(ctx, prof); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "multipath route through both nodes", func() error {
+	kit.Eventually(t, 60*time.Second, "multipath route through both nodes", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -317,7 +319,7 @@ func TestBIRDBFD(t *testing.T) {
 	// BIRD's interval = max(its TX 100, our RX 200); its timeout = our ×3 × max(its RX 400,
 	// our TX 300).
 	wantIv, wantTimeout := fmt.Sprintf("%.3f", float64(max(100, 200))/1000), fmt.Sprintf("%.3f", float64(3*max(400, 300))/1000)
-	eventually(t, 20*time.Second, "BIRD's negotiated BFD timers", func() error {
+	kit.Eventually(t, 20*time.Second, "BIRD's negotiated BFD timers", func(context.Context) error {
 		ss, out, err := birdBFDSessions(bird)
 		if err != nil {
 			return err
@@ -332,7 +334,7 @@ func TestBIRDBFD(t *testing.T) {
 	})
 
 	l.router.MustRun("ip", "link", "set", "p1", "down")
-	eventually(t, 30*time.Second, "node1 out of BIRD's kernel route after the link cut", func() error {
+	kit.Eventually(t, 30*time.Second, "node1 out of BIRD's kernel route after the link cut", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err
@@ -343,7 +345,7 @@ func TestBIRDBFD(t *testing.T) {
 		t.Errorf("BIRD's BFD session with node1 still Up after the cut:\n%s", out)
 	}
 	l.nodes[1].speaker.Signal(syscall.SIGKILL)
-	eventually(t, 30*time.Second, "no route after SIGKILL of node2's speaker", func() error {
+	kit.Eventually(t, 30*time.Second, "no route after SIGKILL of node2's speaker", func(context.Context) error {
 		got, err := fib(l.router, vip)
 		if err != nil {
 			return err

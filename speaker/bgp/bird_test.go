@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -74,7 +76,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 	svc := l.service("web", false, "198.51.100.10", "2001:db8:ff::10")
 
 	for prefix, want := range map[string][]string{"198.51.100.10/32": v4s(l.nodes), "2001:db8:ff::10/128": v6s(l.nodes)} {
-		eventually(t, 30*time.Second, prefix+" from both nodes in BIRD", func() error {
+		kit.Eventually(t, 30*time.Second, prefix+" from both nodes in BIRD", func(context.Context) error {
 			got, out, err := birdNextHops(bird, prefix)
 			if err != nil {
 				return err
@@ -87,7 +89,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, prefix+" multipath in the kernel", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" multipath in the kernel", func(context.Context) error {
 			got, err := fib(l.router, prefix)
 			if err != nil {
 				return err
@@ -96,7 +98,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 		})
 	}
 	for _, n := range l.nodes {
-		eventually(t, 10*time.Second, "status of "+n.name, func() error {
+		kit.Eventually(t, 10*time.Second, "status of "+n.name, func(context.Context) error {
 			if e, _ := l.sessionState("bird", n.name); e.State != "Established" || e.PrefixesSent != 2 {
 				return fmt.Errorf("%+v, want Established with 2 prefixes", e)
 			}
@@ -107,7 +109,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 	if err := l.c.Delete(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "withdrawn after Service delete", func() error {
+	kit.Eventually(t, 20*time.Second, "withdrawn after Service delete", func(context.Context) error {
 		for _, p := range []string{"198.51.100.10/32", "2001:db8:ff::10/128"} {
 			if got, _, err := birdNextHops(bird, p); err != nil || len(got) > 0 {
 				return fmt.Errorf("%s in BIRD: %v %v", p, got, err)
@@ -122,7 +124,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 	l.service("local", true, "198.51.100.20", "2001:db8:ff::20")
 	l.endpoints("local", "node2")
 	for prefix, want := range map[string][]string{"198.51.100.20/32": {l.nodes[1].v4}, "2001:db8:ff::20/128": {l.nodes[1].v6}} {
-		eventually(t, 20*time.Second, prefix+" only via the node with an endpoint", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" only via the node with an endpoint", func(context.Context) error {
 			got, err := fib(l.router, prefix)
 			if err != nil {
 				return err
@@ -131,7 +133,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 		})
 	}
 	l.endpoints("local", "node1", "node2")
-	eventually(t, 20*time.Second, "both nodes after scaling up", func() error {
+	kit.Eventually(t, 20*time.Second, "both nodes after scaling up", func(context.Context) error {
 		got, err := fib(l.router, "2001:db8:ff::20/128")
 		if err != nil {
 			return err
@@ -139,7 +141,7 @@ func TestBIRDIPv6Sessions(t *testing.T) {
 		return wantSet(got, v6s(l.nodes))
 	})
 	l.nodes[1].speaker.Signal(syscall.SIGTERM)
-	eventually(t, 15*time.Second, "node2 gone after SIGTERM, long before the 90s hold time", func() error {
+	kit.Eventually(t, 15*time.Second, "node2 gone after SIGTERM, long before the 90s hold time", func(context.Context) error {
 		got, err := fib(l.router, "2001:db8:ff::20/128")
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -36,7 +38,7 @@ func TestFRRDefaultClassFalse(t *testing.T) {
 	l.startAll()
 	l.classService("ours", ptr.To(v1alpha1.LoadBalancerClass), "198.51.100.41", "2001:db8:ff::41")
 	for prefix, want := range map[string][]string{"198.51.100.41/32": v4s(l.nodes), "2001:db8:ff::41/128": v6s(l.nodes)} {
-		eventually(t, 30*time.Second, prefix+" of the Service of Fairlead's class from every node", func() error {
+		kit.Eventually(t, 30*time.Second, prefix+" of the Service of Fairlead's class from every node", func(context.Context) error {
 			got, _, err := frrNextHops(frr, prefix)
 			if err != nil {
 				return err

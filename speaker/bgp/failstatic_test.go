@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -35,7 +37,7 @@ func TestFRRAPIServerUnreachableFailStatic(t *testing.T) {
 		}
 		return wantSet(got, want)
 	}
-	eventually(t, 30*time.Second, "both next hops", func() error { return route("198.51.100.10/32", v4s(l.nodes)) })
+	kit.Eventually(t, 30*time.Second, "both next hops", func(context.Context) error { return route("198.51.100.10/32", v4s(l.nodes)) })
 	pids := []int{n1.speaker.Cmd.Process.Pid, n2.speaker.Cmd.Process.Pid}
 
 	for _, n := range l.nodes {
@@ -53,7 +55,7 @@ func TestFRRAPIServerUnreachableFailStatic(t *testing.T) {
 	// A link cut during the outage: node2's port at the router goes down; the router's hold
 	// timer (3 s) withdraws node2.
 	l.router.MustRun("ip", "link", "set", "p2", "down")
-	eventually(t, 15*time.Second, "node2 withdrawn after its link was cut", func() error {
+	kit.Eventually(t, 15*time.Second, "node2 withdrawn after its link was cut", func(context.Context) error {
 		return route("198.51.100.10/32", []string{n1.v4})
 	})
 	for time.Since(start) < 60*time.Second {
@@ -70,7 +72,7 @@ func TestFRRAPIServerUnreachableFailStatic(t *testing.T) {
 		n.relay.Restore()
 	}
 	for _, p := range []string{"198.51.100.10/32", "198.51.100.20/32"} {
-		eventually(t, 60*time.Second, p+" from both nodes after the outage", func() error { return route(p, v4s(l.nodes)) })
+		kit.Eventually(t, 60*time.Second, p+" from both nodes after the outage", func(context.Context) error { return route(p, v4s(l.nodes)) })
 	}
 	for i, n := range l.nodes {
 		if done, _ := n.speaker.Exited(); done || n.speaker.Cmd.Process.Pid != pids[i] {

@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"k8s.io/client-go/util/retry"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -69,14 +71,14 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	n.start()
 	l.service("web", false, "198.51.100.10")
 
-	eventually(t, 30*time.Second, "MD5 mismatch reported", func() error {
+	kit.Eventually(t, 30*time.Second, "MD5 mismatch reported", func(context.Context) error {
 		e, ok := l.sessionState("md5", n.name)
 		if !ok || e.State == "Established" || !strings.Contains(e.LastError, "MD5") {
 			return fmt.Errorf("status %+v: want a failed session whose error mentions MD5", e)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "wrong ASN reported", func() error {
+	kit.Eventually(t, 30*time.Second, "wrong ASN reported", func(context.Context) error {
 		e, ok := l.sessionState("asn", n.name)
 		if !ok || e.State == "Established" || !strings.Contains(e.LastError, "bad peer as") {
 			return fmt.Errorf("status %+v: want a failed session with bad peer as", e)
@@ -92,7 +94,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	if err := l.c.Update(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "session up after fixing the Secret", func() error {
+	kit.Eventually(t, 30*time.Second, "session up after fixing the Secret", func(context.Context) error {
 		if st, err := frrNeighborState(frr, n.v4); err != nil || st != "Established" {
 			return fmt.Errorf("FRR says %q %v", st, err)
 		}
@@ -101,7 +103,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "route via the MD5 session", func() error {
+	kit.Eventually(t, 20*time.Second, "route via the MD5 session", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -111,7 +113,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	if e, _ := l.sessionState("asn", n.name); e.State == "Established" {
 		t.Fatalf("the wrong-ASN session came up: %+v", e)
 	}
-	eventually(t, 60*time.Second, "retries of the failing session back off", func() error {
+	kit.Eventually(t, 60*time.Second, "retries of the failing session back off", func(context.Context) error {
 		if !strings.Contains(n.speaker.Output(), "pausing its retries") {
 			return fmt.Errorf("no backoff in the speaker's log")
 		}
@@ -133,7 +135,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "session up after fixing the ASN", func() error {
+	kit.Eventually(t, 30*time.Second, "session up after fixing the ASN", func(context.Context) error {
 		if st, err := frrNeighborState(frr, n.v6); err != nil || st != "Established" {
 			return fmt.Errorf("FRR says %q %v", st, err)
 		}
@@ -144,7 +146,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	})
 	// Changing one BGPPeer, and adding a Service, must not reset the other session.
 	l.service("more", false, "198.51.100.11")
-	eventually(t, 20*time.Second, "new Service via the MD5 session", func() error {
+	kit.Eventually(t, 20*time.Second, "new Service via the MD5 session", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.11/32")
 		if err != nil {
 			return err
@@ -155,7 +157,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 		t.Errorf("the MD5 session was reset by unrelated changes: %q, established %d times (was %d), %v", st, ups, md5Ups, err)
 	}
 
-	eventually(t, 10*time.Second, "metrics", func() error {
+	kit.Eventually(t, 10*time.Second, "node1's metrics to show both sessions up and md5's two prefixes", func(context.Context) error {
 		out, err := n.ns.Run("curl", "-sf", "http://127.0.0.1:17474/metrics")
 		if err != nil {
 			return err
@@ -168,7 +170,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 10*time.Second, "Events on the BGPPeers", func() error {
+	kit.Eventually(t, 10*time.Second, "Events on the BGPPeers", func(context.Context) error {
 		var evs corev1.EventList
 		if err := l.c.List(ctx, &evs); err != nil {
 			return err
@@ -211,7 +213,7 @@ func TestFRRSourceAddressAndNodeSelector(t *testing.T) {
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	l.startAll()
 	l.service("web", false, "198.51.100.10")
-	eventually(t, 30*time.Second, "route via the source address", func() error {
+	kit.Eventually(t, 30*time.Second, "route via the source address", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -221,7 +223,7 @@ func TestFRRSourceAddressAndNodeSelector(t *testing.T) {
 	if st, err := frrNeighborState(frr, src); err != nil || st != "Established" {
 		t.Errorf("FRR's session with %s: %q %v", src, st, err)
 	}
-	eventually(t, 10*time.Second, "status of node1 only", func() error {
+	kit.Eventually(t, 10*time.Second, "status of node1 only", func(context.Context) error {
 		st, err := l.peerStatus("frr")
 		if err != nil {
 			return err
@@ -267,7 +269,7 @@ func TestFRREBGPMultihop(t *testing.T) {
 	n.start()
 	l.service("web", false, "198.51.100.10")
 
-	eventually(t, 30*time.Second, "single-hop session to a distant peer fails", func() error {
+	kit.Eventually(t, 30*time.Second, "single-hop session to a distant peer fails", func(context.Context) error {
 		if e, _ := l.sessionState("far", n.name); e.State == "Established" || !strings.Contains(e.LastError, "cannot connect") {
 			return fmt.Errorf("status %+v, want a connection error", e)
 		}
@@ -286,7 +288,7 @@ func TestFRREBGPMultihop(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "multihop session and route", func() error {
+	kit.Eventually(t, 60*time.Second, "multihop session and route", func(context.Context) error {
 		if e, _ := l.sessionState("far", n.name); e.State != "Established" {
 			return fmt.Errorf("status %+v", e)
 		}

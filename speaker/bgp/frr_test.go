@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -100,7 +102,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	}})
 	l.startAll()
 	for _, n := range l.nodes {
-		eventually(t, 30*time.Second, "session of "+n.name+" in status", func() error {
+		kit.Eventually(t, 30*time.Second, "session of "+n.name+" in status", func(context.Context) error {
 			e, ok := l.sessionState("frr", n.name)
 			if !ok || e.State != "Established" {
 				return fmt.Errorf("status %+v", e)
@@ -111,14 +113,14 @@ func TestFRRClusterAndLocal(t *testing.T) {
 
 	svc := l.service("web", false, "198.51.100.10", "2001:db8:ff::10")
 	for prefix, want := range map[string][]string{"198.51.100.10/32": v4s(l.nodes), "2001:db8:ff::10/128": v6s(l.nodes)} {
-		eventually(t, 20*time.Second, prefix+" from every node in the RIB", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" from every node in the RIB", func(context.Context) error {
 			got, _, err := frrNextHops(frr, prefix)
 			if err != nil {
 				return err
 			}
 			return wantSet(got, want)
 		})
-		eventually(t, 20*time.Second, prefix+" ECMP in the kernel", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" ECMP in the kernel", func(context.Context) error {
 			got, err := fib(l.router, prefix)
 			if err != nil {
 				return err
@@ -138,7 +140,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 			t.Errorf("large communities: got %+v, want 64512:1:2", p.LargeCommunity)
 		}
 	}
-	eventually(t, 10*time.Second, "prefixes sent in status", func() error {
+	kit.Eventually(t, 10*time.Second, "prefixes sent in status", func(context.Context) error {
 		e, _ := l.sessionState("frr", "node1")
 		if e.PrefixesSent != 2 {
 			return fmt.Errorf("prefixesSent %d, want 2", e.PrefixesSent)
@@ -149,7 +151,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	// Local: only nodes with a ready endpoint; the next hops follow the endpoints.
 	local := l.service("local", true, "198.51.100.20")
 	l.endpoints("local", "node1", "node2")
-	eventually(t, 20*time.Second, "ETP Local next hops = nodes with endpoints", func() error {
+	kit.Eventually(t, 20*time.Second, "ETP Local next hops = nodes with endpoints", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.20/32")
 		if err != nil {
 			return err
@@ -157,7 +159,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 		return wantSet(got, []string{l.nodes[0].v4, l.nodes[1].v4})
 	})
 	l.endpoints("local", "node3")
-	eventually(t, 20*time.Second, "ETP Local next hops after scaling", func() error {
+	kit.Eventually(t, 20*time.Second, "ETP Local next hops after scaling", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.20/32")
 		if err != nil {
 			return err
@@ -172,7 +174,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	if err := l.c.Delete(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "withdrawn after Service delete", func() error {
+	kit.Eventually(t, 20*time.Second, "withdrawn after Service delete", func(context.Context) error {
 		for _, p := range []string{"198.51.100.10/32", "2001:db8:ff::10/128", "198.51.100.20/32"} {
 			if got, err := fib(l.router, p); err != nil || len(got) > 0 {
 				return fmt.Errorf("%s: %v %v", p, got, err)
@@ -184,7 +186,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	// SIGTERM: the speaker closes its session with a Cease at once; the router drops its
 	// next hop long before the 90s hold time could have.
 	l.service("again", false, "198.51.100.30")
-	eventually(t, 20*time.Second, "all next hops", func() error {
+	kit.Eventually(t, 20*time.Second, "all next hops", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.30/32")
 		if err != nil {
 			return err
@@ -193,7 +195,7 @@ func TestFRRClusterAndLocal(t *testing.T) {
 	})
 	l.nodes[0].speaker.Signal(syscall.SIGTERM)
 	start := time.Now()
-	eventually(t, 15*time.Second, "node1's next hop gone after SIGTERM, long before the 90s hold time", func() error {
+	kit.Eventually(t, 15*time.Second, "node1's next hop gone after SIGTERM, long before the 90s hold time", func(context.Context) error {
 		got, err := fib(l.router, "198.51.100.30/32")
 		if err != nil {
 			return err
@@ -237,7 +239,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 		if strings.Contains(prefix, ":") {
 			want = []string{n.v6}
 		}
-		eventually(t, 30*time.Second, prefix+" aggregate with local-pref", func() error {
+		kit.Eventually(t, 30*time.Second, prefix+" aggregate with local-pref", func(context.Context) error {
 			got, r, err := frrNextHops(frr, prefix)
 			if err != nil {
 				return err
@@ -250,7 +252,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, prefix+" in the kernel", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" in the kernel", func(context.Context) error {
 			got, err := fib(l.router, prefix)
 			if err != nil {
 				return err
@@ -262,7 +264,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 		// `show bgp ... <address>/32` finds only an exact route: the /32 itself must not exist.
 		t.Errorf("the /32 was advertised besides the aggregate: %v %v", got, err)
 	}
-	eventually(t, 10*time.Second, "status counts the aggregates", func() error {
+	kit.Eventually(t, 10*time.Second, "status counts the aggregates", func(context.Context) error {
 		if e, _ := l.sessionState("rr", n.name); e.PrefixesSent != 2 {
 			return fmt.Errorf("status %+v, want 2 prefixes", e)
 		}
@@ -272,7 +274,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 	if err := l.c.Delete(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "IPv6 aggregate gone with its only Service", func() error {
+	kit.Eventually(t, 20*time.Second, "IPv6 aggregate gone with its only Service", func(context.Context) error {
 		if got, err := fib(l.router, "2001:db8:ff::/64"); err != nil || len(got) > 0 {
 			return fmt.Errorf("%v %v", got, err)
 		}
@@ -283,7 +285,7 @@ func TestFRRIBGPAggregationLocalPref(t *testing.T) {
 	}
 
 	n.speaker.Signal(syscall.SIGTERM)
-	eventually(t, 15*time.Second, "withdrawn on SIGTERM (hold 90s)", func() error {
+	kit.Eventually(t, 15*time.Second, "withdrawn on SIGTERM (hold 90s)", func(context.Context) error {
 		if got, err := fib(l.router, "198.51.100.0/24"); err != nil || len(got) > 0 {
 			return fmt.Errorf("%v %v", got, err)
 		}
@@ -317,7 +319,7 @@ func TestFRRClientReachesAdvertisingNode(t *testing.T) {
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	l.startAll()
 	l.service("web", false, vip)
-	eventually(t, 30*time.Second, "ECMP route", func() error {
+	kit.Eventually(t, 30*time.Second, "ECMP route", func(context.Context) error {
 		got, err := fib(l.router, vip+"/32")
 		if err != nil {
 			return err
@@ -325,7 +327,7 @@ func TestFRRClientReachesAdvertisingNode(t *testing.T) {
 		return wantSet(got, v4s(l.nodes))
 	})
 	var first string
-	eventually(t, 10*time.Second, "the client reaches a node", func() error {
+	kit.Eventually(t, 10*time.Second, "the client reaches a node", func(context.Context) error {
 		out, err := ask()
 		if err != nil {
 			return err
@@ -341,7 +343,7 @@ func TestFRRClientReachesAdvertisingNode(t *testing.T) {
 		stopped, other = other, stopped
 	}
 	stopped.speaker.Signal(syscall.SIGTERM)
-	eventually(t, 10*time.Second, "the client reaches the other node", func() error {
+	kit.Eventually(t, 10*time.Second, "the client reaches the other node", func(context.Context) error {
 		out, err := ask()
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package bgp_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -58,7 +60,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	l.startAll()
 	established := func() {
 		t.Helper()
-		eventually(t, 30*time.Second, "session established", func() error {
+		kit.Eventually(t, 30*time.Second, "session established", func(context.Context) error {
 			if e, _ := l.sessionState("frr", n.name); e.State != "Established" {
 				return fmt.Errorf("status %+v", e)
 			}
@@ -82,7 +84,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	}
 	fresh := func(what string) {
 		t.Helper()
-		eventually(t, 30*time.Second, what, func() error {
+		kit.Eventually(t, 30*time.Second, what, func(context.Context) error {
 			have, stale, err := path()
 			if err == nil && (!have || stale) {
 				err = fmt.Errorf("path present %v, stale %v", have, stale)
@@ -166,7 +168,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	if err := l.c.Update(ctx, &p); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "FRR sees the session without graceful restart", func() error {
+	kit.Eventually(t, 30*time.Second, "FRR sees the session without graceful restart", func(context.Context) error {
 		out, err := frr.Vtysh("show bgp ipv4 neighbors " + n.v4 + " graceful-restart json")
 		if err == nil && !strings.Contains(out, `"remoteGrMode":"Helper"`) && !strings.Contains(out, `"remoteGrMode":"NotApplicable"`) {
 			err = fmt.Errorf("%s", out)
@@ -177,7 +179,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	fresh("the path again")
 	n.speaker.Signal(syscall.SIGTERM)
 	start := time.Now()
-	eventually(t, 5*time.Second, "withdrawn at once on SIGTERM without graceful restart", func() error {
+	kit.Eventually(t, 5*time.Second, "withdrawn at once on SIGTERM without graceful restart", func(context.Context) error {
 		if got, err := fib(l.router, vip+"/32"); err != nil || len(got) > 0 {
 			return fmt.Errorf("%v %v", got, err)
 		}

@@ -10,12 +10,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -27,35 +25,19 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
 var (
 	ctx         = context.Background()
-	speakerBin  string
 	routerAddr4 = "192.0.2.1"
 	routerAddr6 = "2001:db8:0:1::1"
 )
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard())
-	dir, err := os.MkdirTemp("", "fl-bgp-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	speakerBin = filepath.Join(dir, "fairlead-speaker")
-	args := []string{"build", "-o", speakerBin}
-	if os.Getenv("FAIRLEAD_SPEAKER_RACE") != "" {
-		args = append(args, "-race") // the speakers' own data races fail them (exit 66)
-	}
-	if out, err := exec.Command("go", append(args, "github.com/fairlead-lb/fairlead/cmd/fairlead-speaker")...).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building fairlead-speaker: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // lab is a control plane, a router namespace with a LAN bridge, and node namespaces on it.
@@ -67,6 +49,7 @@ type lab struct {
 	apiAddr    string
 	router     *netns.NS
 	nodes      []*node
+	speakerBin string
 }
 
 type node struct {
@@ -82,16 +65,14 @@ type node struct {
 func newLab(t testing.TB, nodes int) *lab {
 	t.Helper()
 	netns.Require(t)
-	env, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	// FAIRLEAD_SPEAKER_RACE builds the speakers with the race detector.
+	bin := kit.Binary(t, "./cmd/fairlead-speaker", kit.BuildOptions{Race: os.Getenv("FAIRLEAD_SPEAKER_RACE") != ""})
+	env := controlplane.StartForTest(t, controlplane.Options{})
 	u, err := url.Parse(env.Config.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, env: env, c: env.Client, apiAddr: u.Host, kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}
+	l := &lab{t: t, env: env, c: env.Client, apiAddr: u.Host, kubeconfig: filepath.Join(t.TempDir(), "kubeconfig"), speakerBin: bin}
 	if err := env.Kubeconfig(l.kubeconfig); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +130,7 @@ func (n *node) start() {
 	n.lab.t.Helper()
 	args := []string{"--bgp", "--l2=false", "--node-name", n.name, "--kubeconfig", n.lab.kubeconfig,
 		"--metrics-bind-address", "0", "--bgp-secret-namespace", "default", "-v", "2"}
-	n.speaker = n.ns.Start(speakerBin, append(args, n.extraArg...)...)
+	n.speaker = n.ns.Start(n.lab.speakerBin, append(args, n.extraArg...)...)
 }
 
 func (l *lab) startAll() {
@@ -224,22 +205,6 @@ func (l *lab) endpoints(svc string, nodes ...string) {
 			continue
 		}
 		l.create(es)
-	}
-}
-
-// eventually retries f until it succeeds or the (generous) deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

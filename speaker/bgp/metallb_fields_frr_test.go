@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -61,7 +63,7 @@ func TestFRRMetalLBPeerSettings(t *testing.T) {
 	l.create(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	l.startAll()
 	l.service("web", false, "198.51.100.10", "2001:db8:ff::10")
-	eventually(t, 30*time.Second, "no-vrf Invalid on node1", func() error {
+	kit.Eventually(t, 30*time.Second, "no-vrf Invalid on node1", func(context.Context) error {
 		if e, _ := l.sessionState("no-vrf", n1.name); e.State != "Invalid" || !strings.Contains(e.LastError, `vrf "blue": no such device on node node1`) {
 			return fmt.Errorf("status %+v", e)
 		}
@@ -69,14 +71,14 @@ func TestFRRMetalLBPeerSettings(t *testing.T) {
 	})
 
 	for peer, node := range map[string]*node{"dyn": n1, "vrf": n3} {
-		eventually(t, 30*time.Second, peer+" established", func() error {
+		kit.Eventually(t, 30*time.Second, peer+" established", func(context.Context) error {
 			if e, _ := l.sessionState(peer, node.name); e.State != "Established" {
 				return fmt.Errorf("status %+v", e)
 			}
 			return nil
 		})
 	}
-	eventually(t, 30*time.Second, "wrong-kind refused with the reason in status", func() error {
+	kit.Eventually(t, 30*time.Second, "wrong-kind refused with the reason in status", func(context.Context) error {
 		e, _ := l.sessionState("wrong-kind", n2.name)
 		if e.State == "Established" || !strings.Contains(e.LastError, "dynamicASN internal, but the router's ASN 64500 differs from localASN 64512") {
 			return fmt.Errorf("status %+v", e)
@@ -85,7 +87,7 @@ func TestFRRMetalLBPeerSettings(t *testing.T) {
 	})
 	// IPv4 from node1 (disableMP: its IPv4 session) and node3; IPv6 from node3 only.
 	for prefix, want := range map[string][]string{"198.51.100.10/32": {n1.v4, n3.v4}, "2001:db8:ff::10/128": {n3.v6}} {
-		eventually(t, 20*time.Second, prefix+" in FRR", func() error {
+		kit.Eventually(t, 20*time.Second, prefix+" in FRR", func(context.Context) error {
 			got, _, err := frrNextHops(frr, prefix)
 			if err != nil {
 				return err
@@ -161,7 +163,7 @@ protocol bgp n1 {
 	l.service("edge", false, "203.0.113.10")
 	l.service("quiet", false, "203.0.113.200")
 
-	eventually(t, 30*time.Second, "FRR has the public address with the aliases' communities", func() error {
+	kit.Eventually(t, 30*time.Second, "FRR has the public address with the aliases' communities", func(context.Context) error {
 		got, r, err := frrNextHops(frr, "198.51.100.10/32")
 		if err != nil {
 			return err
@@ -175,7 +177,7 @@ protocol bgp n1 {
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "BIRD has the edge address", func() error {
+	kit.Eventually(t, 30*time.Second, "BIRD has the edge address", func(context.Context) error {
 		got, out, err := birdNextHops(bird, "203.0.113.10/32")
 		if err != nil {
 			return err
@@ -187,7 +189,7 @@ protocol bgp n1 {
 	})
 	// Both sessions are up and carry what they carry; what the other router got must be absent.
 	for _, peer := range []string{"frr", "bird"} {
-		eventually(t, 10*time.Second, peer+" sends one prefix", func() error {
+		kit.Eventually(t, 10*time.Second, peer+" sends one prefix", func(context.Context) error {
 			if e, _ := l.sessionState(peer, n.name); e.State != "Established" || e.PrefixesSent != 1 {
 				return fmt.Errorf("status %+v", e)
 			}

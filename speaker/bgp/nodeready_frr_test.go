@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -59,7 +61,7 @@ func TestFRRNodeReadyUnknownKeepsRoutes(t *testing.T) {
 		}
 		return wantSet(got, want)
 	}
-	eventually(t, 30*time.Second, "both next hops", func() error { return route(v4s(l.nodes)) })
+	kit.Eventually(t, 30*time.Second, "both next hops", func(context.Context) error { return route(v4s(l.nodes)) })
 
 	// Both nodes at once, as after the outage; checked for longer than a speaker takes to
 	// withdraw (well under a second).
@@ -73,11 +75,11 @@ func TestFRRNodeReadyUnknownKeepsRoutes(t *testing.T) {
 	}
 
 	l.setReady(n1, corev1.ConditionFalse, "KubeletNotReady", "container runtime is down")
-	eventually(t, 15*time.Second, "node1 withdrawn once its kubelet says NotReady", func() error {
+	kit.Eventually(t, 15*time.Second, "node1 withdrawn once its kubelet says NotReady", func(context.Context) error {
 		return route([]string{l.nodes[1].v4})
 	})
 	for _, n := range l.nodes {
 		l.setReady(n, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status")
 	}
-	eventually(t, 15*time.Second, "node1 back once Ready", func() error { return route(v4s(l.nodes)) })
+	kit.Eventually(t, 15*time.Second, "node1 back once Ready", func(context.Context) error { return route(v4s(l.nodes)) })
 }

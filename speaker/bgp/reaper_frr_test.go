@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
 
@@ -31,7 +33,7 @@ func TestFRRDeadSpeakerEntriesRemoved(t *testing.T) {
 	l.service("web", false, ips...)
 	check := func(what string, d time.Duration, want []string) {
 		t.Helper()
-		eventually(t, d, what, func() error {
+		kit.Eventually(t, d, what, func(context.Context) error {
 			got, _, err := l.announcements("web")
 			if err != nil {
 				return err

@@ -27,6 +27,8 @@ type BuildOptions struct {
 	// Small builds with -trimpath and without symbol tables: the links take a good part
 	// less time on a busy machine.
 	Small bool
+	// Race builds with the race detector: the binary's own data races fail it (exit 66).
+	Race bool
 }
 
 // Binary returns the path of the binary of pkg (an import path, or a path relative to the
@@ -103,6 +105,9 @@ func build(root, pkg string, opts BuildOptions, dir, bin string) error {
 	args := []string{"build", "-o", filepath.Join(tmp, filepath.Base(bin))}
 	if opts.Small {
 		args = append(args, "-trimpath", "-ldflags=-s -w")
+	}
+	if opts.Race {
+		args = append(args, "-race")
 	}
 	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Dir = root
