@@ -39,8 +39,11 @@ import (
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
+// k8s and kcp are TestElasticIPFollowsElection's control plane: it is the one test here that
+// needs one (the plan's tests are pure, and run in the fast lane).
 var (
 	ctx = context.Background()
 	k8s client.Client
@@ -55,15 +58,7 @@ func TestMain(m *testing.M) {
 		out = os.Stderr
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(true)))
-	var err error
-	if kcp, err = controlplane.Start(controlplane.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	k8s = kcp.Client
-	code := m.Run()
-	_ = kcp.Stop()
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // awsClients builds clients for an emulator only: the endpoint must be on 127.0.0.1 and the
@@ -95,6 +90,8 @@ type host struct {
 // the address moves to the next owner; deleting the Service releases it.
 func TestElasticIPFollowsElection(t *testing.T) {
 	awsapi.Env(t)
+	kcp = controlplane.StartForTest(t, controlplane.Options{})
+	k8s = kcp.Client
 	moto := awsapi.StartMoto(t)
 	proxy := awsapi.NewProxy(t, moto.URL)
 	direct := awsClients(t, moto.URL)
@@ -141,7 +138,7 @@ func TestElasticIPFollowsElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ip netip.Addr
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "an Elastic IP in the status of shop/web", func(context.Context) error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
 			return err
 		}
@@ -159,7 +156,7 @@ func TestElasticIPFollowsElection(t *testing.T) {
 
 	where := func(want host) {
 		t.Helper()
-		eventually(t, time.Minute, func() error {
+		kit.Eventually(t, time.Minute, fmt.Sprintf("the Elastic IP on %s's interface %s", want.node, want.eni), func(context.Context) error {
 			out, err := direct.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{PublicIps: []string{ip.String()}})
 			if err != nil {
 				return err
@@ -217,7 +214,7 @@ func TestElasticIPFollowsElection(t *testing.T) {
 	where(hosts[owner])
 
 	// Each takeover is on the Service as an Event from the new owner.
-	eventually(t, 30*time.Second, func() error {
+	kit.Eventually(t, 30*time.Second, "an ElasticIPAssociated Event from each owner in turn", func(context.Context) error {
 		var evs corev1.EventList
 		if err := k8s.List(ctx, &evs, client.InNamespace("shop")); err != nil {
 			return err
@@ -240,7 +237,7 @@ func TestElasticIPFollowsElection(t *testing.T) {
 	if err := k8s.Delete(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() error {
+	kit.Eventually(t, time.Minute, "the Elastic IP released after the Service's deletion", func(context.Context) error {
 		out, err := direct.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
 		if err != nil {
 			return err
@@ -347,20 +344,5 @@ func setReady(t *testing.T, name string, ready bool) {
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}
 	if err := k8s.Status().Update(ctx, &n); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
