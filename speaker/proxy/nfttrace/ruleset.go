@@ -137,6 +137,7 @@ func (rs *Ruleset) command(line string) error {
 			if !ok {
 				return fmt.Errorf("no table %s", tname)
 			}
+			// Not "chain flush" per chain: nft's table flush also empties the sets and maps.
 			for _, c := range t.chains {
 				c.rules = nil
 			}
