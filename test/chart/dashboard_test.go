@@ -390,7 +390,7 @@ func scrapeMetrics(conn net.Conn) (map[string]float64, error) {
 // scrapeSecure fetches https://addr/metrics from ns (nil: the test's own) as the chart's
 // ServiceMonitors do, with token, and returns its series and its text.
 func scrapeSecure(ns *netns.NS, addr, token string) (map[string]float64, string, error) {
-	code, body, err := scrape.Get(context.Background(), nsDial(ns), addr, "/metrics", token)
+	code, body, err := scrape.Get(context.Background(), scrape.InNetNS(ns), addr, "/metrics", token)
 	if err != nil {
 		return nil, "", err
 	}
@@ -399,20 +399,6 @@ func scrapeSecure(ns *netns.NS, addr, token string) (map[string]float64, string,
 	}
 	series, err := parseMetrics(bytes.NewReader(body))
 	return series, string(body), err
-}
-
-// nsDial dials from inside ns (nil: the test's own namespace).
-func nsDial(ns *netns.NS) scrape.Dial {
-	return func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-		do := func() error {
-			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
-			return err
-		}
-		if ns == nil {
-			return conn, do()
-		}
-		return conn, ns.Do(do)
-	}
 }
 
 func parseMetrics(r io.Reader) (map[string]float64, error) {

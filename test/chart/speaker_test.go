@@ -352,7 +352,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	scrape.CheckAuth(t, ctx, nil, ctrlMetrics, granted, denied)
-	scrape.CheckAuth(t, ctx, nsDial(node), "127.0.0.1:7474", granted, denied)
+	scrape.CheckAuth(t, ctx, scrape.InNetNS(node), "127.0.0.1:7474", granted, denied)
 	// The DaemonSet's probes, where kubelet sends them: no token, on the node's loopback.
 	for _, p := range []*corev1.Probe{ds.Spec.Template.Spec.Containers[0].LivenessProbe, ds.Spec.Template.Spec.Containers[0].ReadinessProbe} {
 		if p == nil || p.HTTPGet == nil {
@@ -360,7 +360,7 @@ func TestSpeakerRunsWithItsRBAC(t *testing.T) {
 		}
 		addr := net.JoinHostPort(p.HTTPGet.Host, p.HTTPGet.Port.String())
 		kit.Eventually(t, 30*time.Second, "the speaker's probe "+addr+p.HTTPGet.Path, func(context.Context) error {
-			code, body, err := scrape.GetPlain(ctx, nsDial(node), addr, p.HTTPGet.Path)
+			code, body, err := scrape.GetPlain(ctx, scrape.InNetNS(node), addr, p.HTTPGet.Path)
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("%d %s", code, body)
 			}

@@ -22,10 +22,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
+	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
 // Dial opens a connection to addr; nil dials from the test's own network namespace.
 type Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// InNetNS dials from inside ns (nil: the test's own namespace), where a component listens on
+// a namespace's loopback or LAN.
+func InNetNS(ns *netns.NS) Dial {
+	return func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+		do := func() error {
+			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		}
+		if ns == nil {
+			return conn, do()
+		}
+		return conn, ns.Do(do)
+	}
+}
 
 // Get fetches https://addr/path with token as bearer ("" sends none) and returns the status
 // and body.
@@ -110,18 +128,14 @@ func CheckAuth(t *testing.T, ctx context.Context, dial Dial, addr, granted, deni
 		name, token string
 		want        int
 	}{{"no token", "", http.StatusUnauthorized}, {"a token without the right", denied, http.StatusForbidden}, {"a token granted get /metrics", granted, http.StatusOK}} {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		kit.Eventually(t, 30*time.Second, fmt.Sprintf("GET https://%s/metrics with %s to answer %d", addr, c.name, c.want), func(context.Context) error {
 			code, b, err := Get(ctx, dial, addr, "/metrics", c.token)
-			if err == nil && code == c.want {
-				body = b
-				break
+			if err != nil || code != c.want {
+				return fmt.Errorf("%d %q (%v)", code, trim(b), err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET https://%s/metrics with %s: %d %q (%v), want %d", addr, c.name, code, trim(b), err, c.want)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			body = b
+			return nil
+		})
 	}
 	return body
 }

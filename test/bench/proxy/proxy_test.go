@@ -49,6 +49,7 @@ import (
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 var (
@@ -463,7 +464,7 @@ func (impl *proxyImpl) partialLabels() []string {
 
 // read returns a histogram's sum and count from the proxy's metrics.
 func (impl *proxyImpl) read(w *world, metric string, labels []string) (sum, count float64, err error) {
-	m, err := scrape(w.node, impl.metrics)
+	m, err := metricsIn(w.node, impl.metrics)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -758,30 +759,16 @@ func (m metrics) get(name string, labels ...string) float64 {
 	return sum
 }
 
-func scrape(ns *netns.NS, addr string) (metrics, error) {
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
-		req.Close = true
-		if err := req.Write(c); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
+// metricsIn reads the plain-HTTP metrics endpoint addr inside ns.
+func metricsIn(ns *netns.NS, addr string) (metrics, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, body, err := scrape.GetPlain(ctx, scrape.InNetNS(ns), addr, "/metrics")
 	if err != nil {
 		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET http://%s/metrics: %d %s", addr, code, body)
 	}
 	m := metrics{}
 	for _, line := range strings.Split(string(body), "\n") {

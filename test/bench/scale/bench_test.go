@@ -25,7 +25,6 @@ package scalebench
 // range wider than the default 2,768 ports: the apiserver gets 1024-65535.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -63,6 +62,7 @@ import (
 	"github.com/fairlead-lb/fairlead/test/bench/samples"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/netns"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 var (
@@ -575,7 +575,7 @@ func (cl *cluster) speaker(b *testing.B, bin string, n int) (SpeakerResult, erro
 		if done, err := proc.Exited(); done {
 			return res, fmt.Errorf("exited: %v\n%s", err, tailOf(proc.Output(), 40))
 		}
-		if m, err := scrape(ns, metricsAddr); err == nil {
+		if m, err := metricsIn(ns, metricsAddr); err == nil {
 			e, _ := Find(m, "fairlead_l2_addresses", "state", "elected")
 			u, _ := Find(m, "fairlead_l2_addresses", "state", "unowned")
 			if int(e+u) >= n {
@@ -683,31 +683,16 @@ func tailOf(s string, lines int) string {
 	return strings.Join(l[max(0, len(l)-lines):], "\n")
 }
 
-// scrape reads a plain-HTTP metrics endpoint inside ns.
-func scrape(ns *netns.NS, addr string) ([]Sample, error) {
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
-		req.Close = true
-		if err := req.Write(c); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
+// metricsIn reads the plain-HTTP metrics endpoint addr inside ns.
+func metricsIn(ns *netns.NS, addr string) ([]Sample, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, body, err := scrape.GetPlain(ctx, scrape.InNetNS(ns), addr, "/metrics")
 	if err != nil {
 		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET http://%s/metrics: %d %s", addr, code, body)
 	}
 	return ParseText(string(body))
 }
