@@ -13,11 +13,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,6 +34,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -46,36 +47,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fairlead-l2-e2e")
-	if err == nil {
-		speakerBin = filepath.Join(dir, "fairlead-speaker")
-		cmd := exec.Command("go", "build", "-o", speakerBin, "./cmd/fairlead-speaker")
-		cmd.Dir = controlplane.RepoRoot()
-		if out, berr := cmd.CombinedOutput(); berr != nil {
-			err = fmt.Errorf("building fairlead-speaker: %v\n%s", berr, out)
+	controlplane.Main(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) (err error) {
+		env, kubeconfig = cp.Env, cp.Kubeconfig
+		if speakerBin, err = kit.Build("./cmd/fairlead-speaker", kit.BuildOptions{}); err != nil {
+			return err
 		}
-	}
-	if err == nil {
-		env, err = controlplane.Start(controlplane.Options{})
-	}
-	if err == nil {
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		err = env.Kubeconfig(kubeconfig)
-	}
-	if err == nil {
 		// The speakers' member traffic is encrypted, as it should be in production.
-		secretFile = filepath.Join(dir, "memberlist-key")
-		err = os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+		secretFile = filepath.Join(cp.Dir, "memberlist-key")
 		apiAddr = strings.TrimSuffix(strings.TrimPrefix(env.Config.Host, "https://"), "/")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+		return os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	})
 }
 
 var ctx = context.Background()
@@ -173,10 +154,7 @@ func newCluster(t testing.TB, nodeLabels map[string]map[string]string) *cluster 
 	// Every speaker up and seeing the others: the tests start from a settled cluster (a
 	// speaker that has not read the API yet cannot join, which matters once it is cut off).
 	for _, n := range c.nodes {
-		eventually(t, 30*time.Second, n.name+"'s speaker sees all three", func() (bool, string) {
-			v := metric(t, n, "fairlead_speaker_members_alive")
-			return v == 3, fmt.Sprint(v)
-		})
+		kit.Eventually(t, 30*time.Second, n.name+"'s speaker to see all three", membersAlive(t, n, 3))
 	}
 	return c
 }
@@ -193,9 +171,11 @@ func nodeNamespaces(nodes []*node) []*netns.NS {
 // detection: until then its kernel sends no neighbour solicitation for a reply whose source
 // is not one of its own addresses (here: the external address), so TCP over IPv6 would stall.
 func waitDAD(t testing.TB, ns *netns.NS) {
-	eventually(t, 10*time.Second, "duplicate address detection in "+ns.Name, func() (bool, string) {
-		out := ns.MustRun("ip", "-6", "addr", "show", "tentative")
-		return strings.TrimSpace(out) == "", out
+	kit.Eventually(t, 10*time.Second, "duplicate address detection in "+ns.Name, func(context.Context) error {
+		if out := ns.MustRun("ip", "-6", "addr", "show", "tentative"); strings.TrimSpace(out) != "" {
+			return fmt.Errorf("tentative: %s", out)
+		}
+		return nil
 	})
 }
 
@@ -328,32 +308,16 @@ func (c *cluster) neighMAC(ip string) string {
 	return ""
 }
 
-func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", d, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // expectServed waits until connections to ip land on owner and the client's neighbour entry
 // holds owner's MAC.
 func (c *cluster) expectServed(ip string, owner *node) {
 	c.t.Helper()
-	eventually(c.t, 30*time.Second, ip+" served by "+owner.name, func() (bool, string) {
+	kit.Eventually(c.t, 30*time.Second, ip+" served by "+owner.name, func(context.Context) error {
 		got, err := c.connect(ip)
-		mac := c.neighMAC(ip)
-		return err == nil && got == owner.name && mac == owner.mac,
-			fmt.Sprintf("connect: %q, %v; neighbour %s (want %s)", got, err, mac, owner.mac)
+		if mac := c.neighMAC(ip); err != nil || got != owner.name || mac != owner.mac {
+			return fmt.Errorf("connect: %q, %v; neighbour %s (want %s)", got, err, mac, owner.mac)
+		}
+		return nil
 	})
 }
 
@@ -363,9 +327,11 @@ func (c *cluster) expectServed(ip string, owner *node) {
 func (c *cluster) expectMoved(ip string, to *node) time.Duration {
 	c.t.Helper()
 	start := time.Now()
-	eventually(c.t, 20*time.Second, ip+" moved to "+to.name, func() (bool, string) {
-		mac := c.neighMAC(ip)
-		return mac == to.mac, fmt.Sprintf("neighbour %s, want %s", mac, to.mac)
+	kit.Eventually(c.t, 20*time.Second, ip+" moved to "+to.name, func(context.Context) error {
+		if mac := c.neighMAC(ip); mac != to.mac {
+			return fmt.Errorf("neighbour %s, want %s", mac, to.mac)
+		}
+		return nil
 	})
 	took := time.Since(start)
 	// Connections follow (eventually: on a loaded machine the failure detector may flap once
@@ -405,7 +371,7 @@ func (c *cluster) announcement(svc string) []v1alpha1.Announcement {
 
 func (c *cluster) expectReported(svc, ip, node, protocol string) {
 	c.t.Helper()
-	eventually(c.t, 20*time.Second, fmt.Sprintf("ServiceAnnouncement %s: %s on %s", svc, ip, node), func() (bool, string) {
+	kit.Eventually(c.t, 20*time.Second, fmt.Sprintf("ServiceAnnouncement %s: %s on %s", svc, ip, node), func(context.Context) error {
 		as := c.announcement(svc)
 		var l2 []v1alpha1.Announcement
 		for _, a := range as {
@@ -413,26 +379,28 @@ func (c *cluster) expectReported(svc, ip, node, protocol string) {
 				l2 = append(l2, a)
 			}
 		}
-		return len(l2) == 1 && l2[0].Node == node && l2[0].Protocol == protocol && slices.Equal(l2[0].Interfaces, []string{"eth0"}),
-			fmt.Sprintf("%+v", as)
+		if len(l2) != 1 || l2[0].Node != node || l2[0].Protocol != protocol || !slices.Equal(l2[0].Interfaces, []string{"eth0"}) {
+			return fmt.Errorf("announcements %+v", as)
+		}
+		return nil
 	})
 }
 
 func (c *cluster) expectEvent(reason, substr string) {
 	c.t.Helper()
-	eventually(c.t, 20*time.Second, "Event "+reason, func() (bool, string) {
+	kit.Eventually(c.t, 20*time.Second, fmt.Sprintf("an Event %s saying %q", reason, substr), func(ctx context.Context) error {
 		var evs corev1.EventList
 		if err := c.c.List(ctx, &evs, client.InNamespace("default")); err != nil {
-			return false, err.Error()
+			return err
 		}
 		var seen []string
 		for _, e := range evs.Items {
 			if e.Reason == reason && strings.Contains(e.Message, substr) {
-				return true, ""
+				return nil
 			}
 			seen = append(seen, e.Reason+": "+e.Message)
 		}
-		return false, strings.Join(seen, "; ")
+		return fmt.Errorf("Events: %s", strings.Join(seen, "; "))
 	})
 }
 
@@ -536,9 +504,12 @@ func TestTrafficPolicyLocalAndExcludedNode(t *testing.T) {
 		NodeSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: "Near"}}}},
 	}})
 	for _, n := range c.nodes {
-		eventually(t, 20*time.Second, n.name+"'s speaker to log that it skips the broken L2Advertisement", func() (bool, string) {
+		kit.Eventually(t, 20*time.Second, n.name+"'s speaker to log that it skips the broken L2Advertisement", func(context.Context) error {
 			out := n.speaker.Output()
-			return strings.Contains(out, `object="L2Advertisement broken"`) && strings.Contains(out, `\"Near\" is not a valid label selector operator`), ""
+			if !strings.Contains(out, `object="L2Advertisement broken"`) || !strings.Contains(out, `\"Near\" is not a valid label selector operator`) {
+				return errors.New("not in its log yet")
+			}
+			return nil
 		})
 	}
 	c.client.MustRun("ip", "neigh", "flush", "dev", "eth0")

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -19,6 +21,9 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 // Broken ARP and NDP frames from the client are counted and ignored: the owner keeps answering.
@@ -35,10 +40,13 @@ func TestMalformedFramesIgnored(t *testing.T) {
 	for range 3 {
 		injectMalformed(t, c, netip.MustParseAddr(v4), netip.MustParseAddr(v6))
 	}
-	eventually(t, 10*time.Second, "malformed frames counted", func() (bool, string) {
+	kit.Eventually(t, 10*time.Second, "nine malformed frames of each protocol counted", func(context.Context) error {
 		a, n := metric(t, first, `fairlead_l2_malformed_frames_total{interface="eth0",protocol="arp"}`),
 			metric(t, first, `fairlead_l2_malformed_frames_total{interface="eth0",protocol="ndp"}`)
-		return a >= 9 && n >= 9, fmt.Sprintf("arp %v, ndp %v", a, n)
+		if a < 9 || n < 9 {
+			return fmt.Errorf("arp %v, ndp %v", a, n)
+		}
+		return nil
 	})
 	if ok, err := first.speaker.Exited(); ok {
 		t.Fatalf("speaker exited: %v", err)
@@ -122,28 +130,17 @@ func injectMalformed(t *testing.T, c *cluster, v4, v6 netip.Addr) {
 	}
 }
 
-// metric reads one sample from the speaker's metrics endpoint on its namespace's loopback.
+// metric reads one sample from the speaker's metrics endpoint on its namespace's loopback:
+// -1 while it does not serve, 0 while the series is absent.
 func metric(t testing.TB, n *node, series string) float64 {
 	t.Helper()
-	var body string
-	err := n.ns.Do(func() error {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:7474", 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n"); err != nil {
-			return err
-		}
-		b, err := io.ReadAll(conn)
-		body = string(b)
-		return err
-	})
-	if err != nil {
-		return -1 // not serving yet
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, body, err := scrape.GetPlain(ctx, scrape.InNetNS(n.ns), "127.0.0.1:7474", "/metrics")
+	if err != nil || code != http.StatusOK {
+		return -1
 	}
-	sc := bufio.NewScanner(strings.NewReader(body))
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
@@ -151,4 +148,14 @@ func metric(t testing.TB, n *node, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// membersAlive is a condition for kit.Eventually: n's speaker counts want members alive.
+func membersAlive(t testing.TB, n *node, want float64) func(context.Context) error {
+	return func(context.Context) error {
+		if v := metric(t, n, "fairlead_speaker_members_alive"); v != want {
+			return fmt.Errorf("fairlead_speaker_members_alive %v", v)
+		}
+		return nil
+	}
 }
