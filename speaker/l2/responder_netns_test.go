@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 )
 
@@ -76,9 +77,11 @@ func newLAN(t *testing.T) *lan {
 // detection: until then its kernel sends no neighbour solicitation for an answer whose source
 // is not one of its own addresses (ours: the external address), so TCP to it would stall.
 func waitDAD(t *testing.T, ns *netns.NS) {
-	eventually(t, 10*time.Second, "duplicate address detection in "+ns.Name, func() (bool, string) {
-		out := ns.MustRun("ip", "-6", "addr", "show", "tentative")
-		return strings.TrimSpace(out) == "", out
+	kit.Eventually(t, 10*time.Second, "duplicate address detection in "+ns.Name, func(context.Context) error {
+		if out := ns.MustRun("ip", "-6", "addr", "show", "tentative"); strings.TrimSpace(out) != "" {
+			return fmt.Errorf("tentative: %s", out)
+		}
+		return nil
 	})
 }
 
@@ -92,21 +95,6 @@ func neighMAC(t *testing.T, ns *netns.NS, ip netip.Addr) string {
 		}
 	}
 	return ""
-}
-
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %s", what, last)
 }
 
 func dial(ns *netns.NS, ip netip.Addr) error {
@@ -144,9 +132,11 @@ func TestResponderNetns(t *testing.T) {
 	l.client.MustRun("ip", "neigh", "replace", lanVIP6.String(), "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale")
 	r.Set(map[netip.Addr][]string{lanVIP4: nil, lanVIP6: nil})
 	for _, ip := range []netip.Addr{lanVIP4, lanVIP6} {
-		eventually(t, 5*time.Second, "announcement of "+ip.String(), func() (bool, string) {
-			m := neighMAC(t, l.client, ip)
-			return m == l.nodeMAC, m
+		kit.Eventually(t, 5*time.Second, "the client's neighbour entry for "+ip.String()+" to hold the node's MAC", func(context.Context) error {
+			if m := neighMAC(t, l.client, ip); m != l.nodeMAC {
+				return fmt.Errorf("neighbour %q, want %s", m, l.nodeMAC)
+			}
+			return nil
 		})
 	}
 	if n := testutil.ToFloat64(r.m.gratuitous.WithLabelValues(protoARP, "eth0")); n < 1 {
@@ -173,16 +163,24 @@ func TestResponderNetns(t *testing.T) {
 
 	// Garbage on the wire is counted and changes nothing.
 	injectMalformed(t, l.client)
-	eventually(t, 5*time.Second, "malformed frames counted", func() (bool, string) {
+	kit.Eventually(t, 5*time.Second, "three malformed frames of each protocol counted", func(context.Context) error {
 		a := testutil.ToFloat64(r.m.malformed.WithLabelValues(protoARP, "eth0"))
 		n := testutil.ToFloat64(r.m.malformed.WithLabelValues(protoNDP, "eth0"))
-		return a >= 3 && n >= 3, fmt.Sprintf("arp %v, ndp %v", a, n)
+		if a < 3 || n < 3 {
+			return fmt.Errorf("arp %v, ndp %v", a, n)
+		}
+		return nil
 	})
 	answersResolution("after malformed frames")
 
 	// Released: nobody answers any more.
 	r.Set(nil)
-	eventually(t, 5*time.Second, "release", func() (bool, string) { return len(r.Announced()) == 0, fmt.Sprint(r.Announced()) })
+	kit.Eventually(t, 5*time.Second, "every address released", func(context.Context) error {
+		if got := r.Announced(); len(got) != 0 {
+			return fmt.Errorf("still announced: %v", got)
+		}
+		return nil
+	})
 	for _, ip := range []netip.Addr{lanVIP4, lanVIP6} {
 		l.client.MustRun("ip", "neigh", "flush", "dev", "eth0")
 		if err := dial(l.client, ip); err == nil {

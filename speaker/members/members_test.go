@@ -2,6 +2,7 @@ package members
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Speakers on 127.0.0.{1,2,3} (one port, as on real nodes) find each other from the
@@ -46,8 +49,7 @@ func TestMembership(t *testing.T) {
 	})
 	waitView := func(what string, want map[string][]string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		kit.Eventually(t, 10*time.Second, fmt.Sprintf("the members' views once %s: %v", what, want), func(context.Context) error {
 			ok := true
 			var got string
 			for name, w := range want {
@@ -55,14 +57,11 @@ func TestMembership(t *testing.T) {
 				got += fmt.Sprintf("%s sees %v; ", name, alive)
 				ok = ok && slices.Equal(alive, w)
 			}
-			if ok {
-				return
+			if !ok {
+				return errors.New(got)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s", what, got)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	all := []string{"node1", "node2", "node3"}
 	waitView("joined", map[string][]string{"node1": all, "node2": all, "node3": all})

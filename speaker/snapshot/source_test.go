@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
 	"github.com/fairlead-lb/fairlead/test/controlplane"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // The Source follows a real apiserver: a change to any object it reads (core or Fairlead's)
@@ -59,13 +61,14 @@ func TestSourceFollowsTheAPI(t *testing.T) {
 				t.Fatalf("%s: no change signalled", what)
 			}
 		}
-		for !ok(src.Snapshot()) {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s: not in the snapshot", what)
-			case <-time.After(50 * time.Millisecond):
+		// Within the test's minute, which the informers run under too.
+		deadline, _ := ctx.Deadline()
+		kit.Eventually(t, time.Until(deadline), what+" in the snapshot", func(context.Context) error {
+			if !ok(src.Snapshot()) {
+				return errors.New("not there yet")
 			}
-		}
+			return nil
+		})
 	}
 
 	if err := env.Client.Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "lan"},

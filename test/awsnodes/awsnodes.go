@@ -124,31 +124,31 @@ func Speaker(t *testing.T) string {
 // briefly).
 func WaitAssociated(t *testing.T, c *fairaws.Clients, allocationID string, n *Node) {
 	t.Helper()
-	ctx := context.Background()
-	var since time.Time
-	deadline := time.Now().Add(time.Minute)
-	for {
+	var since time.Time // since when it has been where it should be
+	what := fmt.Sprintf("Elastic IP %s to stay associated with %s (%s/%s) for 2 s", allocationID, n.Name, n.ENI, n.IP)
+	kit.Eventually(t, time.Minute, what, func(ctx context.Context) error {
 		got, err := c.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{allocationID}})
-		if err == nil && len(got.Addresses) == 1 && aws.ToString(got.Addresses[0].NetworkInterfaceId) == n.ENI &&
-			aws.ToString(got.Addresses[0].PrivateIpAddress) == n.IP.String() {
-			if since.IsZero() {
-				since = time.Now()
-			}
-			if time.Since(since) > 2*time.Second {
-				return
-			}
-		} else {
+		if err != nil {
 			since = time.Time{}
+			return err
 		}
-		if time.Now().After(deadline) {
-			var where string
-			if err == nil && len(got.Addresses) == 1 {
-				where = aws.ToString(got.Addresses[0].NetworkInterfaceId) + "/" + aws.ToString(got.Addresses[0].PrivateIpAddress)
-			}
-			t.Fatalf("Elastic IP %s is not associated with %s (%s/%s) but with %q (%v)", allocationID, n.Name, n.ENI, n.IP, where, err)
+		if len(got.Addresses) != 1 {
+			since = time.Time{}
+			return fmt.Errorf("%d addresses", len(got.Addresses))
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		a := got.Addresses[0]
+		if aws.ToString(a.NetworkInterfaceId) != n.ENI || aws.ToString(a.PrivateIpAddress) != n.IP.String() {
+			since = time.Time{}
+			return fmt.Errorf("associated with %s/%s", aws.ToString(a.NetworkInterfaceId), aws.ToString(a.PrivateIpAddress))
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if held := time.Since(since); held <= 2*time.Second {
+			return fmt.Errorf("associated for %s only", held.Round(time.Millisecond))
+		}
+		return nil
+	})
 }
 
 // StartSpeaker runs binary (from Speaker) with --aws-eip and nothing else in the node's

@@ -289,19 +289,15 @@ func TestInstallsAndRunsWithItsRBAC(t *testing.T) {
 	if err := c.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	kit.Eventually(t, 60*time.Second, "the controller, running as the chart's ServiceAccount, to allocate an address", func(context.Context) error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
 			t.Fatal(err)
 		}
-		if len(svc.Status.LoadBalancer.Ingress) > 0 {
-			break
+		if len(svc.Status.LoadBalancer.Ingress) == 0 {
+			return fmt.Errorf("no address in web's status: %+v", svc.Status.Conditions)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the controller, running as the chart's ServiceAccount, did not allocate an address")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
 		t.Fatal(err)
 	}

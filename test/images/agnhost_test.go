@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // exec runs cmd in task id and returns its output.
@@ -69,18 +71,15 @@ func TestAgnhostServesInItsOwnNetns(t *testing.T) {
 
 	// netexec answers curl from inside the container, over its loopback.
 	var body string
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		body, err = c.exec(id, fmt.Sprintf("curl-%d", i), "curl", "-sS", "-m", "2", "http://127.0.0.1:8080/echo?msg=fairlead")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
+	tries := 0
+	kit.Eventually(t, 30*time.Second, "netexec to answer curl inside the container", func(context.Context) (err error) {
+		tries++
+		if body, err = c.exec(id, fmt.Sprintf("curl-%d", tries), "curl", "-sS", "-m", "2", "http://127.0.0.1:8080/echo?msg=fairlead"); err != nil {
 			log, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
-			t.Fatalf("curl to netexec inside the container: %v\nagnhost log:\n%s", err, log)
+			return fmt.Errorf("%v\nagnhost log:\n%s", err, log)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if strings.TrimSpace(body) != "fairlead" {
 		t.Errorf("netexec /echo?msg=fairlead answered %q", body)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // containerd is Debian's containerd started for one test with its own root, state and socket
@@ -76,22 +78,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
 	}
 	logf.Close()
 	go func() { c.done <- c.cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := c.ctrOutput("version"); err == nil {
-			return c
+	kit.Eventually(t, 30*time.Second, "containerd to answer on "+c.sock, func(context.Context) error {
+		_, err := c.ctrOutput("version")
+		if err == nil {
+			return nil
 		}
 		select {
-		case err := <-c.done:
-			c.done <- err
-			t.Fatalf("containerd exited: %v\n%s", err, c.log())
+		case exit := <-c.done:
+			c.done <- exit
+			t.Fatalf("containerd exited: %v\n%s", exit, c.log())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not answer on %s within 30s\n%s", c.sock, c.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("%v\n%s", err, c.log())
+	})
+	return c
 }
 
 func (c *containerd) log() string {

@@ -2,12 +2,15 @@ package images
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 func TestEchoImageAnswers(t *testing.T) {
@@ -32,16 +35,12 @@ func TestEchoImageAnswers(t *testing.T) {
 	netns := filepath.Join("/proc", c.taskPid(id), "ns/net")
 	// The image has no client: the host's socat connects from inside that namespace, to its
 	// loopback, so nothing crosses the host's network.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	kit.Eventually(t, 30*time.Second, "echo in its container to answer on 127.0.0.1:8080", func(context.Context) error {
 		out, err := exec.Command("nsenter", "--net="+netns, "--", "socat", "-T2", "-", "TCP:127.0.0.1:8080").CombinedOutput()
-		if err == nil && strings.Contains(string(out), " 127.0.0.1:") {
-			break
-		}
-		if time.Now().After(deadline) {
+		if err != nil || !strings.Contains(string(out), " 127.0.0.1:") {
 			log, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
-			t.Fatalf("echo in its container did not answer on 127.0.0.1:8080: %v %q\nlog:\n%s", err, out, log)
+			return fmt.Errorf("%v %q\nlog:\n%s", err, out, log)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // tarEntries reads a tar (gzipped or not) into name -> header and contents.
@@ -166,17 +169,17 @@ func TestPauseRunsInContainerd(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- run.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for c.taskStatus(id) != "RUNNING" {
+	kit.Eventually(t, 30*time.Second, "task "+id+" RUNNING", func(context.Context) error {
 		select {
 		case err := <-exited:
 			t.Fatalf("ctr run %s exited before its task ran: %v\n%s\n%s", PauseRef, err, out.String(), c.log())
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s not RUNNING within 30s (status %q)\n%s", id, c.taskStatus(id), out.String())
+		if st := c.taskStatus(id); st != "RUNNING" {
+			return fmt.Errorf("status %q", st)
 		}
-	}
+		return nil
+	})
 	// The task's process is our /pause, as the image's unprivileged user.
 	ps, err := c.ctrOutput("task", "ps", id)
 	if err != nil {

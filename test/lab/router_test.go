@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
 	"github.com/fairlead-lb/fairlead/test/routers"
 )
@@ -85,17 +87,20 @@ func waitHops(t *testing.T, frr *routers.FRR, prefix string, want []netip.Addr) 
 
 func waitHopsWithin(t *testing.T, frr *routers.FRR, prefix string, want []netip.Addr, timeout time.Duration) {
 	t.Helper()
-	var got []netip.Addr
-	err := waitUntil(timeout, func() error {
-		var err error
-		got, err = fibNextHops(frr.Vtysh, netip.MustParsePrefix(prefix))
+	waited := false
+	defer func() {
+		// kit.Eventually stops the test on a timeout; the router's view of its sessions says why.
+		if !waited {
+			out, _ := frr.Vtysh("show bgp summary")
+			t.Logf("FRR's BGP summary:\n%s", out)
+		}
+	}()
+	kit.Eventually(t, timeout, fmt.Sprintf("FRR's next hops for %s to be %v", prefix, want), func(context.Context) error {
+		got, err := fibNextHops(frr.Vtysh, netip.MustParsePrefix(prefix))
 		if err == nil && !slices.Equal(got, want) {
-			err = fmt.Errorf("next hops %v, want %v", got, want)
+			err = fmt.Errorf("next hops %v", got)
 		}
 		return err
 	})
-	if err != nil {
-		out, _ := frr.Vtysh("show bgp summary")
-		t.Fatalf("%s after %s: %v\n%s", prefix, timeout, err, out)
-	}
+	waited = true
 }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -155,35 +154,30 @@ func must(t *testing.T, err error) {
 // waitAll polls the Services svc-from..svc-to-1 until ok holds for each.
 func waitAll(t *testing.T, c client.Client, from, to int, what string, ok func(i int, s *corev1.Service) error) map[int]*corev1.Service {
 	t.Helper()
-	var last error
-	got := map[int]*corev1.Service{}
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+	var got map[int]*corev1.Service
+	kit.Eventually(t, 3*time.Minute, what, func(ctx context.Context) error {
 		var list corev1.ServiceList
 		if err := c.List(ctx, &list); err != nil {
-			return false, err
+			return err
 		}
 		byName := map[string]*corev1.Service{}
 		for i := range list.Items {
 			byName[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
 		}
+		got = map[int]*corev1.Service{}
 		for i := from; i < to; i++ {
 			want := service(i)
 			s := byName[want.Namespace+"/"+want.Name]
 			if s == nil {
-				last = fmt.Errorf("%s/%s missing", want.Namespace, want.Name)
-				return false, nil
+				return fmt.Errorf("%s/%s missing", want.Namespace, want.Name)
 			}
 			if err := ok(i, s); err != nil {
-				last = fmt.Errorf("%s/%s: %w", s.Namespace, s.Name, err)
-				return false, nil
+				return fmt.Errorf("%s/%s: %w", s.Namespace, s.Name, err)
 			}
 			got[i] = s
 		}
-		return true, nil
+		return nil
 	})
-	if err != nil {
-		t.Fatalf("%s: %v (last: %v)", what, err, last)
-	}
 	return got
 }
 
@@ -337,7 +331,7 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		must(t, c.Create(ctx, s))
 	}
 	byMetalLB := waitAll(t, c, 0, services, "MetalLB allocating", allocated)
-	waitCross(t, c, func(s *corev1.Service) error {
+	waitCross(t, c, "MetalLB giving both "+crossIP, func(s *corev1.Service) error {
 		if ips(s) != crossIP {
 			return fmt.Errorf("addresses %q, want %s", ips(s), crossIP)
 		}
@@ -388,7 +382,7 @@ func TestTakeOverFromMetalLBAndBack(t *testing.T) {
 		}
 		return nil
 	})
-	waitCross(t, c, func(s *corev1.Service) error {
+	waitCross(t, c, "Fairlead taking both over with "+crossIP, func(s *corev1.Service) error {
 		if !controllerutil.ContainsFinalizer(s, v1alpha1.ServiceFinalizer) || ips(s) != crossIP {
 			return fmt.Errorf("not taken over with %s: %q", crossIP, ips(s))
 		}
@@ -554,25 +548,20 @@ func sameSet(a, b string) bool {
 }
 
 // waitCross waits until ok holds for both cross-namespace sharers.
-func waitCross(t *testing.T, c client.Client, ok func(*corev1.Service) error) {
+func waitCross(t *testing.T, c client.Client, what string, ok func(*corev1.Service) error) {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	kit.Eventually(t, time.Minute, "the cross-namespace sharers: "+what, func(ctx context.Context) error {
 		for _, k := range []client.ObjectKey{{Namespace: "team-2", Name: "cross-a"}, {Namespace: "team-3", Name: "cross-b"}} {
 			var s corev1.Service
 			if err := c.Get(ctx, k, &s); err != nil {
-				return false, err
+				return err
 			}
-			if last = ok(&s); last != nil {
-				last = fmt.Errorf("%s: %w", k, last)
-				return false, nil
+			if err := ok(&s); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
 			}
 		}
-		return true, nil
+		return nil
 	})
-	if err != nil {
-		t.Fatalf("cross-namespace sharers: %v (last: %v)", err, last)
-	}
 }
 
 func tail(s string, n int) string {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,25 +57,26 @@ func TestReapsOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nsenter: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	start := time.Now()
 	var kids []string
-	for ; len(kids) == 0; kids = children(pid) {
-		if time.Now().After(deadline) {
-			t.Fatal("the orphaned sleep never became pause's child")
+	kit.Eventually(t, 10*time.Second, "the orphaned sleep to become pause's child", func(context.Context) error {
+		if kids = children(pid); len(kids) == 0 {
+			return errors.New("pause has no child")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	kid, _ := strconv.Atoi(kids[0])
 	if err := syscall.Kill(kid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for len(children(pid)) > 0 {
-		if time.Now().After(deadline) {
+	// Both waits share the 10 s.
+	kit.Eventually(t, 10*time.Second-time.Since(start), fmt.Sprintf("pause to reap its killed child %d", kid), func(context.Context) error {
+		if len(children(pid)) > 0 {
 			st, _ := os.ReadFile(filepath.Join("/proc", kids[0], "stat"))
-			t.Fatalf("pause has not reaped its exited child %d: %s", kid, st)
+			return fmt.Errorf("not reaped: %s", st)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestExitsZeroOnSignals(t *testing.T) {
