@@ -29,11 +29,9 @@ test: vet verify-generated packages control-plane
 ## binary, nor an apiserver or another server. `go test -short`: the heavy tests say so through
 ## test/kit (kit.Heavy, netns.Require, kit.Binary, controlplane.Main and StartForTest,
 ## awsapi.Env) and skip themselves there, so a package's pure tests run even where others are
-## heavy. UNIT_PENDING are packages whose TestMains or tests still start an apiserver or
-## build binaries on their own, left out until they use test/kit.
-UNIT_PENDING := /speaker/l2/e2e$$|/speaker/bgp$$|/speaker/eip$$
+## heavy.
 unit:
-	go test -short -count=1 -timeout 5m $(GO_TEST_FLAGS) $$(go list ./... | grep -Ev '$(UNIT_PENDING)')
+	go test -short -count=1 -timeout 5m $(GO_TEST_FLAGS) ./...
 
 ## vet: go vet, staticcheck and gofmt. ST1005 (error strings start lower-case) is off: ours
 ## start with the Kubernetes kind they are about ("Service ns/name ..."), as the apiserver's do.
