@@ -317,6 +317,36 @@ func TestBGPAdvertisementStoredOutOfRange(t *testing.T) {
 	if note := waitEvent(t, "default", ad.Name, v1alpha1.ReasonInvalid); !strings.Contains(note, "aggregationLength 33") {
 		t.Errorf("Warning Event %q does not name the field and value", note)
 	}
-	updateBGPAd(t, ad.Name, func(s *v1alpha1.BGPAdvertisementSpec) { s.AggregationLength = ptr.To[int32](24) })
+	// 32: it selects every pool, and a shorter length would be refused for the other tests' /28s.
+	updateBGPAd(t, ad.Name, func(s *v1alpha1.BGPAdvertisementSpec) { s.AggregationLength = ptr.To[int32](32) })
 	waitBGPAdCond(t, ad.Name, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+}
+
+// An aggregation length shorter than a prefix of a selected pool would announce addresses
+// outside the pool: Accepted=False naming the pool, the prefix and the length, with a Warning
+// Event; a range counts by the widest prefix covering it. Fixing the length clears it, and a
+// pool that appears later is checked too.
+func TestBGPAdvertisementAggregationWiderThanPool(t *testing.T) {
+	poolFor(t, "", "bgpad-agg-range", v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.170-203.0.113.185"}})
+	ad := bgpad("bgpad-agg", v1alpha1.BGPAdvertisementSpec{IPPools: []string{"bgpad-agg-range", "bgpad-agg-narrow"},
+		AggregationLength: ptr.To[int32](28)})
+	createCleanup(t, ad)
+	want := `aggregationLength 28 is shorter than prefix 203.0.113.176/29, the widest in range 203.0.113.170-203.0.113.185 of pool "bgpad-agg-range": ` +
+		`a /28 route would cover addresses outside the pool (use 29 or more, or select other pools)`
+	if msg := waitBGPAdCond(t, ad.Name, v1alpha1.ConditionAccepted, metav1.ConditionFalse, v1alpha1.ReasonInvalid); msg != "Ignored by every speaker: "+want {
+		t.Errorf("Accepted message %q, want %q", msg, "Ignored by every speaker: "+want)
+	}
+	if note := waitEvent(t, "default", ad.Name, v1alpha1.ReasonInvalid); !strings.Contains(note, want) {
+		t.Errorf("Warning Event %q lacks %q", note, want)
+	}
+	waitBGPAdCond(t, ad.Name, v1alpha1.ConditionResolvedRefs, metav1.ConditionUnknown, v1alpha1.ReasonInvalid)
+
+	updateBGPAd(t, ad.Name, func(s *v1alpha1.BGPAdvertisementSpec) { s.AggregationLength = ptr.To[int32](29) })
+	waitBGPAdCond(t, ad.Name, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+
+	poolFor(t, "", "bgpad-agg-narrow", v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.188/30"}})
+	msg := waitBGPAdCond(t, ad.Name, v1alpha1.ConditionAccepted, metav1.ConditionFalse, v1alpha1.ReasonInvalid)
+	if want := `aggregationLength 29 is shorter than prefix 203.0.113.188/30 of pool "bgpad-agg-narrow"`; !strings.Contains(msg, want) || strings.Contains(msg, "bgpad-agg-range") {
+		t.Errorf("Accepted message %q, want only %q", msg, want)
+	}
 }

@@ -247,13 +247,15 @@ type BGPAdvertisementSpec struct {
 	IPPoolSelectors []metav1.LabelSelector `json:"ipPoolSelectors,omitempty"`
 
 	// AggregationLength is the prefix length advertised for IPv4 addresses (default 32):
-	// 24 advertises the /24 holding the address instead of the address itself.
+	// 24 advertises the /24 holding the address instead of the address itself. It may not be
+	// shorter than a prefix of a pool the advertisement selects (a range counts by the widest
+	// prefix covering it): such an advertisement is refused (Accepted=False).
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=32
 	// +optional
 	AggregationLength *int32 `json:"aggregationLength,omitempty"`
 
-	// AggregationLengthV6 is the same for IPv6 addresses (default 128).
+	// AggregationLengthV6 is the same for IPv6 addresses (default 128), with the same rule.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=128
 	// +optional

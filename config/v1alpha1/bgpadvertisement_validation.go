@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/fairlead-lb/fairlead/providers/pool"
 )
 
 // BGPAdvertisement condition reasons, beside the Accepted and ResolvedRefs ones of
@@ -212,11 +214,12 @@ type CompiledBGPAdvertisement struct {
 
 // Compile validates the advertisement beyond what the apiserver checks (label keys and values,
 // selector operators, pool and peer names, community aliases, which only Community objects
-// define, and the schema's ranges for objects stored before they existed) and resolves it.
-// The controller reports its error as Accepted=False and the speakers skip the same objects,
-// so an advertisement the controller refuses is exactly one no speaker applies. Every problem
-// is reported at once, each naming its field.
-func (a *BGPAdvertisement) Compile(aliases CommunityAliases) (*CompiledBGPAdvertisement, error) {
+// define, aggregation lengths against the pools it selects, and the schema's ranges for
+// objects stored before they existed) and resolves it. pools are the cluster's IPPools. The
+// controller reports its error as Accepted=False and the speakers skip the same objects, so an
+// advertisement the controller refuses is exactly one no speaker applies. Every problem is
+// reported at once, each naming its field.
+func (a *BGPAdvertisement) Compile(aliases CommunityAliases, pools []*IPPool) (*CompiledBGPAdvertisement, error) {
 	s := &a.Spec
 	c := &CompiledBGPAdvertisement{Object: a, AggregationLength: 32, AggregationLengthV6: 128}
 	var errs []error
@@ -224,6 +227,7 @@ func (a *BGPAdvertisement) Compile(aliases CommunityAliases) (*CompiledBGPAdvert
 	if c.Pools, err = selectors("ipPoolSelectors", s.IPPoolSelectors); err != nil {
 		errs = append(errs, err)
 	}
+	selectorsOK := err == nil
 	if c.Nodes, err = selectors("nodeSelectors", s.NodeSelectors); err != nil {
 		errs = append(errs, err)
 	}
@@ -238,17 +242,23 @@ func (a *BGPAdvertisement) Compile(aliases CommunityAliases) (*CompiledBGPAdvert
 			}
 		}
 	}
+	lengthsOK := true
 	if l := s.AggregationLength; l != nil {
 		if *l < 0 || *l > 32 {
 			errs = append(errs, fmt.Errorf("aggregationLength %d: must be 0 to 32", *l))
+			lengthsOK = false
 		}
 		c.AggregationLength = int(*l)
 	}
 	if l := s.AggregationLengthV6; l != nil {
 		if *l < 0 || *l > 128 {
 			errs = append(errs, fmt.Errorf("aggregationLengthV6 %d: must be 0 to 128", *l))
+			lengthsOK = false
 		}
 		c.AggregationLengthV6 = int(*l)
+	}
+	if selectorsOK && lengthsOK {
+		errs = append(errs, c.aggregationWithinPools(pools)...)
 	}
 	for i, cm := range s.Communities {
 		v, err := aliases.resolve(cm)
@@ -277,6 +287,66 @@ func (a *BGPAdvertisement) Compile(aliases CommunityAliases) (*CompiledBGPAdvert
 	slices.SortFunc(c.LargeCommunities, CompareLargeCommunities)
 	c.LargeCommunities = slices.Compact(c.LargeCommunities)
 	return c, nil
+}
+
+// aggregationWithinPools refuses aggregation lengths shorter than a prefix of a pool the
+// advertisement selects: the aggregate route would cover addresses outside the pool, which
+// the router would then send to the nodes. As in MetalLB, each pool entry is taken as the
+// fewest prefixes covering it (one for a CIDR), and the length must be at least that of the
+// entry's widest prefix.
+func (c *CompiledBGPAdvertisement) aggregationWithinPools(pools []*IPPool) []error {
+	if c.AggregationLength == 32 && c.AggregationLengthV6 == 128 {
+		return nil
+	}
+	pools = slices.Clone(pools)
+	slices.SortFunc(pools, func(a, b *IPPool) int { return cmp.Compare(a.Name, b.Name) })
+	var errs []error
+	for _, p := range pools {
+		if !c.SelectsPool(p.Name, p.Labels) || p.ElasticIPs() != nil {
+			continue
+		}
+		entries, err := pool.ParseRanges(p.Spec.Addresses)
+		if err != nil {
+			continue // no speaker announces from it; its own status says why
+		}
+		// Per family, the entry whose widest prefix is the longest: the length it needs is
+		// the least the advertisement may use.
+		var worst [2]struct {
+			entry  pool.Range
+			widest netip.Prefix
+		}
+		for _, r := range entries {
+			var widest netip.Prefix
+			for _, pf := range r.Prefixes() {
+				if !widest.IsValid() || pf.Bits() < widest.Bits() {
+					widest = pf
+				}
+			}
+			f := 0
+			if !widest.Addr().Is4() {
+				f = 1
+			}
+			if !worst[f].widest.IsValid() || widest.Bits() > worst[f].widest.Bits() {
+				worst[f].entry, worst[f].widest = r, widest
+			}
+		}
+		for f, w := range worst {
+			field, length := "aggregationLength", c.AggregationLength
+			if f == 1 {
+				field, length = "aggregationLengthV6", c.AggregationLengthV6
+			}
+			if !w.widest.IsValid() || length >= w.widest.Bits() {
+				continue
+			}
+			where := fmt.Sprintf("prefix %s of pool %q", w.widest, p.Name)
+			if w.entry.String() != w.widest.String() {
+				where = fmt.Sprintf("prefix %s, the widest in range %s of pool %q", w.widest, w.entry, p.Name)
+			}
+			errs = append(errs, fmt.Errorf("%s %d is shorter than %s: a /%d route would cover addresses outside the pool (use %d or more, or select other pools)",
+				field, length, where, length, w.widest.Bits()))
+		}
+	}
+	return errs
 }
 
 // SelectsPool reports whether the advertisement covers the pool of that name and those labels:

@@ -58,7 +58,7 @@ func TestBGPAdvertisementCompile(t *testing.T) {
 		{"every error at once", BGPAdvertisementSpec{Peers: []string{"A"}, Communities: []string{"nope"}, AggregationLengthV6: i32(200)},
 			[]string{"peers", "communities[0]", "aggregationLengthV6"}},
 	} {
-		c, err := (&BGPAdvertisement{Spec: tc.spec}).Compile(aliases)
+		c, err := (&BGPAdvertisement{Spec: tc.spec}).Compile(aliases, nil)
 		if len(tc.want) == 0 {
 			if err != nil || c == nil {
 				t.Errorf("%s: unexpected error %v", tc.name, err)
@@ -84,7 +84,7 @@ func TestBGPAdvertisementCompileCommunities(t *testing.T) {
 	c, err := (&BGPAdvertisement{Spec: BGPAdvertisementSpec{
 		Communities:      []string{"vpn-only", "big", "same", "no-export", "large:1:2:3", "5:5", "65535:65281", "no-peer"},
 		LargeCommunities: []string{"64512:7:8", "1:2:3", "0:0:9"},
-	}}).Compile(aliases)
+	}}).Compile(aliases, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestCompileCommunitiesProblems(t *testing.T) {
 		t.Errorf("reversed input: %d problems, want %d", len(again), len(problems))
 	}
 	// A well-known name in an advertisement is its value, never an alias.
-	c, err := (&BGPAdvertisement{Spec: BGPAdvertisementSpec{Communities: []string{"no-export"}}}).Compile(aliases)
+	c, err := (&BGPAdvertisement{Spec: BGPAdvertisementSpec{Communities: []string{"no-export"}}}).Compile(aliases, nil)
 	if err != nil || !slices.Equal(c.Communities, []uint32{0xFFFFFF01}) {
 		t.Errorf("no-export: %v %v", c, err)
 	}
@@ -144,7 +144,7 @@ func TestBGPAdvertisementSelects(t *testing.T) {
 		IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}},
 		Peers:           []string{"tor-a"},
 		NodeSelectors:   []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r1"}}, {MatchLabels: map[string]string{"rack": "r2"}}},
-	}}).Compile(CommunityAliases{})
+	}}).Compile(CommunityAliases{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestBGPAdvertisementSelects(t *testing.T) {
 	if !c.SelectsPeer("tor-a") || c.SelectsPeer("tor-b") {
 		t.Error("peer selection: want tor-a only")
 	}
-	all, _ := (&BGPAdvertisement{}).Compile(CommunityAliases{})
+	all, _ := (&BGPAdvertisement{}).Compile(CommunityAliases{}, nil)
 	if !all.SelectsPool("anything", nil) || !all.SelectsNode(nil) || !all.SelectsPeer("any") {
 		t.Error("an empty advertisement selects every pool, node and peer")
 	}
@@ -165,8 +165,8 @@ func TestBGPAdvertisementSelects(t *testing.T) {
 
 func TestBGPAdvertisementPrefix(t *testing.T) {
 	i32 := func(v int32) *int32 { return &v }
-	def, _ := (&BGPAdvertisement{}).Compile(CommunityAliases{})
-	agg, _ := (&BGPAdvertisement{Spec: BGPAdvertisementSpec{AggregationLength: i32(24), AggregationLengthV6: i32(64)}}).Compile(CommunityAliases{})
+	def, _ := (&BGPAdvertisement{}).Compile(CommunityAliases{}, nil)
+	agg, _ := (&BGPAdvertisement{Spec: BGPAdvertisementSpec{AggregationLength: i32(24), AggregationLengthV6: i32(64)}}).Compile(CommunityAliases{}, nil)
 	for _, tc := range []struct {
 		c    *CompiledBGPAdvertisement
 		addr string
@@ -179,6 +179,72 @@ func TestBGPAdvertisementPrefix(t *testing.T) {
 	} {
 		if got := tc.c.Prefix(netip.MustParseAddr(tc.addr)); got.String() != tc.want {
 			t.Errorf("prefix of %s: %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
+// An aggregation length shorter than a prefix of a selected pool is refused, naming the pool,
+// the prefix and the length: the route would cover addresses outside the pool. A range counts
+// by the widest of the prefixes covering it; every entry of a pool must allow the length;
+// pools the advertisement does not select, Elastic IP pools and pools whose addresses do not
+// parse (no speaker announces from them) are not checked.
+func TestBGPAdvertisementAggregationWithinPools(t *testing.T) {
+	pool := func(name string, labels map[string]string, addrs ...string) *IPPool {
+		return &IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Spec: IPPoolSpec{Addresses: addrs}}
+	}
+	eips := pool("eips", nil)
+	eips.Spec.AWS = &AWSPool{ElasticIPs: &ElasticIPs{Allocate: ElasticIPsOnDemand}}
+	pools := []*IPPool{
+		pool("blue", nil, "198.51.100.0/24", "2001:db8:ff::/64"),
+		pool("red", map[string]string{"tier": "edge"}, "203.0.113.70-203.0.113.100"),
+		pool("multi", nil, "100.64.0.0/16", "100.65.0.0/28"),
+		pool("overlapping", nil, "192.0.2.0/28", "192.0.2.8/29"),
+		eips,
+	}
+	i32 := func(v int32) *int32 { return &v }
+	edge := []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}}
+	for _, tc := range []struct {
+		name string
+		spec BGPAdvertisementSpec
+		want []string // none: valid; else substrings of the error
+	}{
+		{"default lengths over every pool", BGPAdvertisementSpec{}, nil},
+		{"the pool's own prefix", BGPAdvertisementSpec{IPPools: []string{"blue"}, AggregationLength: i32(24), AggregationLengthV6: i32(64)}, nil},
+		{"shorter than a CIDR", BGPAdvertisementSpec{IPPools: []string{"blue"}, AggregationLength: i32(23)},
+			[]string{`aggregationLength 23 is shorter than prefix 198.51.100.0/24 of pool "blue": a /23 route would cover addresses outside the pool (use 24 or more`}},
+		{"shorter than an IPv6 CIDR", BGPAdvertisementSpec{IPPools: []string{"blue"}, AggregationLengthV6: i32(48)},
+			[]string{`aggregationLengthV6 48 is shorter than prefix 2001:db8:ff::/64 of pool "blue"`, "use 64 or more"}},
+		{"both families at once", BGPAdvertisementSpec{IPPools: []string{"blue"}, AggregationLength: i32(16), AggregationLengthV6: i32(32)},
+			[]string{`aggregationLength 16`, `aggregationLengthV6 32`}},
+		{"a range's widest prefix", BGPAdvertisementSpec{IPPoolSelectors: edge, AggregationLength: i32(26)},
+			[]string{`aggregationLength 26 is shorter than prefix 203.0.113.80/28, the widest in range 203.0.113.70-203.0.113.100 of pool "red"`, "use 28 or more"}},
+		{"a range's widest prefix is enough", BGPAdvertisementSpec{IPPoolSelectors: edge, AggregationLength: i32(28)}, nil},
+		{"every entry of a pool", BGPAdvertisementSpec{IPPools: []string{"multi"}, AggregationLength: i32(24)},
+			[]string{`prefix 100.65.0.0/28 of pool "multi"`}},
+		{"every pool when none is named", BGPAdvertisementSpec{AggregationLength: i32(24)},
+			[]string{`pool "multi"`, `pool "red"`}},
+		{"unselected pools do not count", BGPAdvertisementSpec{IPPools: []string{"blue", "eips", "overlapping"}, AggregationLength: i32(8)},
+			[]string{`pool "blue"`}},
+		{"Elastic IPs and unparsable pools are not checked", BGPAdvertisementSpec{IPPools: []string{"eips", "overlapping"}, AggregationLength: i32(8)}, nil},
+	} {
+		c, err := (&BGPAdvertisement{Spec: tc.spec}).Compile(CommunityAliases{}, pools)
+		if len(tc.want) == 0 {
+			if err != nil || c == nil {
+				t.Errorf("%s: unexpected error %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || c != nil {
+			t.Errorf("%s: compiled to %+v, want an error", tc.name, c)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", tc.name, err, w)
+			}
+		}
+		if tc.name == "every pool when none is named" && strings.Contains(err.Error(), `"blue"`) {
+			t.Errorf("%s: error %q names blue, whose /24 allows the length", tc.name, err)
 		}
 	}
 }

@@ -137,7 +137,11 @@ func Conditions(ad *v1alpha1.BGPAdvertisement, aliases v1alpha1.CommunityAliases
 	accepted = metav1.Condition{Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue,
 		Reason: v1alpha1.ReasonAccepted, Message: "Speakers advertise the selected pools' addresses"}
 	resolved = metav1.Condition{Type: v1alpha1.ConditionResolvedRefs}
-	c, err := ad.Compile(aliases)
+	poolObjs := make([]*v1alpha1.IPPool, len(pools))
+	for i := range pools {
+		poolObjs[i] = &pools[i]
+	}
+	c, err := ad.Compile(aliases, poolObjs)
 	if err != nil {
 		accepted.Status, accepted.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
 		accepted.Message = "Ignored by every speaker: " + err.Error()

@@ -25,6 +25,8 @@ type LoadBalancer struct {
 	provider providers.Provider
 	// name is the provider's name for a Service's load balancer (default: its key).
 	name func(svc *v1.Service) string
+	// locks keep the calls that create or delete a Service's load balancer one at a time.
+	locks serviceLocks
 }
 
 var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
@@ -60,6 +62,11 @@ func (l *LoadBalancer) GetLoadBalancerName(_ context.Context, _ string, svc *v1.
 // EnsureLoadBalancer implements cloudprovider.LoadBalancer.
 func (l *LoadBalancer) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
 	ctx = withLogger(ctx, svc)
+	unlock, err := l.locks.lock(ctx, key(svc))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if l.pools != nil {
 		ips, err := l.pools.ensure(ctx, svc)
 		if err != nil {
@@ -82,13 +89,23 @@ func (l *LoadBalancer) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1
 	if l.pools != nil {
 		return nil
 	}
-	_, err := l.ensureProvider(withLogger(ctx, svc), svc, nodes)
+	unlock, err := l.locks.lock(ctx, key(svc))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = l.ensureProvider(withLogger(ctx, svc), svc, nodes)
 	return err
 }
 
 // EnsureLoadBalancerDeleted implements cloudprovider.LoadBalancer.
 func (l *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
 	ctx = withLogger(ctx, svc)
+	unlock, err := l.locks.lock(ctx, key(svc))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if l.pools != nil {
 		released, err := l.pools.release(ctx, key(svc))
 		if err == nil && len(released) > 0 {

@@ -96,8 +96,8 @@ func SourceRanges(svc *corev1.Service) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// Nodes returns the nodes that may receive load balancer traffic: Ready, not being deleted,
-// and not labelled node.kubernetes.io/exclude-from-external-load-balancers. Sorted by name.
+// Nodes returns the nodes that may receive load balancer traffic: ready (NodeReady), not
+// being deleted, and not labelled node.kubernetes.io/exclude-from-external-load-balancers. Sorted by name.
 func Nodes(nodes []*corev1.Node) []providers.Node {
 	var out []providers.Node
 	for _, n := range nodes {
@@ -131,13 +131,41 @@ func Eligible(n *corev1.Node) bool {
 	if _, excluded := n.Labels[corev1.LabelNodeExcludeBalancers]; excluded {
 		return false
 	}
+	return NodeReady(n)
+}
+
+// NodeReady says whether n's Ready condition lets it carry load balancer traffic: when its
+// kubelet says Ready, and also when the condition is Unknown because kube-controller-manager
+// stopped hearing from a kubelet that had reported. It is the one reading of the condition
+// for the speakers (announcing, election) and the providers (NLB targets, Elastic IP
+// candidates), so a node one of them keeps the other does not drop.
+//
+// Unknown says nothing about the node's network: after every apiserver outage longer than the
+// node monitor grace period (50 s), the node lifecycle controller marks the nodes whose
+// leases it saw expire Unknown for a moment before their renewals land. Withdrawing there
+// moved layer 2 addresses and took BGP routes off the router under live traffic (test/soak),
+// and would deregister every NLB target. A node that is really gone is found without the
+// apiserver: by the member list (layer 2, Elastic IPs), its BGP session's hold timer or BFD,
+// and the NLB's own health checks. Ready=False, the kubelet's own word, and a node that never
+// reported (NodeStatusNeverUpdated) still count as not ready.
+func NodeReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
+			switch c.Status {
+			case corev1.ConditionTrue:
+				return true
+			case corev1.ConditionUnknown:
+				return c.Reason != nodeStatusNeverUpdated
+			}
+			return false
 		}
 	}
 	return false
 }
+
+// nodeStatusNeverUpdated is the reason kube-controller-manager gives a Ready condition it adds
+// to a Node whose kubelet never posted one (pkg/controller/nodelifecycle).
+const nodeStatusNeverUpdated = "NodeStatusNeverUpdated"
 
 type portKey struct{ name, protocol string }
 

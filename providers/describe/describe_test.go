@@ -103,3 +103,36 @@ func TestService(t *testing.T) {
 		t.Fatalf("bad source range: %v, want reason %s", err, providers.ReasonInvalidService)
 	}
 }
+
+// A node kube-controller-manager marks Unknown after an apiserver outage stays a target, as it
+// stays an announcer in the speakers (one function reads the condition for both); the
+// kubelet's own NotReady, a node that never reported, and a node without the condition do not.
+func TestEligible(t *testing.T) {
+	withReady := func(st corev1.ConditionStatus, reason string) *corev1.Node {
+		n := node("1", true, nil, false)
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, Reason: reason}}
+		return n
+	}
+	noCondition := node("1", true, nil, false)
+	noCondition.Status.Conditions = nil
+	for _, tc := range []struct {
+		name string
+		n    *corev1.Node
+		want bool
+	}{
+		{"ready", withReady(corev1.ConditionTrue, "KubeletReady"), true},
+		{"kubelet says not ready", withReady(corev1.ConditionFalse, "KubeletNotReady"), false},
+		{"controller-manager lost the kubelet", withReady(corev1.ConditionUnknown, "NodeStatusUnknown"), true},
+		{"never reported", withReady(corev1.ConditionUnknown, "NodeStatusNeverUpdated"), false},
+		{"no Ready condition", noCondition, false},
+		{"excluded", node("1", true, map[string]string{corev1.LabelNodeExcludeBalancers: ""}, false), false},
+		{"being deleted", node("1", true, nil, true), false},
+	} {
+		if got := describe.Eligible(tc.n); got != tc.want {
+			t.Errorf("%s: Eligible %v, want %v", tc.name, got, tc.want)
+		}
+		if got := describe.NodeReady(tc.n); tc.want && !got {
+			t.Errorf("%s: NodeReady false for an eligible node", tc.name)
+		}
+	}
+}

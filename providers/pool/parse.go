@@ -92,6 +92,33 @@ func (r Range) prefix() (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
+// Prefixes returns the fewest CIDRs that together cover exactly r, in address order: one for
+// a range written as a CIDR, several for one like 198.51.100.10-198.51.100.20.
+func (r Range) Prefixes() []netip.Prefix {
+	if !r.First.IsValid() || r.First.BitLen() != r.Last.BitLen() || r.First.Compare(r.Last) > 0 {
+		return nil
+	}
+	var out []netip.Prefix
+	for a := r.First; ; {
+		// The shortest prefix that starts at a and ends inside r.
+		bits := a.BitLen()
+		for bits > 0 {
+			p := netip.PrefixFrom(a, bits-1)
+			if p.Masked().Addr() != a || lastOf(p).Compare(r.Last) > 0 {
+				break
+			}
+			bits--
+		}
+		p := netip.PrefixFrom(a, bits)
+		out = append(out, p)
+		last := lastOf(p)
+		if last.Compare(r.Last) >= 0 {
+			return out
+		}
+		a = last.Next()
+	}
+}
+
 func (r Range) overlaps(o Range) bool {
 	return r.First.Compare(o.Last) <= 0 && o.First.Compare(r.Last) <= 0
 }

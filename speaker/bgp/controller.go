@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 	"github.com/fairlead-lb/fairlead/speaker/announcements"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 	"github.com/fairlead-lb/fairlead/speaker/snapshot"
@@ -332,7 +333,7 @@ func hasDevice(name string) bool {
 
 func nodeOf(n *corev1.Node) Node {
 	// The same reading as layer 2's, so the two cannot disagree on a node.
-	out := Node{Node: election.Node{Name: n.Name, Labels: n.Labels, Ready: snapshot.NodeReady(n)}}
+	out := Node{Node: election.Node{Name: n.Name, Labels: n.Labels, Ready: describe.NodeReady(n)}}
 	// InternalIP first: it is the address the node is reached at inside the site.
 	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
 		for _, a := range n.Status.Addresses {

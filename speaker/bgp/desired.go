@@ -161,7 +161,8 @@ type Input struct {
 	Node           Node
 	Peers          []*v1alpha1.BGPPeer
 	Advertisements []*v1alpha1.BGPAdvertisement
-	// Pools are read for their labels (ipPoolSelectors); Services carry their addresses' pools.
+	// Pools are read for their labels (ipPoolSelectors) and prefixes (aggregation lengths);
+	// Services carry their addresses' pools.
 	Pools       []*v1alpha1.IPPool
 	BFDProfiles []*v1alpha1.BFDProfile
 	Communities []*v1alpha1.Community
@@ -229,7 +230,7 @@ func Desired(in Input) (map[string]*Session, []Problem) {
 	}
 	advs := slices.Clone(in.Advertisements)
 	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return cmp.Compare(a.Name, b.Name) })
-	cs, advProblems := compileAdvertisements(advs, in.Communities)
+	cs, advProblems := compileAdvertisements(advs, in.Communities, in.Pools)
 	problems = append(problems, advProblems...)
 	filters := make([]election.Filter, len(cs))
 	for i, c := range cs {

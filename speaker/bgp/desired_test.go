@@ -239,6 +239,8 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 		Advertisements: []*v1alpha1.BGPAdvertisement{
 			adv("good"),
 			adv("bad", func(s *v1alpha1.BGPAdvertisementSpec) { s.Communities = []string{"70000:1"} }),
+			// A /16 route would cover far more than blue's /24: refused whole, as the controller does.
+			adv("too-wide", func(s *v1alpha1.BGPAdvertisementSpec) { s.AggregationLength = i32(16) }),
 		},
 		Services: []Service{svc("ns/web", "198.51.100.10")},
 		Password: func(ref v1alpha1.SecretKeyRef) (string, error) {
@@ -246,8 +248,8 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 		},
 	}
 	got, problems := Desired(in)
-	if n := len(got["good"].Paths); n != 1 || got["good"].Invalid != "" {
-		t.Errorf("the good peer: %d paths, invalid %q", n, got["good"].Invalid)
+	if p := prefixes(got["good"]); !slices.Equal(p, []string{"198.51.100.10/32"}) || got["good"].Invalid != "" {
+		t.Errorf("the good peer: paths %v, invalid %q", p, got["good"].Invalid)
 	}
 	if !strings.Contains(got["no-secret"].Invalid, "missing") || len(got["no-secret"].Paths) != 0 {
 		t.Errorf("missing secret: %+v", got["no-secret"])
@@ -267,7 +269,7 @@ func TestDesiredBadInputIsolated(t *testing.T) {
 	if s := got["bad-selector"]; s == nil || !strings.Contains(s.Invalid, "nodeSelectors[0]") || !strings.Contains(s.Invalid, "rack id") || len(s.Paths) != 0 {
 		t.Errorf("bad node selector: %+v", s)
 	}
-	if want := []string{"BGPAdvertisement/bad", "BGPPeer/bad-hold", "BGPPeer/bad-selector", "BGPPeer/no-secret", "BGPPeer/same-address"}; !slices.Equal(names, want) {
+	if want := []string{"BGPAdvertisement/bad", "BGPAdvertisement/too-wide", "BGPPeer/bad-hold", "BGPPeer/bad-selector", "BGPPeer/no-secret", "BGPPeer/same-address"}; !slices.Equal(names, want) {
 		t.Errorf("problems %v, want %v", names, want)
 	}
 }

@@ -23,7 +23,7 @@ const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 type Node struct {
 	Name   string
 	Labels map[string]string
-	// Ready is the Node's Ready condition as snapshot.NodeReady reads it (Unknown after a
+	// Ready is the Node's Ready condition as describe.NodeReady reads it (Unknown after a
 	// control-plane outage does not unready a node).
 	Ready bool
 }

@@ -17,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/providers/describe"
 	"github.com/fairlead-lb/fairlead/providers/pool"
 	"github.com/fairlead-lb/fairlead/speaker/election"
 )
@@ -179,7 +180,7 @@ func Build(in Input) *Snapshot {
 	}
 	for _, n := range in.Nodes {
 		s.NodeObjects[n.Name] = n
-		s.Nodes = append(s.Nodes, election.Node{Name: n.Name, Labels: n.Labels, Ready: NodeReady(n)})
+		s.Nodes = append(s.Nodes, election.Node{Name: n.Name, Labels: n.Labels, Ready: describe.NodeReady(n)})
 	}
 	slices.SortFunc(s.Nodes, func(a, b election.Node) int { return cmp.Compare(a.Name, b.Name) })
 	s.compilePools(in.Pools)
@@ -337,35 +338,6 @@ func endpointRule(in []*discoveryv1.EndpointSlice) map[endpointKey]map[string]bo
 	}
 	return ready
 }
-
-// NodeReady says whether n may announce as far as its Ready condition goes: when its kubelet
-// says Ready, and also when the condition is Unknown because kube-controller-manager stopped
-// hearing from a kubelet that had reported. Unknown says nothing about the node's network:
-// after every apiserver outage longer than the node monitor grace period (50 s), the node
-// lifecycle controller marks the nodes whose leases it saw expire Unknown for a moment
-// before their renewals land, and withdrawing there moved layer 2 addresses and took BGP
-// routes off the router under live traffic (test/soak). A node that is really gone is found
-// without the apiserver: by the member list (layer 2, Elastic IPs) and by its BGP session's
-// hold timer or BFD. Ready=False, the kubelet's own word, and a node that never reported
-// (NodeStatusNeverUpdated) still keep a node from announcing.
-func NodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			switch c.Status {
-			case corev1.ConditionTrue:
-				return true
-			case corev1.ConditionUnknown:
-				return c.Reason != nodeStatusNeverUpdated
-			}
-			return false
-		}
-	}
-	return false
-}
-
-// nodeStatusNeverUpdated is the reason kube-controller-manager gives a Ready condition it adds
-// to a Node whose kubelet never posted one (pkg/controller/nodelifecycle).
-const nodeStatusNeverUpdated = "NodeStatusNeverUpdated"
 
 func ref(kind, apiVersion, namespace, name string) corev1.ObjectReference {
 	return corev1.ObjectReference{Kind: kind, APIVersion: apiVersion, Namespace: namespace, Name: name}
