@@ -74,6 +74,7 @@ var (
 	controllerArgs = flag.String("controller-args", "", "Extra flags for fairlead-controller, space-separated (e.g. --kube-api-qps=1000).")
 	profileFlag    = flag.String("profile", "", "Directory to write a CPU profile of the controller at each size to (controller-<n>.pprof, over -profile-seconds from its start).")
 	seedFromFlag   = flag.Int("seed-from", 20000, "Sizes from this one up have their backlog written into etcd instead of created through the API (seed_test.go says why); 0: never.")
+	seedPaceFlag   = flag.Duration("seed-pace", 50*time.Millisecond, "Pause between two writes of 100 seeded objects.")
 	profileSeconds = flag.Int("profile-seconds", 30, "Length of the controller's CPU profile.")
 )
 

@@ -9,15 +9,17 @@ package scalebench
 // backlogs are written into etcd as the apiserver itself would have stored them:
 //
 //   - one Service, svc-00000, is created through the API and read back; every other Service is
-//     a copy of it with its own name, UID, selector, ClusterIP and healthCheckNodePort (so the
-//     managedFields, defaults and field order are the apiserver's own);
+//     a copy of it with its own name, UID, creation time, selector, ClusterIP and
+//     healthCheckNodePort (so the managedFields, defaults and field order are the apiserver's
+//     own);
 //   - each ClusterIP gets the IPAddress object the allocator would have created, written before
 //     the Services, so the apiserver's IPAddress repair finds every Service's address allocated;
 //   - the node port bitmap (the RangeAllocation the apiserver keeps in etcd) gets every
 //     healthCheckNodePort, so its port repair finds nothing to repair.
 //
 // All of it is encoded with the apiserver's storage encoding (protobuf) and keys; the apiserver
-// sees the writes through its etcd watch like any other. seed then waits until a LIST through
+// sees the writes through its etcd watch like any other. The writes are paced (-seed-pace): at
+// full speed the watch cache closes the watchers that fall behind, its own informers among them. seed then waits until a LIST through
 // the API returns every Service and checks that the apiserver's repair loops complained about
 // none of them (no Events).
 
@@ -26,6 +28,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -106,7 +109,7 @@ func (cl *cluster) seed(n int) error {
 	services := make([]*corev1.Service, 0, n-1)
 	for i := 1; i < n; i++ {
 		s := first.DeepCopy()
-		s.Name, s.UID, s.ResourceVersion = name(i), uuid.NewUUID(), ""
+		s.Name, s.UID, s.ResourceVersion, s.CreationTimestamp = name(i), uuid.NewUUID(), "", metav1.Now()
 		s.Spec.Selector = map[string]string{"app": name(i)}
 		ip := nextIP()
 		if !prefix.Contains(ip) {
@@ -127,13 +130,18 @@ func (cl *cluster) seed(n int) error {
 		}
 		ops = append(ops, clientv3.OpPut(key, string(data)))
 		if len(ops) == 100 { // etcd's default --max-txn-ops is 128
+			// Paced: the apiserver's watch cache closes a watcher that falls behind (its own
+			// informers included, and the repair loop then sees a stale IPAddress cache).
+			time.Sleep(*seedPaceFlag)
 			return flush(etcd, &ops)
 		}
 		return nil
 	}
 	for _, s := range services {
 		a := &networkingv1.IPAddress{
-			ObjectMeta: metav1.ObjectMeta{Name: s.Spec.ClusterIP, UID: uuid.NewUUID(), CreationTimestamp: s.CreationTimestamp,
+			// Fresh: the repair loop deletes an IPAddress older than a minute whose Service it
+			// has not seen yet, and the Services go in after every IPAddress is served.
+			ObjectMeta: metav1.ObjectMeta{Name: s.Spec.ClusterIP, UID: uuid.NewUUID(), CreationTimestamp: metav1.Now(),
 				Labels: map[string]string{networkingv1.LabelIPAddressFamily: string(corev1.IPv6Protocol), networkingv1.LabelManagedBy: ipAllocatorName}},
 			Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{Resource: "services", Namespace: s.Namespace, Name: s.Name}},
 		}
@@ -144,6 +152,23 @@ func (cl *cluster) seed(n int) error {
 	if err := flush(etcd, &ops); err != nil {
 		return err
 	}
+	// The repair loop reads IPAddresses and Services from two informers, which do not keep
+	// etcd's order between them: the Services go in only once the IPAddresses are served.
+	if err := cl.waitListed("IPAddresses", n, func() (int, error) {
+		// svc-00000's and the seeded ones: the only IPv6 ClusterIPs.
+		l, err := cl.cs.NetworkingV1().IPAddresses().List(ctx, metav1.ListOptions{ResourceVersion: "0",
+			LabelSelector: networkingv1.LabelManagedBy + "=" + ipAllocatorName + "," + networkingv1.LabelIPAddressFamily + "=IPv6"})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return err
+	}
+	// The repair loop's informer trails the watch cache (by seconds for 50,000 objects on two
+	// busy cores); nothing shows when it has caught up, so the wait is generous and the check
+	// at the end (no complaint from the repair loop) is what proves it was long enough.
+	time.Sleep(time.Duration(max(5, n/2500)) * time.Second)
 	if err := cl.seedNodePorts(etcd, st, services); err != nil {
 		return err
 	}
@@ -205,27 +230,35 @@ func (cl *cluster) seedNodePorts(etcd *clientv3.Client, st storage, services []*
 	return nil
 }
 
-// checkSeeded waits until the API lists every Service and IPAddress, then checks that the
-// apiserver's repair loops found nothing to say about them.
-func (cl *cluster) checkSeeded(n int) error {
+// waitListed waits until count (a LIST through the API) reaches at least n.
+func (cl *cluster) waitListed(what string, n int, count func() (int, error)) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		svcs, err := cl.cs.CoreV1().Services(benchNS).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		got, err := count()
 		if err != nil {
 			return err
 		}
-		ips, err := cl.cs.NetworkingV1().IPAddresses().List(ctx, metav1.ListOptions{ResourceVersion: "0",
-			LabelSelector: networkingv1.LabelManagedBy + "=" + ipAllocatorName})
-		if err != nil {
-			return err
-		}
-		if len(svcs.Items) == n && len(ips.Items) >= n {
-			break
+		if got >= n {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after seeding, the API lists %d Services and %d IPAddresses, want %d", len(svcs.Items), len(ips.Items), n)
+			return fmt.Errorf("after seeding, the API lists %d %s, want %d", got, what, n)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// checkSeeded waits until the API lists every Service, then checks that the apiserver's
+// repair loops found nothing to say about them.
+func (cl *cluster) checkSeeded(n int) error {
+	if err := cl.waitListed("Services", n, func() (int, error) {
+		l, err := cl.cs.CoreV1().Services(benchNS).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return err
 	}
 	// The IPAddress repair runs on every Service event; give the last ones a moment.
 	time.Sleep(5 * time.Second)
@@ -236,12 +269,23 @@ func (cl *cluster) checkSeeded(n int) error {
 	}
 	var complaints []string
 	for _, e := range events.Items {
-		if e.Type == corev1.EventTypeWarning {
+		// The apiserver may repair its own kubernetes Service while it boots; that is not ours.
+		ours := e.InvolvedObject.Namespace == benchNS || e.InvolvedObject.Kind == "IPAddress"
+		if e.Type == corev1.EventTypeWarning && ours {
 			complaints = append(complaints, e.InvolvedObject.Name+": "+e.Reason+" "+e.Message)
 		}
 	}
 	if len(complaints) > 0 {
-		return fmt.Errorf("the apiserver complained about %d seeded objects, e.g. %s", len(complaints), complaints[0])
+		// The usual cause: watchers the watch cache closed for falling behind (-seed-pace).
+		detail := ""
+		if body, err := cl.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "apiserver_terminated_watchers_total") {
+					detail += "\n" + l
+				}
+			}
+		}
+		return fmt.Errorf("the apiserver complained about %d seeded objects, e.g. %s%s", len(complaints), complaints[0], detail)
 	}
 	// One seeded Service read back whole must be svc-00000 but for what makes it another.
 	got, err := cl.cs.CoreV1().Services(benchNS).Get(ctx, name(n-1), metav1.GetOptions{})
@@ -264,6 +308,7 @@ func diffSeeded(a, b *corev1.Service) string {
 		s = s.DeepCopy()
 		s.Name, s.UID, s.ResourceVersion = "", types.UID(""), ""
 		s.Spec.Selector, s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.HealthCheckNodePort = nil, "", nil, 0
+		s.CreationTimestamp = metav1.Time{}
 		data, _ := runtime.Encode(scheme.Codecs.LegacyCodec(corev1.SchemeGroupVersion), s)
 		return data
 	}
