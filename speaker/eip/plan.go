@@ -90,6 +90,7 @@ func Plan(in Input) []Assignment {
 			nodes = append(nodes, n)
 		}
 	}
+	var eligible *election.Eligibility // the same for every Service: made once, when needed
 	var out []Assignment
 	for _, svc := range snap.Services {
 		fromPool := elastic[poolOf(svc.Object)]
@@ -102,7 +103,10 @@ func Plan(in Input) []Assignment {
 				continue
 			}
 			if !elected {
-				candidates, elected = election.EligibleNodes(nodes, svc.Election(snapshot.IPv4), election.Filter{Alive: in.Alive}), true
+				if eligible == nil {
+					eligible = election.NewEligibility(nodes, election.Filter{Alive: in.Alive})
+				}
+				candidates, elected = eligible.For(svc.Election(snapshot.IPv4)), true
 			}
 			owner, _ := election.Owner(a.IP.String(), candidates)
 			o := svc.Object

@@ -95,6 +95,40 @@ func EligibleNodes(nodes []Node, svc Service, f Filter) []string {
 	return out
 }
 
+// Eligibility is EligibleNodes computed once for every Service sharing a filter (a pool's
+// advertisements and the live set), so that a plan over many Services costs the Services plus
+// the nodes instead of their product: the node-wide checks run once, and a Local Service only
+// looks at the nodes hosting its endpoints.
+type Eligibility struct {
+	all []string
+	set map[string]bool
+}
+
+// NewEligibility applies every check but the Service's own to nodes.
+func NewEligibility(nodes []Node, f Filter) *Eligibility {
+	e := &Eligibility{all: EligibleNodes(nodes, Service{}, f), set: map[string]bool{}}
+	for _, n := range e.all {
+		e.set[n] = true
+	}
+	return e
+}
+
+// For returns what EligibleNodes(nodes, svc, f) would, sorted. The result may be shared
+// between Services: callers must not modify it.
+func (e *Eligibility) For(svc Service) []string {
+	if !svc.LocalOnly {
+		return e.all
+	}
+	var out []string
+	for n, ok := range svc.EndpointNodes {
+		if ok && e.set[n] {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Owner returns the candidate that announces key (for layer 2: the external IP in its
 // canonical text form), or false when there is no candidate.
 func Owner(key string, candidates []string) (string, bool) {

@@ -2,6 +2,7 @@ package election
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -49,6 +50,50 @@ func TestEligibleNodesSortedAndFiltered(t *testing.T) {
 	got := EligibleNodes(nodes, svc, Filter{})
 	if want := []string{"a", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("EligibleNodes = %v, want %v", got, want)
+	}
+}
+
+// Eligibility answers what EligibleNodes answers, for every mix of readiness, exclusion,
+// selection, liveness, policy and endpoints (including endpoints on unknown nodes and a map
+// entry set to false).
+func TestEligibilityMatchesEligibleNodes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 500 {
+		var nodes []Node
+		for i := range r.IntN(12) {
+			n := Node{Name: fmt.Sprintf("n%02d", r.IntN(20)+i*20), Ready: r.IntN(4) > 0, Labels: map[string]string{}}
+			if r.IntN(5) == 0 {
+				n.Labels[ExcludeLabel] = ""
+			}
+			if r.IntN(2) == 0 {
+				n.Labels["zone"] = "a"
+			}
+			nodes = append(nodes, n)
+		}
+		f := Filter{}
+		if r.IntN(2) == 0 {
+			f.Selects = func(n Node) bool { return n.Labels["zone"] == "a" }
+		}
+		if r.IntN(2) == 0 {
+			dead := fmt.Sprintf("n%02d", r.IntN(20))
+			f.Alive = func(n string) bool { return n != dead }
+		}
+		e := NewEligibility(nodes, f)
+		for range 5 {
+			svc := Service{LocalOnly: r.IntN(2) == 0, EndpointNodes: map[string]bool{}}
+			for range r.IntN(6) {
+				svc.EndpointNodes[fmt.Sprintf("n%02d", r.IntN(300))] = r.IntN(5) > 0
+			}
+			for _, n := range nodes {
+				if r.IntN(3) == 0 {
+					svc.EndpointNodes[n.Name] = r.IntN(5) > 0
+				}
+			}
+			want, got := EligibleNodes(nodes, svc, f), e.For(svc)
+			if !slices.Equal(got, want) {
+				t.Fatalf("trial %d: For = %v, EligibleNodes = %v (nodes %+v, service %+v)", trial, got, want, nodes, svc)
+			}
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ package controlplane
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,3 +128,7 @@ func (e *Env) UserConfig(name string, groups ...string) (*rest.Config, error) {
 	cfg.QPS, cfg.Burst = 500, 1000
 	return cfg, nil
 }
+
+// EtcdURL is etcd's client address, for tests that write storage directly (a backlog the API
+// would take hours to create).
+func (e *Env) EtcdURL() *url.URL { return e.env.ControlPlane.Etcd.URL }

@@ -155,10 +155,23 @@ func (a *Announcer) Run(ctx context.Context) error {
 	reported := map[string]bool{}
 	owned := map[netip.Addr]bool{}
 	var wasAlive map[string]bool
+	// The plan is a pure function of the snapshot and the live set: when neither changed (the
+	// periodic pass, or a ServiceAnnouncement event), the last one is reused, which keeps an
+	// idle speaker idle however many Services there are.
+	var (
+		lastSnap  *snapshot.Snapshot
+		lastAlive map[string]bool
+		as        []plan.Announcement
+		problems  []plan.Problem
+	)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
-		as, problems := plan.Compute(plan.Input{Snapshot: src.Snapshot(), Alive: mem.Alive})
+		snap, alive := src.Snapshot(), mem.AliveSet()
+		if snap != lastSnap || !maps.Equal(alive, lastAlive) {
+			as, problems = plan.Compute(plan.Input{Snapshot: snap, Alive: func(n string) bool { return alive[n] }})
+			lastSnap, lastAlive = snap, alive
+		}
 		reportProblems(problems, reported, mem, a.o.Node, recorder, log)
 
 		want := map[netip.Addr][]string{}
@@ -182,7 +195,6 @@ func (a *Announcer) Run(ctx context.Context) error {
 		responder.Set(want)
 		m.owned.Set(float64(len(want)))
 		m.setPlan(as)
-		alive := mem.AliveSet()
 		for n := range alive {
 			if !wasAlive[n] && wasAlive != nil {
 				// A speaker appeared (started, or a partition healed): clients may hold the

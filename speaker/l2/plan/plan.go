@@ -35,7 +35,8 @@ type Announcement struct {
 	IP netip.Addr
 	// Owner is the node that answers; "" when no node is eligible.
 	Owner string
-	// Candidates are the nodes eligible for the address (the owner among them), sorted.
+	// Candidates are the nodes eligible for the address (the owner among them), sorted; shared
+	// between announcements, not to be modified.
 	Candidates []string
 	// Interfaces the owner answers on; empty means every eligible interface.
 	Interfaces []string
@@ -71,39 +72,56 @@ func Compute(in Input) ([]Announcement, []Problem) {
 		}
 	}
 
+	// What depends on the pool only (its advertisements, the nodes they and the live set
+	// allow) is worked out once per pool, not once per address.
+	type poolView struct {
+		selected []*compiledAd
+		eligible *election.Eligibility
+	}
+	views := map[string]*poolView{}
+	view := func(name string) *poolView {
+		if v, ok := views[name]; ok {
+			return v
+		}
+		// A pool that is gone is known by its name only, and selected by name only.
+		p := snap.PoolObjects[name]
+		if p == nil {
+			p = &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		}
+		v := &poolView{}
+		for _, ad := range snap.L2Advertisements {
+			if ad.SelectsPool(p) {
+				v.selected = append(v.selected, ad)
+			}
+		}
+		if len(v.selected) > 0 {
+			v.eligible = election.NewEligibility(snap.Nodes, election.Filter{
+				Alive: in.Alive,
+				Selects: func(n election.Node) bool {
+					return slices.ContainsFunc(v.selected, func(ad *compiledAd) bool { return ad.SelectsNode(n.Labels) })
+				},
+			})
+		}
+		views[name] = v
+		return v
+	}
+
 	var out []Announcement
 	for ip, h := range byIP {
 		if h.pool == "" {
 			continue // not ours to announce: not from a pool we know
 		}
-		// A pool that is gone is known by its name only, and selected by name only.
-		p := snap.PoolObjects[h.pool]
-		if p == nil {
-			p = &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: h.pool}}
-		}
-		var selected []*compiledAd
-		for _, ad := range snap.L2Advertisements {
-			if ad.SelectsPool(p) {
-				selected = append(selected, ad)
-			}
-		}
-		if len(selected) == 0 {
+		v := view(h.pool)
+		if len(v.selected) == 0 {
 			continue // the pool is announced by BGP only, or not at all
-		}
-		filter := election.Filter{
-			Alive: in.Alive,
-			Selects: func(n election.Node) bool {
-				return slices.ContainsFunc(selected, func(ad *compiledAd) bool { return ad.SelectsNode(n.Labels) })
-			},
 		}
 		// An address shared by several Services must be answered by a node eligible for all of
 		// them (the controller only lets compatible Services share).
-		var candidates []string
-		for i, svc := range h.svcs {
-			el := election.EligibleNodes(snap.Nodes, svc.Election(snapshot.FamilyOf(ip)), filter)
-			if i == 0 {
-				candidates = el
-			} else {
+		candidates := v.eligible.For(h.svcs[0].Election(snapshot.FamilyOf(ip)))
+		if len(h.svcs) > 1 {
+			candidates = slices.Clone(candidates) // shared between the pool's Services
+			for _, svc := range h.svcs[1:] {
+				el := v.eligible.For(svc.Election(snapshot.FamilyOf(ip)))
 				candidates = slices.DeleteFunc(candidates, func(n string) bool { return !slices.Contains(el, n) })
 			}
 		}
@@ -118,7 +136,7 @@ func Compute(in Input) ([]Announcement, []Problem) {
 			if n := snap.NodeObjects[owner]; n != nil {
 				labels = n.Labels
 			}
-			a.Interfaces = interfaces(selected, labels)
+			a.Interfaces = interfaces(v.selected, labels)
 		}
 		out = append(out, a)
 	}

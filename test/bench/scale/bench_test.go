@@ -73,16 +73,20 @@ var (
 	timeoutFlag    = flag.Duration("round-timeout", 30*time.Minute, "Give up on one step of a round after this long.")
 	controllerArgs = flag.String("controller-args", "", "Extra flags for fairlead-controller, space-separated (e.g. --kube-api-qps=1000).")
 	profileFlag    = flag.String("profile", "", "Directory to write a CPU profile of the controller at each size to (controller-<n>.pprof, over -profile-seconds from its start).")
+	seedFromFlag   = flag.Int("seed-from", 20000, "Sizes from this one up have their backlog written into etcd instead of created through the API (seed_test.go says why); 0: never.")
+	seedPaceFlag   = flag.Duration("seed-pace", 50*time.Millisecond, "Pause between two writes of 100 seeded objects.")
 	profileSeconds = flag.Int("profile-seconds", 30, "Length of the controller's CPU profile.")
 )
 
 const (
-	benchNS     = "scale"
-	poolName    = "scale"
-	poolPrefix  = "2001:db8:5ca1::/112" // 65,536 addresses: room for the largest size
-	speakerNode = "node-000"
-	speakerIP   = "192.0.2.10"
-	protobuf    = "application/vnd.kubernetes.protobuf"
+	benchNS    = "scale"
+	poolName   = "scale"
+	poolPrefix = "2001:db8:5ca1::/112" // 65,536 addresses: room for the largest size
+	// The Services' ClusterIPs (IPv6, single-stack): a /112 holds the largest size.
+	serviceCIDRv6 = "fd00:10:96::/112"
+	speakerNode   = "node-000"
+	speakerIP     = "192.0.2.10"
+	protobuf      = "application/vnd.kubernetes.protobuf"
 )
 
 var ctx = context.Background()
@@ -164,9 +168,7 @@ type cluster struct {
 
 func runSize(b *testing.B, bins map[string]string, n int) (Result, error) {
 	env, err := controlplane.Start(controlplane.Options{
-		// A /112 holds the largest size; a wider range only makes the ClusterIP bitmap the
-		// apiserver rewrites on every creation bigger.
-		ServiceCIDRs: "10.96.0.0/16,fd00:10:96::/112",
+		ServiceCIDRs: "10.96.0.0/16," + serviceCIDRv6,
 		ExtraArgs: map[string]string{
 			// Tens of thousands of creations must not be throttled by the apiserver's defaults
 			// (the admin user the bench and the components use is exempt from priority and
@@ -196,22 +198,28 @@ func runSize(b *testing.B, bins map[string]string, n int) (Result, error) {
 		return Result{}, err
 	}
 
-	res := Result{Services: n, Nodes: max(1, n / *perNodeFlag)}
+	res := Result{Services: n, Nodes: max(1, n / *perNodeFlag), Seeded: seeded(n)}
 	start := time.Now()
-	var made atomic.Int64
-	done := make(chan struct{})
-	go progress(done, &made, n, start)
-	err = parallel(n, func(i int) error {
-		_, err := cl.cs.CoreV1().Services(benchNS).Create(ctx, service(i), metav1.CreateOptions{})
-		made.Add(1)
-		return err
-	})
-	close(done)
-	if err != nil {
-		return res, fmt.Errorf("creating Services: %w", err)
+	if res.Seeded {
+		if err := cl.seed(n); err != nil {
+			return res, fmt.Errorf("seeding Services into etcd: %w", err)
+		}
+	} else {
+		var made atomic.Int64
+		done := make(chan struct{})
+		go progress(done, &made, n, start)
+		err = parallel(n, func(i int) error {
+			_, err := cl.cs.CoreV1().Services(benchNS).Create(ctx, service(i), metav1.CreateOptions{})
+			made.Add(1)
+			return err
+		})
+		close(done)
+		if err != nil {
+			return res, fmt.Errorf("creating Services: %w", err)
+		}
 	}
 	res.Creation = time.Since(start)
-	b.Logf("%d Services created in %s", n, res.Creation.Round(time.Millisecond))
+	b.Logf("%d Services created in %s (seeded into etcd: %v)", n, res.Creation.Round(time.Millisecond), res.Seeded)
 
 	if res.Controller, err = cl.controller(b, bins["fairlead-controller"], n); err != nil {
 		return res, fmt.Errorf("controller: %w", err)
