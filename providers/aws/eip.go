@@ -110,20 +110,16 @@ func (e *EIP) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 		if err != nil {
 			return providers.Ingress{}, err
 		}
-		// A create retried after a lost answer may have allocated twice; both carry our tags.
+		// A create retried after a lost answer may have allocated twice, and so may another
+		// process ensuring the same Service at the same time; every copy carries our tags.
 		if held, err = e.held(ctx, key); err != nil {
 			return providers.Ingress{}, err
 		}
 		if !slices.ContainsFunc(held, func(h elasticIP) bool { return h.allocationID == a.allocationID }) {
-			held = append([]elasticIP{a}, held...) // tags not visible yet (eventual consistency)
-		} else {
-			slices.SortStableFunc(held, func(x, y elasticIP) int {
-				return boolCmp(x.allocationID == a.allocationID, y.allocationID == a.allocationID)
-			})
+			held = append(held, a) // tags not visible yet (eventual consistency)
 		}
 	}
-	// Keep one: an associated one if any (it carries traffic), else the first.
-	slices.SortStableFunc(held, func(x, y elasticIP) int { return boolCmp(x.associationID != "", y.associationID != "") })
+	slices.SortFunc(held, keepFirst(svc.StatusIPs))
 	keep := held[0]
 	var errs []error
 	for _, extra := range held[1:] {
@@ -133,6 +129,23 @@ func (e *EIP) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 		return providers.Ingress{}, err
 	}
 	return providers.Ingress{IPs: []netip.Addr{keep.ip}}, nil
+}
+
+// keepFirst orders a Service's Elastic IPs, the one to keep first, by what every caller sees
+// alike (AWS' records and the Service's status), never by which call allocated which: two
+// overlapping Ensures (two processes, or one restarted mid-call) that each kept their own
+// would release each other's and leave the Service none. Kept first: the one carrying traffic,
+// then the one clients were told, then the lowest allocation ID.
+func keepFirst(status []netip.Addr) func(x, y elasticIP) int {
+	return func(x, y elasticIP) int {
+		if c := boolCmp(x.associationID != "", y.associationID != ""); c != 0 {
+			return c
+		}
+		if c := boolCmp(slices.Contains(status, x.ip), slices.Contains(status, y.ip)); c != 0 {
+			return c
+		}
+		return strings.Compare(x.allocationID, y.allocationID)
+	}
 }
 
 // boolCmp orders true before false.
