@@ -25,6 +25,9 @@ type LoadBalancer struct {
 	provider providers.Provider
 	// name is the provider's name for a Service's load balancer (default: its key).
 	name func(svc *v1.Service) string
+	// followsNodes: the provider's resources depend on the nodes (an NLB's targets), so
+	// UpdateLoadBalancer has something to do.
+	followsNodes bool
 	// locks keep the calls that create or delete a Service's load balancer one at a time.
 	locks serviceLocks
 }
@@ -83,10 +86,12 @@ func (l *LoadBalancer) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1
 }
 
 // UpdateLoadBalancer implements cloudprovider.LoadBalancer: the nodes changed. Addresses from
-// the pools do not depend on nodes (the speakers follow the nodes themselves); a cloud load
-// balancer's targets do.
+// the pools and Elastic IPs do not depend on nodes (the speakers follow the nodes themselves),
+// so nothing is called: the service controller's node worker calls it from its own copy of
+// the Service, also after EnsureLoadBalancerDeleted released everything, and an Ensure then
+// would allocate an address nobody releases. A cloud load balancer's targets do depend on them.
 func (l *LoadBalancer) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Service, nodes []*v1.Node) error {
-	if l.pools != nil {
+	if l.pools != nil || !l.followsNodes {
 		return nil
 	}
 	unlock, err := l.locks.lock(ctx, key(svc))
