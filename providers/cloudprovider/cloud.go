@@ -70,7 +70,6 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 				return nil, err
 			}
 			c.lb.provider = nlb
-			c.lb.followsNodes = true
 			c.lb.name = func(svc *v1.Service) string {
 				return fairaws.ServiceLoadBalancerName(a.ClusterName, key(svc), svc.Annotations)
 			}
