@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/fairlead-lb/fairlead/providers"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 func (e *env) eip(t *testing.T, o fairaws.EIPOptions) *fairaws.EIP {
@@ -327,4 +329,68 @@ func TestEIPDuplicatesKeepOne(t *testing.T) {
 	}
 	mustRelease(t, p, "shop/web")
 	assertEmpty(t, e)
+}
+
+// When one call reads the Service's addresses before an overlapping call's copy exists, it
+// returns its own, the only one it saw, and its caller writes that into the Service's status.
+// The later call then sees both; if it keeps the other one, it must still not release the
+// first call's copy, or the status names an address that is gone. The next Ensure keeps the
+// one the status shows and releases the other.
+func TestEIPConcurrentEnsureSawOnlyItsOwn(t *testing.T) {
+	e := newEnv(t)
+	a := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	b := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	exists := func(ip netip.Addr, key string) bool {
+		return contains(e.inventory(t).ElasticIPs, ip.String()+" "+key)
+	}
+	// Which call keeps which depends on the allocation IDs moto draws: the case that matters,
+	// the later call keeping its own copy, comes once in two tries.
+	for i := range 12 {
+		name := fmt.Sprintf("web-%d", i)
+		key := "shop/" + name
+		// b has read "no address" and its AllocateAddress is on its way while a runs whole.
+		e.proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.Delay, Delay: 2 * time.Second, Times: 1})
+		before, _ := e.proxy.Count("AllocateAddress")
+		var late providers.Ingress
+		var lateErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			late, lateErr = b.Ensure(ctxFor(t), svcNamed(name))
+		}()
+		kit.Eventually(t, 10*time.Second, "b's AllocateAddress at the proxy", func(context.Context) error {
+			if n, _ := e.proxy.Count("AllocateAddress"); n == before {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		first := oneIP(t, mustEnsure(t, a, svcNamed(name)))
+		<-done
+		if lateErr != nil {
+			t.Fatalf("%s: the later Ensure: %v", key, lateErr)
+		}
+		second := oneIP(t, late)
+		for _, ip := range []netip.Addr{first, second} {
+			if !exists(ip, key) {
+				t.Fatalf("%s: the calls reported %s and %s; %s is no longer allocated for the Service: %q", key, first, second, ip, e.inventory(t).ElasticIPs)
+			}
+		}
+		if first == second {
+			mustRelease(t, a, key)
+			continue
+		}
+		// The first call's status write came last.
+		svc := svcNamed(name)
+		svc.StatusIPs = []netip.Addr{first}
+		if got := oneIP(t, mustEnsure(t, e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true}), svc)); got != first {
+			t.Fatalf("%s: with %s in status the next Ensure kept %s", key, first, got)
+		}
+		if inv := e.inventory(t).ElasticIPs; !reflect.DeepEqual(inv, []string{first.String() + " " + key}) {
+			t.Fatalf("%s: after the next Ensure, Elastic IPs = %q, want only %s", key, inv, first)
+		}
+		mustRelease(t, a, key)
+		assertEmpty(t, e)
+		return
+	}
+	t.Fatal("in 12 tries the later call never kept its own copy: the case this test is for did not happen")
 }
