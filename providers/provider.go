@@ -60,6 +60,9 @@ type Service struct {
 	HealthCheckNodePort int32
 	// Nodes may receive the Service's traffic (Ready, not excluded from load balancers).
 	Nodes []Node
+	// StatusIPs are the addresses status.loadBalancer shows: what clients were told. A provider
+	// that finds more than one resource for the Service keeps the one clients already use.
+	StatusIPs []netip.Addr
 }
 
 // Key is "namespace/name", the name providers record the Service under.

@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -105,34 +106,69 @@ func (e *EIP) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 	if err != nil {
 		return providers.Ingress{}, err
 	}
-	if len(held) == 0 {
-		a, err := e.acquire(ctx, key)
-		if err != nil {
-			return providers.Ingress{}, err
-		}
-		// A create retried after a lost answer may have allocated twice; both carry our tags.
-		if held, err = e.held(ctx, key); err != nil {
-			return providers.Ingress{}, err
-		}
-		if !slices.ContainsFunc(held, func(h elasticIP) bool { return h.allocationID == a.allocationID }) {
-			held = append([]elasticIP{a}, held...) // tags not visible yet (eventual consistency)
-		} else {
-			slices.SortStableFunc(held, func(x, y elasticIP) int {
-				return boolCmp(x.allocationID == a.allocationID, y.allocationID == a.allocationID)
-			})
-		}
+	if len(held) > 0 {
+		return e.keepOne(ctx, held, svc.StatusIPs, func(elasticIP) bool { return true })
 	}
-	// Keep one: an associated one if any (it carries traffic), else the first.
-	slices.SortStableFunc(held, func(x, y elasticIP) int { return boolCmp(x.associationID != "", y.associationID != "") })
+	// The SDK retrying a create whose answer was lost may have allocated twice, and calls for
+	// the same Service in other processes may have allocated alongside this one: every copy
+	// carries the Service's tags. Every caller keeps the same one (keepFirst), and gives back
+	// only its own extra copies: another call may have read the Service's addresses before this
+	// call's copy existed and returned its own, the only one it saw, for the Service's status.
+	// Such a copy, if it is not the one kept, stays until the next Ensure, which keeps the one
+	// the status shows.
+	claim := rand.Text()
+	a, err := e.acquire(ctx, key, claim)
+	if err != nil {
+		return providers.Ingress{}, err
+	}
+	if held, err = e.held(ctx, key); err != nil {
+		return providers.Ingress{}, err
+	}
+	if !slices.ContainsFunc(held, func(h elasticIP) bool { return h.allocationID == a.allocationID }) {
+		a.tags = maps.Clone(a.tags)
+		if a.tags == nil {
+			a.tags = map[string]string{}
+		}
+		a.tags[TagClaim] = claim
+		held = append(held, a) // tags not visible yet (eventual consistency)
+	}
+	return e.keepOne(ctx, held, svc.StatusIPs, func(h elasticIP) bool { return h.tags[TagClaim] == claim })
+}
+
+// keepOne keeps the first of a Service's Elastic IPs by keepFirst and gives back the others
+// that are this call's to give.
+func (e *EIP) keepOne(ctx context.Context, held []elasticIP, status []netip.Addr, ours func(elasticIP) bool) (providers.Ingress, error) {
+	slices.SortFunc(held, keepFirst(status))
 	keep := held[0]
 	var errs []error
 	for _, extra := range held[1:] {
+		if !ours(extra) {
+			logr.FromContextOrDiscard(ctx).Info("left an overlapping call's Elastic IP to it", "ip", extra.ip, "keeping", keep.ip)
+			continue
+		}
 		errs = append(errs, e.giveBack(ctx, extra))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return providers.Ingress{}, err
 	}
 	return providers.Ingress{IPs: []netip.Addr{keep.ip}}, nil
+}
+
+// keepFirst orders a Service's Elastic IPs, the one to keep first, by what every caller sees
+// alike (AWS' records and the Service's status), never by which call allocated which: two
+// overlapping Ensures (two processes, or one restarted mid-call) that each kept their own
+// would release each other's and leave the Service none. Kept first: the one carrying traffic,
+// then the one clients were told, then the lowest allocation ID.
+func keepFirst(status []netip.Addr) func(x, y elasticIP) int {
+	return func(x, y elasticIP) int {
+		if c := boolCmp(x.associationID != "", y.associationID != ""); c != 0 {
+			return c
+		}
+		if c := boolCmp(slices.Contains(status, x.ip), slices.Contains(status, y.ip)); c != 0 {
+			return c
+		}
+		return strings.Compare(x.allocationID, y.allocationID)
+	}
 }
 
 // boolCmp orders true before false.
@@ -146,7 +182,8 @@ func boolCmp(a, b bool) int {
 	return 1
 }
 
-func (e *EIP) acquire(ctx context.Context, key string) (elasticIP, error) {
+func (e *EIP) acquire(ctx context.Context, key, claim string) (elasticIP, error) {
+	tags := append(ec2TagList(e.opts.ClusterName, key), ec2types.Tag{Key: aws.String(TagClaim), Value: aws.String(claim)})
 	log := logr.FromContextOrDiscard(ctx)
 	if e.opts.Pool != "" {
 		pool, err := e.describe(ctx, tagFilter(TagPool, e.opts.Pool))
@@ -158,7 +195,7 @@ func (e *EIP) acquire(ctx context.Context, key string) (elasticIP, error) {
 				continue // someone's
 			}
 			if _, err := e.c.EC2.CreateTags(ctx, &ec2.CreateTagsInput{
-				Resources: []string{a.allocationID}, Tags: ec2TagList(e.opts.ClusterName, key),
+				Resources: []string{a.allocationID}, Tags: tags,
 			}); err != nil {
 				return elasticIP{}, wrap(err, "claiming Elastic IP %s from pool %s", a.ip, e.opts.Pool)
 			}
@@ -172,7 +209,7 @@ func (e *EIP) acquire(ctx context.Context, key string) (elasticIP, error) {
 	in := &ec2.AllocateAddressInput{
 		Domain: ec2types.DomainTypeVpc,
 		TagSpecifications: []ec2types.TagSpecification{{
-			ResourceType: ec2types.ResourceTypeElasticIp, Tags: ec2TagList(e.opts.ClusterName, key),
+			ResourceType: ec2types.ResourceTypeElasticIp, Tags: tags,
 		}},
 	}
 	if e.opts.PublicIPv4Pool != "" {
@@ -202,7 +239,8 @@ func (e *EIP) giveBack(ctx context.Context, a elasticIP) error {
 	if a.adopted() {
 		_, err := e.c.EC2.DeleteTags(ctx, &ec2.DeleteTagsInput{
 			Resources: []string{a.allocationID},
-			Tags:      []ec2types.Tag{{Key: aws.String(TagService)}, {Key: aws.String(TagCluster)}, {Key: aws.String(kubernetesClusterTag(e.opts.ClusterName))}},
+			Tags: []ec2types.Tag{{Key: aws.String(TagService)}, {Key: aws.String(TagCluster)}, {Key: aws.String(TagClaim)},
+				{Key: aws.String(kubernetesClusterTag(e.opts.ClusterName))}},
 		})
 		if err != nil {
 			return wrap(err, "returning Elastic IP %s to pool %s", a.ip, a.tags[TagPool])

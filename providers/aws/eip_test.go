@@ -2,9 +2,12 @@ package aws_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -13,6 +16,7 @@ import (
 	"github.com/fairlead-lb/fairlead/providers"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 	"github.com/fairlead-lb/fairlead/test/awsapi"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 func (e *env) eip(t *testing.T, o fairaws.EIPOptions) *fairaws.EIP {
@@ -228,4 +232,165 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// Two processes (fairlead-ccm and fairlead-controller, two replicas during a leader hand-over,
+// a controller restarted mid-call) can ensure one new Service at the same time; each finds no
+// Elastic IP and allocates one. Both must keep the same one, or each releases the other's and
+// the Service is left with none.
+func TestEIPConcurrentEnsures(t *testing.T) {
+	e := newEnv(t)
+	// Separate clients, as two processes have.
+	a := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	b := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	// AllocateAddress answers late, so both calls have read "no address" before either
+	// allocation lands; the reads after allocating answer late too, so each call sees both
+	// allocations (the case where every caller decides from the same set).
+	e.proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.Delay, Delay: time.Second, Times: 2})
+	e.proxy.Inject(awsapi.Fault{Service: "ec2", Action: "DescribeAddresses", Kind: awsapi.Delay, Delay: 500 * time.Millisecond, Skip: 2, Times: 2})
+
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	got := make([]providers.Ingress, 2)
+	errs := make([]error, 2)
+	for i, p := range []*fairaws.EIP{a, b} {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = p.Ensure(ctxFor(t), svcNamed("web"))
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Ensure %d: %v", i, err)
+		}
+	}
+	if n, _ := e.proxy.Count("AllocateAddress"); n != 2 {
+		t.Fatalf("AllocateAddress called %d times, want 2: the calls did not overlap", n)
+	}
+	ipA, ipB := oneIP(t, got[0]), oneIP(t, got[1])
+	if ipA != ipB {
+		t.Errorf("the two calls reported %s and %s, want the same address", ipA, ipB)
+	}
+	if inv := e.inventory(t).ElasticIPs; !reflect.DeepEqual(inv, []string{ipA.String() + " shop/web"}) {
+		t.Errorf("Elastic IPs = %q, want only %s tagged shop/web", inv, ipA)
+	}
+	mustRelease(t, a, "shop/web")
+	assertEmpty(t, e)
+}
+
+// A Service found with two Elastic IPs (left by calls that overlapped, or by a lost answer)
+// keeps the one its status shows, whatever the allocation IDs: that is the one clients use.
+// Without a status, every caller keeps the lowest allocation ID.
+func TestEIPDuplicatesKeepOne(t *testing.T) {
+	e := newEnv(t)
+	p := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	type address struct{ id, ip string }
+	allocate := func() address {
+		t.Helper()
+		out, err := e.direct.EC2.AllocateAddress(context.Background(), &ec2.AllocateAddressInput{
+			Domain: ec2types.DomainTypeVpc,
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeElasticIp, Tags: []ec2types.Tag{
+				{Key: aws.String(fairaws.TagCluster), Value: aws.String(cluster)},
+				{Key: aws.String(fairaws.TagService), Value: aws.String("shop/web")},
+			}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return address{aws.ToString(out.AllocationId), aws.ToString(out.PublicIp)}
+	}
+	pair := func() (low, high address) {
+		x, y := allocate(), allocate()
+		if x.id > y.id {
+			x, y = y, x
+		}
+		return x, y
+	}
+
+	low, high := pair()
+	svc := svcNamed("web")
+	svc.StatusIPs = []netip.Addr{netip.MustParseAddr(high.ip)}
+	if got := oneIP(t, mustEnsure(t, p, svc)).String(); got != high.ip {
+		t.Errorf("with %s in status: kept %s, want %s (the lowest allocation ID is %s's)", high.ip, got, high.ip, low.ip)
+	}
+	if inv := e.inventory(t).ElasticIPs; !reflect.DeepEqual(inv, []string{high.ip + " shop/web"}) {
+		t.Errorf("Elastic IPs = %q, want only %s", inv, high.ip)
+	}
+	mustRelease(t, p, "shop/web")
+
+	low, high = pair()
+	if got := oneIP(t, mustEnsure(t, p, svcNamed("web"))).String(); got != low.ip {
+		t.Errorf("no status: kept %s, want %s (allocation ID %s, below %s)", got, low.ip, low.id, high.id)
+	}
+	if inv := e.inventory(t).ElasticIPs; !reflect.DeepEqual(inv, []string{low.ip + " shop/web"}) {
+		t.Errorf("Elastic IPs = %q, want only %s", inv, low.ip)
+	}
+	mustRelease(t, p, "shop/web")
+	assertEmpty(t, e)
+}
+
+// When one call reads the Service's addresses before an overlapping call's copy exists, it
+// returns its own, the only one it saw, and its caller writes that into the Service's status.
+// The later call then sees both; if it keeps the other one, it must still not release the
+// first call's copy, or the status names an address that is gone. The next Ensure keeps the
+// one the status shows and releases the other.
+func TestEIPConcurrentEnsureSawOnlyItsOwn(t *testing.T) {
+	e := newEnv(t)
+	a := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	b := e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true})
+	exists := func(ip netip.Addr, key string) bool {
+		return contains(e.inventory(t).ElasticIPs, ip.String()+" "+key)
+	}
+	// Which call keeps which depends on the allocation IDs moto draws: the case that matters,
+	// the later call keeping its own copy, comes once in two tries.
+	for i := range 12 {
+		name := fmt.Sprintf("web-%d", i)
+		key := "shop/" + name
+		// b has read "no address" and its AllocateAddress is on its way while a runs whole.
+		e.proxy.Inject(awsapi.Fault{Service: "ec2", Action: "AllocateAddress", Kind: awsapi.Delay, Delay: 2 * time.Second, Times: 1})
+		before, _ := e.proxy.Count("AllocateAddress")
+		var late providers.Ingress
+		var lateErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			late, lateErr = b.Ensure(ctxFor(t), svcNamed(name))
+		}()
+		kit.Eventually(t, 10*time.Second, "b's AllocateAddress at the proxy", func(context.Context) error {
+			if n, _ := e.proxy.Count("AllocateAddress"); n == before {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		first := oneIP(t, mustEnsure(t, a, svcNamed(name)))
+		<-done
+		if lateErr != nil {
+			t.Fatalf("%s: the later Ensure: %v", key, lateErr)
+		}
+		second := oneIP(t, late)
+		for _, ip := range []netip.Addr{first, second} {
+			if !exists(ip, key) {
+				t.Fatalf("%s: the calls reported %s and %s; %s is no longer allocated for the Service: %q", key, first, second, ip, e.inventory(t).ElasticIPs)
+			}
+		}
+		if first == second {
+			mustRelease(t, a, key)
+			continue
+		}
+		// The first call's status write came last.
+		svc := svcNamed(name)
+		svc.StatusIPs = []netip.Addr{first}
+		if got := oneIP(t, mustEnsure(t, e.eip(t, fairaws.EIPOptions{AllocateOnDemand: true}), svc)); got != first {
+			t.Fatalf("%s: with %s in status the next Ensure kept %s", key, first, got)
+		}
+		if inv := e.inventory(t).ElasticIPs; !reflect.DeepEqual(inv, []string{first.String() + " " + key}) {
+			t.Fatalf("%s: after the next Ensure, Elastic IPs = %q, want only %s", key, inv, first)
+		}
+		mustRelease(t, a, key)
+		assertEmpty(t, e)
+		return
+	}
+	t.Fatal("in 12 tries the later call never kept its own copy: the case this test is for did not happen")
 }

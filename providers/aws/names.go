@@ -17,6 +17,9 @@ const (
 	TagService = "fairlead.dev/service"
 	// TagPool marks Elastic IPs an operator set aside for Fairlead to adopt (value: pool name).
 	TagPool = "fairlead.dev/eip-pool"
+	// TagClaim is set on an Elastic IP by the Ensure call that allocated or adopted it (a random
+	// value per call), so a call can tell its own copies from those of calls that overlapped it.
+	TagClaim = "fairlead.dev/claim"
 )
 
 func kubernetesClusterTag(cluster string) string { return "kubernetes.io/cluster/" + cluster }

@@ -110,23 +110,41 @@ func (p *NLB) Ensure(ctx context.Context, svc *providers.Service) (providers.Ing
 	return providers.Ingress{Hostname: lb.dnsName}, nil
 }
 
+// Update converges the Service's load balancer as Ensure does, if it has one, and creates
+// nothing: the cloud-controller-manager's node worker calls it (UpdateLoadBalancer) from an old
+// copy of the Service, also after Release deleted everything, and creating then would leave a
+// load balancer that nothing deletes.
+func (p *NLB) Update(ctx context.Context, svc *providers.Service) error {
+	lbs, err := p.existing(ctx, svc.Key())
+	if err != nil || len(lbs) == 0 {
+		return err
+	}
+	_, err = p.Ensure(ctx, svc)
+	return err
+}
+
+// existing finds the Service's load balancers under any name it had: Fairlead's, or one of the
+// Service's choosing, recorded on its security group (TagNames).
+func (p *NLB) existing(ctx context.Context, key string) ([]*loadBalancer, error) {
+	var recorded []string
+	sgs, err := p.taggedSecurityGroups(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range sgs {
+		recorded = append(recorded, strings.Fields(g.tags[TagNames])...)
+	}
+	return p.findLoadBalancers(ctx, key, serviceHash(p.opts.ClusterName, key), "", recorded)
+}
+
 // Release implements providers.Provider. It deletes the load balancer first (AWS deletes its
-// listeners with it; one under a name of the Service's choosing is found through its security
-// group, TagNames), then the target groups it no longer uses, then the security group.
+// listeners with it), then the target groups it no longer uses, then the security group.
 func (p *NLB) Release(ctx context.Context, key string) error {
 	hash := serviceHash(p.opts.ClusterName, key)
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", key, "loadBalancer", loadBalancerName(hash))
 	ctx = logr.NewContext(ctx, log)
 
-	var recorded []string
-	sgs, err := p.taggedSecurityGroups(ctx, key)
-	if err != nil {
-		return err
-	}
-	for _, g := range sgs {
-		recorded = append(recorded, strings.Fields(g.tags[TagNames])...)
-	}
-	lbs, err := p.findLoadBalancers(ctx, key, hash, "", recorded)
+	lbs, err := p.existing(ctx, key)
 	if err != nil {
 		return err
 	}

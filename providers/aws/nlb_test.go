@@ -306,3 +306,48 @@ func TestNLBNameConflict(t *testing.T) {
 		t.Fatalf("error is not a *providers.Error: %T", err)
 	}
 }
+
+// Update follows the nodes of a Service's load balancer and creates nothing: the
+// cloud-controller-manager's node worker calls it from an old copy of the Service, also after
+// Release, and a load balancer made then would outlive the Service.
+func TestNLBUpdateCreatesNothing(t *testing.T) {
+	e := newEnv(t)
+	p := e.nlb(t)
+	n1, n2 := e.nodes[0], e.nodes[1]
+	ctx := ctxFor(t)
+	creates := func() []string {
+		var out []string
+		for _, c := range e.proxy.Calls() {
+			if strings.HasPrefix(c.Action, "Create") || c.Action == "AuthorizeSecurityGroupIngress" || c.Action == "RegisterTargets" {
+				out = append(out, c.Action)
+			}
+		}
+		return out
+	}
+
+	if err := p.Update(ctx, webService(n1)); err != nil {
+		t.Fatalf("Update before Ensure: %v", err)
+	}
+	if made := creates(); len(made) != 0 {
+		t.Fatalf("Update of a Service without a load balancer called %v", made)
+	}
+	assertEmpty(t, e)
+
+	mustEnsure(t, p, webService(n1))
+	if err := p.Update(ctx, webService(n1, n2)); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if inv := e.inventory(t); len(inv.Targets) != 4 || count(inv.Targets, n2.instanceID) != 2 {
+		t.Fatalf("targets after Update with %s joining = %v, want both nodes on both NodePorts", n2.instanceID, inv.Targets)
+	}
+
+	mustRelease(t, p, "shop/web")
+	before := len(creates())
+	if err := p.Update(ctx, webService(n1, n2)); err != nil {
+		t.Fatalf("Update after Release: %v", err)
+	}
+	if made := creates()[before:]; len(made) != 0 {
+		t.Errorf("Update after Release called %v", made)
+	}
+	assertEmpty(t, e)
+}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/providers"
+	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 )
 
 // LoadBalancer is cloudprovider.LoadBalancer over one backend: the IPPools, or a
@@ -82,20 +83,40 @@ func (l *LoadBalancer) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1
 	return statusFor(in, v1.LoadBalancerIPModeVIP), nil
 }
 
-// UpdateLoadBalancer implements cloudprovider.LoadBalancer: the nodes changed. Addresses from
-// the pools do not depend on nodes (the speakers follow the nodes themselves); a cloud load
-// balancer's targets do.
+// updater is a provider whose resources depend on the nodes (an NLB's targets). Update brings
+// what exists up to date and creates nothing.
+type updater interface {
+	Update(ctx context.Context, svc *providers.Service) error
+}
+
+// Without Update, an NLB's targets would silently stop following the nodes.
+var _ updater = (*fairaws.NLB)(nil)
+
+// UpdateLoadBalancer implements cloudprovider.LoadBalancer: the nodes changed. The service
+// controller's node worker calls it from its own copy of the Service, also after
+// EnsureLoadBalancerDeleted released everything, so it must create nothing: an Ensure then
+// would make an address or a load balancer that nothing releases. Addresses from the pools and
+// Elastic IPs do not depend on nodes (the speakers follow the nodes themselves), so for them
+// nothing is called.
 func (l *LoadBalancer) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Service, nodes []*v1.Node) error {
-	if l.pools != nil {
+	u, ok := l.provider.(updater)
+	if l.pools != nil || !ok {
 		return nil
 	}
+	ctx = withLogger(ctx, svc)
 	unlock, err := l.locks.lock(ctx, key(svc))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	_, err = l.ensureProvider(withLogger(ctx, svc), svc, nodes)
-	return err
+	desc, err := l.describe(ctx, svc, nodes)
+	if err != nil {
+		return err
+	}
+	if err := u.Update(ctx, desc); err != nil {
+		return withReason(err)
+	}
+	return nil
 }
 
 // EnsureLoadBalancerDeleted implements cloudprovider.LoadBalancer.
@@ -120,23 +141,31 @@ func (l *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, _ string, 
 }
 
 func (l *LoadBalancer) ensureProvider(ctx context.Context, svc *v1.Service, nodes []*v1.Node) (providers.Ingress, error) {
-	kube, err := l.kube()
+	desc, err := l.describe(ctx, svc, nodes)
 	if err != nil {
 		return providers.Ingress{}, err
-	}
-	var ns v1.Namespace
-	if err := kube.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
-		return providers.Ingress{}, fmt.Errorf("reading namespace %s: %w", svc.Namespace, err)
-	}
-	desc, err := ServiceFor(svc, ns.Labels, nodes)
-	if err != nil {
-		return providers.Ingress{}, withReason(err)
 	}
 	in, err := l.provider.Ensure(ctx, desc)
 	if err != nil {
 		return providers.Ingress{}, withReason(err)
 	}
 	return in, nil
+}
+
+func (l *LoadBalancer) describe(ctx context.Context, svc *v1.Service, nodes []*v1.Node) (*providers.Service, error) {
+	kube, err := l.kube()
+	if err != nil {
+		return nil, err
+	}
+	var ns v1.Namespace
+	if err := kube.Get(ctx, types.NamespacedName{Name: svc.Namespace}, &ns); err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", svc.Namespace, err)
+	}
+	desc, err := ServiceFor(svc, ns.Labels, nodes)
+	if err != nil {
+		return nil, withReason(err)
+	}
+	return desc, nil
 }
 
 // withReason puts the provider's reason in front of its message: the service controller only

@@ -55,6 +55,11 @@ func Spec(svc *corev1.Service, nsLabels map[string]string) *providers.Service {
 		HealthCheckNodePort: svc.Spec.HealthCheckNodePort,
 		Selector:            svc.Spec.Selector,
 	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil {
+			d.StatusIPs = append(d.StatusIPs, a.Unmap())
+		}
+	}
 	for _, f := range svc.Spec.IPFamilies {
 		d.Families = append(d.Families, string(f))
 	}

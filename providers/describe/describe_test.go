@@ -52,6 +52,9 @@ func TestService(t *testing.T) {
 				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, NodePort: 30053},
 			},
 		},
+		// A hostname (an NLB's) is not an address.
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
+			{IP: "203.0.113.7"}, {Hostname: "lb.example"}}}},
 	}
 	nodes := []*corev1.Node{
 		node("3", true, nil, false),
@@ -91,6 +94,7 @@ func TestService(t *testing.T) {
 			{Name: "1", ProviderID: "aws:///us-east-1a/i-1", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
 			{Name: "3", ProviderID: "aws:///us-east-1a/i-3", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.3")}},
 		},
+		StatusIPs: []netip.Addr{netip.MustParseAddr("203.0.113.7")},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Service =\n%+v\nwant\n%+v", got, want)
