@@ -26,6 +26,7 @@ package scalebench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,7 +75,7 @@ var (
 	controllerArgs = flag.String("controller-args", "", "Extra flags for fairlead-controller, space-separated (e.g. --kube-api-qps=1000).")
 	profileFlag    = flag.String("profile", "", "Directory to write a CPU profile of the controller at each size to (controller-<n>.pprof, over -profile-seconds from its start).")
 	seedFromFlag   = flag.Int("seed-from", 20000, "Sizes from this one up have their backlog written into etcd instead of created through the API (seed_test.go says why); 0: never.")
-	seedPaceFlag   = flag.Duration("seed-pace", 50*time.Millisecond, "Pause between two writes of 100 seeded objects.")
+	seedPaceFlag   = flag.Duration("seed-pace", 100*time.Millisecond, "Pause between two writes of 100 seeded objects.")
 	profileSeconds = flag.Int("profile-seconds", 30, "Length of the controller's CPU profile.")
 )
 
@@ -279,6 +280,14 @@ func service(i int) *corev1.Service {
 			Ports:                         []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
 		},
 	}
+}
+
+// podIP is the i-th address of fd00:10:244::/96, in the canonical form the API insists on
+// (3 per Service: more than 16 bits' worth at 50,000).
+func podIP(i int) string {
+	b := netip.MustParseAddr("fd00:10:244::").As16()
+	binary.BigEndian.PutUint32(b[12:], uint32(i))
+	return netip.AddrFrom16(b).String()
 }
 
 func name(i int) string { return fmt.Sprintf("svc-%05d", i) }
@@ -529,7 +538,7 @@ func (cl *cluster) nodesAndSlices(n, nodes int) error {
 		for j := range 3 {
 			k := 3*i + j
 			s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
-				Addresses:  []string{fmt.Sprintf("fd00:10:244::%x", k+1)},
+				Addresses:  []string{podIP(k + 1)},
 				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
 				NodeName:   ptr.To(nodeName(k % nodes)),
 			})

@@ -13,7 +13,8 @@ package scalebench
 //     healthCheckNodePort (so the managedFields, defaults and field order are the apiserver's
 //     own);
 //   - each ClusterIP gets the IPAddress object the allocator would have created, written before
-//     the Services, so the apiserver's IPAddress repair finds every Service's address allocated;
+//     the Services (by blocks, see seed), so the apiserver's IPAddress repair finds every
+//     Service's address allocated;
 //   - the node port bitmap (the RangeAllocation the apiserver keeps in etcd) gets every
 //     healthCheckNodePort, so its port repair finds nothing to repair.
 //
@@ -137,48 +138,52 @@ func (cl *cluster) seed(n int) error {
 		}
 		return nil
 	}
-	for _, s := range services {
-		a := &networkingv1.IPAddress{
-			// Fresh: the repair loop deletes an IPAddress older than a minute whose Service it
-			// has not seen yet, and the Services go in after every IPAddress is served.
-			ObjectMeta: metav1.ObjectMeta{Name: s.Spec.ClusterIP, UID: uuid.NewUUID(), CreationTimestamp: metav1.Now(),
-				Labels: map[string]string{networkingv1.LabelIPAddressFamily: string(corev1.IPv6Protocol), networkingv1.LabelManagedBy: ipAllocatorName}},
-			Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{Resource: "services", Namespace: s.Namespace, Name: s.Name}},
-		}
-		if err := put(ipAddressKey+a.Name, a, networkingv1.SchemeGroupVersion); err != nil {
-			return err
-		}
-	}
-	if err := flush(etcd, &ops); err != nil {
-		return err
-	}
 	// The repair loop reads IPAddresses and Services from two informers, which do not keep
-	// etcd's order between them: the Services go in only once the IPAddresses are served.
-	if err := cl.waitListed("IPAddresses", n, func() (int, error) {
-		// svc-00000's and the seeded ones: the only IPv6 ClusterIPs.
-		l, err := cl.cs.NetworkingV1().IPAddresses().List(ctx, metav1.ListOptions{ResourceVersion: "0",
-			LabelSelector: networkingv1.LabelManagedBy + "=" + ipAllocatorName + "," + networkingv1.LabelIPAddressFamily + "=IPv6"})
-		if err != nil {
-			return 0, err
-		}
-		return len(l.Items), nil
-	}); err != nil {
-		return err
-	}
-	// The repair loop's informer trails the watch cache (by seconds for 50,000 objects on two
-	// busy cores); nothing shows when it has caught up, so the wait is generous and the check
-	// at the end (no complaint from the repair loop) is what proves it was long enough.
-	time.Sleep(time.Duration(max(5, n/2500)) * time.Second)
+	// etcd's order between them, and deletes an IPAddress whose Service it has not seen a
+	// minute after the IPAddress' creation. So the objects go in by blocks: a block's
+	// IPAddresses, a wait until they are served, then its Services, well inside the minute.
 	if err := cl.seedNodePorts(etcd, st, services); err != nil {
 		return err
 	}
-	for _, s := range services {
-		if err := put(servicesKey+s.Namespace+"/"+s.Name, s, corev1.SchemeGroupVersion); err != nil {
+	const block = 10000
+	for from := 0; from < len(services); from += block {
+		part := services[from:min(from+block, len(services))]
+		for _, s := range part {
+			a := &networkingv1.IPAddress{
+				ObjectMeta: metav1.ObjectMeta{Name: s.Spec.ClusterIP, UID: uuid.NewUUID(), CreationTimestamp: metav1.Now(),
+					Labels: map[string]string{networkingv1.LabelIPAddressFamily: string(corev1.IPv6Protocol), networkingv1.LabelManagedBy: ipAllocatorName}},
+				Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{Resource: "services", Namespace: s.Namespace, Name: s.Name}},
+			}
+			if err := put(ipAddressKey+a.Name, a, networkingv1.SchemeGroupVersion); err != nil {
+				return err
+			}
+		}
+		if err := flush(etcd, &ops); err != nil {
 			return err
 		}
-	}
-	if err := flush(etcd, &ops); err != nil {
-		return err
+		// svc-00000's and the seeded ones are the only IPv6 ClusterIPs.
+		if err := cl.waitListed("IPAddresses", 1+from+len(part), func() (int, error) {
+			l, err := cl.cs.NetworkingV1().IPAddresses().List(ctx, metav1.ListOptions{ResourceVersion: "0",
+				LabelSelector: networkingv1.LabelManagedBy + "=" + ipAllocatorName + "," + networkingv1.LabelIPAddressFamily + "=IPv6"})
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
+		}); err != nil {
+			return err
+		}
+		// The repair loop's informer trails the watch cache; nothing shows when it has caught
+		// up, so the wait is generous, and the check at the end (no complaint from the repair
+		// loop) is what proves it was long enough.
+		time.Sleep(5 * time.Second)
+		for _, s := range part {
+			if err := put(servicesKey+s.Namespace+"/"+s.Name, s, corev1.SchemeGroupVersion); err != nil {
+				return err
+			}
+		}
+		if err := flush(etcd, &ops); err != nil {
+			return err
+		}
 	}
 	return cl.checkSeeded(n)
 }
