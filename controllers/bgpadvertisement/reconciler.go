@@ -10,9 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,12 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/controllers/conditions"
 	"github.com/fairlead-lb/fairlead/controllers/l2advertisement"
 )
 
@@ -98,37 +95,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	accepted, resolved := Conditions(&ad, aliases, pools.Items, peerNames)
 
-	base := ad.DeepCopy()
-	var changed []metav1.Condition
-	for _, c := range []metav1.Condition{accepted, resolved} {
-		c.ObservedGeneration = ad.Generation
-		prev := meta.FindStatusCondition(base.Status.Conditions, c.Type)
-		if prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message {
-			changed = append(changed, c)
-		}
-		meta.SetStatusCondition(&ad.Status.Conditions, c)
-	}
-	ad.Status.ObservedGeneration = ad.Generation
-	if equality.Semantic.DeepEqual(base.Status, ad.Status) {
-		return ctrl.Result{}, nil
-	}
-	if err := r.Client.Status().Patch(ctx, &ad, client.MergeFrom(base)); err != nil {
-		return ctrl.Result{}, err
-	}
-	l := log.FromContext(ctx)
-	for _, c := range changed {
-		prev := meta.FindStatusCondition(base.Status.Conditions, c.Type)
-		switch {
-		case c.Status == metav1.ConditionFalse:
-			l.Info("BGPAdvertisement problem: speakers advertise the rest", "condition", c.Type, "reason", c.Reason, "message", c.Message)
-			r.Recorder.Eventf(&ad, nil, corev1.EventTypeWarning, c.Reason, "Validate", "%s", c.Message)
-		case prev != nil && prev.Status == metav1.ConditionFalse:
-			// Recovered: say so once; a healthy object created healthy files no Event.
-			l.Info("BGPAdvertisement problem resolved", "condition", c.Type, "message", c.Message)
-			r.Recorder.Eventf(&ad, nil, corev1.EventTypeNormal, c.Reason, "Validate", "%s", c.Message)
-		}
-	}
-	return ctrl.Result{}, nil
+	w := conditions.Writer{Client: r.Client, Recorder: r.Recorder, Kind: "BGPAdvertisement", Rest: "advertise the rest",
+		Of: func(o client.Object) conditions.Status {
+			a := o.(*v1alpha1.BGPAdvertisement)
+			return conditions.Status{ObservedGeneration: &a.Status.ObservedGeneration, Conditions: &a.Status.Conditions}
+		}}
+	return ctrl.Result{}, w.Write(ctx, &ad, accepted, resolved)
 }
 
 // Conditions computes Accepted and ResolvedRefs for ad given the Community aliases, the
