@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,10 +35,19 @@ import (
 // writers, while a doubling, fully jittered wait spreads them (at most about 10 s in all).
 var conflictBackoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 2, Jitter: 1}
 
-// Writer reads and writes ServiceAnnouncements straight from the apiserver (never a cache: a
-// read-modify-write on a stale copy only conflicts).
+// Writer writes ServiceAnnouncements through the apiserver. It remembers what it last read or
+// wrote of each one and writes on that copy first: the resourceVersion makes a stale copy fail
+// with a conflict, never win, and only then is the object read (straight from the apiserver:
+// a read-modify-write on a cache that has not caught up would only conflict again). A node
+// that alone writes a ServiceAnnouncement, the common case, so spends one request per change
+// instead of a GET and a write; a new address is a single create, not a GET that 404s first.
+// (An edit that changes nothing from the remembered copy still reads: others may have changed
+// the object since, a reaper removing this node's entries.)
 type Writer struct {
 	c client.Client
+
+	mu   sync.Mutex
+	last map[types.NamespacedName]*v1alpha1.ServiceAnnouncement
 }
 
 // New returns a Writer on cfg.
@@ -50,7 +60,7 @@ func New(cfg *rest.Config) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{c: c}, nil
+	return &Writer{c: c, last: map[types.NamespacedName]*v1alpha1.ServiceAnnouncement{}}, nil
 }
 
 // List returns every ServiceAnnouncement.
@@ -68,47 +78,141 @@ func (w *Writer) List(ctx context.Context) ([]v1alpha1.ServiceAnnouncement, erro
 // (nil: the caller only removes). An unchanged one is not written. One that belongs to another
 // Service of the same name (deleted, not yet collected) is an error: what is written into it
 // would be lost with it, and the next attempt after garbage collection creates a new one. edit
-// may run more than once (after a conflict), always on what was just read.
+// may run more than once (after a conflict); what it returns is only written if the entries it
+// was given were current.
 func (w *Writer) Update(ctx context.Context, key types.NamespacedName, svc *corev1.Service,
 	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, err error) {
+	// First attempt on the remembered copy, or, for one never seen, a create: no read.
+	if before, after, done, err := w.blind(ctx, key, svc, edit); done {
+		return before, after, err
+	}
 	err = retry.RetryOnConflict(conflictBackoff, func() error {
 		var sa v1alpha1.ServiceAnnouncement
 		err := w.c.Get(ctx, key, &sa)
 		if apierrors.IsNotFound(err) {
+			w.forget(key)
 			before, after = nil, Sort(edit(nil))
 			if svc == nil || len(after) == 0 {
 				after = nil
 				return nil
 			}
-			sa = v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}}}
-			sa.Status.Announcements = after
-			err := w.c.Create(ctx, &sa, client.FieldOwner("fairlead-speaker"))
-			if apierrors.IsAlreadyExists(err) {
-				// Another writer created it first: read it and edit that, as on a conflict.
-				return apierrors.NewConflict(v1alpha1.GroupVersion.WithResource("serviceannouncements").GroupResource(), key.Name, err)
-			}
-			return err
+			return w.create(ctx, key, svc, after)
 		}
 		if err != nil {
 			return err
 		}
-		if svc != nil && !slices.ContainsFunc(sa.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == svc.UID }) {
-			return fmt.Errorf("owned by another Service than %s (UID %s); waiting for garbage collection", key, svc.UID)
-		}
-		before = sa.Status.Announcements
-		after = Sort(edit(slices.Clone(before)))
-		if Equal(before, after) {
-			return nil
-		}
-		sa.Status.Announcements = after
-		err = w.c.Update(ctx, &sa, client.FieldOwner("fairlead-speaker"))
+		w.remember(&sa)
+		before, after, err = w.write(ctx, &sa, svc, edit)
 		if apierrors.IsNotFound(err) && svc == nil {
 			return nil // gone meanwhile, and nothing was to be added
 		}
 		return err
 	})
 	return before, after, err
+}
+
+// blind makes the first attempt without reading: done is false when it could not tell (a
+// stale copy, one created meanwhile by another writer) and Update must read and retry.
+func (w *Writer) blind(ctx context.Context, key types.NamespacedName, svc *corev1.Service,
+	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, done bool, err error) {
+	w.mu.Lock()
+	last := w.last[key]
+	if last != nil {
+		last = last.DeepCopy()
+	}
+	w.mu.Unlock()
+	if last == nil {
+		if svc == nil {
+			return nil, nil, false, nil // only removing: nothing to create, read whether it exists
+		}
+		after = Sort(edit(nil))
+		if len(after) == 0 {
+			return nil, nil, false, nil
+		}
+		err = w.create(ctx, key, svc, after)
+		if apierrors.IsConflict(err) {
+			return nil, nil, false, nil
+		}
+		return nil, after, true, err
+	}
+	if svc != nil && !ownedBy(last, svc) {
+		return nil, nil, false, nil // perhaps since replaced by one of svc: read it
+	}
+	before = last.Status.Announcements
+	after = Sort(edit(slices.Clone(before)))
+	if Equal(before, after) {
+		// Unchanged from what this Writer last saw, which others may have changed since (a
+		// reaper removing this node's entries): only a read tells whether to write.
+		return nil, nil, false, nil
+	}
+	last.Status.Announcements = after
+	err = w.c.Update(ctx, last, client.FieldOwner("fairlead-speaker"))
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		w.forget(key)
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, true, err
+	}
+	w.remember(last)
+	return before, after, true, nil
+}
+
+func ownedBy(sa *v1alpha1.ServiceAnnouncement, svc *corev1.Service) bool {
+	return slices.ContainsFunc(sa.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == svc.UID })
+}
+
+// write edits sa's entries and writes them on sa's resourceVersion, unless unchanged.
+func (w *Writer) write(ctx context.Context, sa *v1alpha1.ServiceAnnouncement, svc *corev1.Service,
+	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, err error) {
+	key := client.ObjectKeyFromObject(sa)
+	if svc != nil && !ownedBy(sa, svc) {
+		return nil, nil, fmt.Errorf("owned by another Service than %s (UID %s); waiting for garbage collection", key, svc.UID)
+	}
+	before = sa.Status.Announcements
+	after = Sort(edit(slices.Clone(before)))
+	if Equal(before, after) {
+		return before, after, nil
+	}
+	sa.Status.Announcements = after
+	if err := w.c.Update(ctx, sa, client.FieldOwner("fairlead-speaker")); err != nil {
+		return nil, nil, err
+	}
+	w.remember(sa)
+	return before, after, nil
+}
+
+// create creates the ServiceAnnouncement of key, owned by svc, with entries as. One created
+// meanwhile by another writer is a conflict: read it and edit that.
+func (w *Writer) create(ctx context.Context, key types.NamespacedName, svc *corev1.Service, as []v1alpha1.Announcement) error {
+	sa := v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}}}
+	sa.Status.Announcements = as
+	err := w.c.Create(ctx, &sa, client.FieldOwner("fairlead-speaker"))
+	if apierrors.IsAlreadyExists(err) {
+		return apierrors.NewConflict(v1alpha1.GroupVersion.WithResource("serviceannouncements").GroupResource(), key.Name, err)
+	}
+	if err == nil {
+		w.remember(&sa)
+	}
+	return err
+}
+
+// remember keeps what the next blind attempt needs of sa: its identity, resourceVersion,
+// owners and entries (not managed fields and the like: a speaker may write thousands).
+func (w *Writer) remember(sa *v1alpha1.ServiceAnnouncement) {
+	keep := &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name,
+		UID: sa.UID, ResourceVersion: sa.ResourceVersion, OwnerReferences: slices.Clone(sa.OwnerReferences)}}
+	keep.Status.Announcements = slices.Clone(sa.Status.Announcements)
+	w.mu.Lock()
+	w.last[client.ObjectKeyFromObject(sa)] = keep
+	w.mu.Unlock()
+}
+
+func (w *Writer) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	delete(w.last, key)
+	w.mu.Unlock()
 }
 
 // Sort puts entries in the canonical order (address, protocol, node), so that equal sets

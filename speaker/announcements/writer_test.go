@@ -3,6 +3,7 @@ package announcements_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/speaker/announcements"
@@ -150,4 +152,116 @@ func TestUpdateCreatesOnlyWhatIsNeeded(t *testing.T) {
 	if _, _, err := w.Update(ctx, k, impostor, mine); err == nil || !strings.Contains(err.Error(), "owned by another Service") {
 		t.Errorf("writing into another Service's ServiceAnnouncement: err %v", err)
 	}
+}
+
+// requests counts a Writer's requests as "VERB code", in order.
+type requests struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (r *requests) RoundTrip(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(req)
+		if err == nil {
+			r.mu.Lock()
+			r.log = append(r.log, fmt.Sprintf("%s %d", req.Method, resp.StatusCode))
+			r.mu.Unlock()
+		}
+		return resp, err
+	})
+}
+
+// take returns the requests made since the last take.
+func (r *requests) take() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := strings.Join(r.log, ", ")
+	r.log = nil
+	return s
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+func entries(t *testing.T, k types.NamespacedName) string {
+	t.Helper()
+	sa, ok := get(t, k)
+	if !ok {
+		return "none"
+	}
+	var s []string
+	for _, a := range sa.Status.Announcements {
+		s = append(s, a.IP+"/"+a.Protocol+"/"+a.Node)
+	}
+	return strings.Join(s, " ")
+}
+
+// A Writer that alone writes a ServiceAnnouncement spends one request per change (it writes on
+// the copy it last wrote); what others wrote meanwhile, a removal of its own entries included,
+// is read and kept; a ServiceAnnouncement replaced by one of a new Service of the same name is
+// read, not refused.
+func TestUpdateWritesWithoutReadingFirst(t *testing.T) {
+	var reqs requests
+	cfg := rest.CopyConfig(kcp.Config)
+	cfg.Wrap(reqs.RoundTrip)
+	w, err := announcements.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := announcements.New(kcp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.List(ctx); err != nil { // the client's discovery of the API group, out of the count
+		t.Fatal(err)
+	}
+	reqs.take()
+	svc := service(t, "alone")
+	k := types.NamespacedName{Namespace: "default", Name: "alone"}
+	step := func(what, wantReqs, wantEntries string, owner *corev1.Service, edit func([]v1alpha1.Announcement) []v1alpha1.Announcement) {
+		t.Helper()
+		if _, _, err := w.Update(ctx, k, owner, edit); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := reqs.take(); got != wantReqs {
+			t.Errorf("%s: requests %q, want %q", what, got, wantReqs)
+		}
+		if got := entries(t, k); got != wantEntries {
+			t.Errorf("%s: entries %q, want %q", what, got, wantEntries)
+		}
+	}
+	step("new address", "POST 201", "198.51.100.1/ARP/n1", svc, only("n1/ARP", entry("198.51.100.1", "n1", v1alpha1.ProtocolARP)))
+	step("changed address", "PUT 200", "198.51.100.2/ARP/n1", svc, only("n1/ARP", entry("198.51.100.2", "n1", v1alpha1.ProtocolARP)))
+
+	if _, _, err := other.Update(ctx, k, svc, only("n2/BGP", entry("198.51.100.2", "n2", v1alpha1.ProtocolBGP))); err != nil {
+		t.Fatal(err)
+	}
+	step("after another writer", "PUT 409, GET 200, PUT 200", "198.51.100.2/BGP/n2 198.51.100.3/ARP/n1", svc,
+		only("n1/ARP", entry("198.51.100.3", "n1", v1alpha1.ProtocolARP)))
+
+	// A reaper elsewhere removes n1's entry: n1 asking for what it last wrote must put it back,
+	// though it is unchanged from the copy n1 holds.
+	if _, _, err := other.Update(ctx, k, nil, only("n1/ARP")); err != nil {
+		t.Fatal(err)
+	}
+	step("after a reaper", "GET 200, PUT 200", "198.51.100.2/BGP/n2 198.51.100.3/ARP/n1", svc,
+		only("n1/ARP", entry("198.51.100.3", "n1", v1alpha1.ProtocolARP)))
+
+	// The Service is replaced by another of the same name, and its ServiceAnnouncement by one
+	// that the new Service owns.
+	if err := kcp.Client.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := get(t, k)
+	if err := kcp.Client.Delete(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	svc2 := service(t, "alone")
+	if _, _, err := other.Update(ctx, k, svc2, only("n2/BGP", entry("198.51.100.4", "n2", v1alpha1.ProtocolBGP))); err != nil {
+		t.Fatal(err)
+	}
+	step("new Service of the same name", "GET 200, PUT 200", "198.51.100.4/ARP/n1 198.51.100.4/BGP/n2", svc2,
+		only("n1/ARP", entry("198.51.100.4", "n1", v1alpha1.ProtocolARP)))
 }

@@ -382,6 +382,7 @@ func (cl *cluster) controller(b *testing.B, bin string, n int) (ControllerResult
 	defer stopProcess(cmd, exited)
 	if pprofAddr != "" {
 		go profile(b, pprofAddr, n)
+		go cl.profileAPIServer(b, n)
 	}
 	for got.Load() < int64(n) {
 		select {
@@ -502,6 +503,21 @@ func profile(b *testing.B, addr string, n int) {
 		_ = f.Close()
 	}
 	b.Logf("controller profile %s: %v", path, err)
+}
+
+// profileAPIServer saves a CPU profile of the apiserver over the controller's first seconds:
+// on 2 cores shared with it, the apiserver is what bounds the controller once its client
+// limit is raised.
+func (cl *cluster) profileAPIServer(b *testing.B, n int) {
+	raw, err := cl.cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
+		Param("seconds", strconv.Itoa(*profileSeconds)).Timeout(time.Duration(*profileSeconds+30) * time.Second).DoRaw(ctx)
+	path := filepath.Join(*profileFlag, fmt.Sprintf("apiserver-%d.pprof", n))
+	if err == nil {
+		if err = os.MkdirAll(*profileFlag, 0o755); err == nil {
+			err = os.WriteFile(path, raw, 0o644)
+		}
+	}
+	b.Logf("apiserver profile %s: %v", path, err)
 }
 
 // nodesAndSlices creates the Nodes (Ready, each with an InternalIP) and an EndpointSlice per
