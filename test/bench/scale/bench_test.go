@@ -373,6 +373,10 @@ func (cl *cluster) controller(b *testing.B, bin string, n int) (ControllerResult
 	if err != nil {
 		return res, err
 	}
+	servers0, err := serverCPU()
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return res, err
@@ -398,6 +402,11 @@ func (cl *cluster) controller(b *testing.B, bin string, n int) (ControllerResult
 	if res.CPU, _, res.Peak, err = processStats(cmd.Process.Pid); err != nil {
 		return res, err
 	}
+	servers1, err := serverCPU()
+	if err != nil {
+		return res, err
+	}
+	res.APIServer, res.Etcd = servers1["kube-apiserver"]-servers0["kube-apiserver"], servers1["etcd"]-servers0["etcd"]
 	// Events and the pool's usage are written after the Services' status; give them a moment
 	// (the pool's status at most once a second) before counting.
 	time.Sleep(3 * time.Second)
@@ -692,6 +701,41 @@ func processStats(pid int) (cpu float64, rss, peak int64, err error) {
 		}
 	}
 	return (utime + stime) / ticks, rss, peak, nil
+}
+
+// serverCPU returns the CPU seconds of this process' children kube-apiserver and etcd (one
+// apiserver and one etcd run at a time).
+func serverCPU() (map[string]float64, error) {
+	procs, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	cpu := map[string]float64{}
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(stat)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		comm, f := s[open+1:end], strings.Fields(s[end+2:])
+		if (comm != "kube-apiserver" && comm != "etcd") || len(f) < 13 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
+		c, _, _, err := processStats(pid)
+		if err != nil {
+			return nil, err
+		}
+		cpu[comm] += c
+	}
+	if len(cpu) != 2 {
+		return nil, fmt.Errorf("found the CPU of %v, want kube-apiserver and etcd", cpu)
+	}
+	return cpu, nil
 }
 
 func stopProcess(cmd *exec.Cmd, exited chan struct{}) {

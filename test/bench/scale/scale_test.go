@@ -119,7 +119,7 @@ func TestGrowthPer10x(t *testing.T) {
 func TestPrintTables(t *testing.T) {
 	r := func(n int, wall time.Duration, rss int64) Result {
 		return Result{Services: n, Nodes: n / 100, Creation: time.Duration(n) * time.Millisecond,
-			Controller: ControllerResult{Wall: wall, CPU: float64(n) / 1000, Peak: rss,
+			Controller: ControllerResult{Wall: wall, CPU: float64(n) / 1000, Peak: rss, APIServer: float64(n) / 500, Etcd: float64(n) / 2000,
 				Writes: Writes{{"PATCH", "services/status"}: float64(n), {"POST", "events"}: float64(n)}},
 			Speaker: SpeakerResult{Owned: 300, Sync: wall, SyncCPU: 1, Idle: time.Minute, IdleCPU: 6, Steady: rss, Peak: 2 * rss,
 				Writes: Writes{{"POST", "serviceannouncements"}: 300}}}
@@ -128,7 +128,7 @@ func TestPrintTables(t *testing.T) {
 	PrintTables(&buf, []Result{r(500, 2*time.Second, 40<<20), r(5000, 20*time.Second, 80<<20)}, "2 CPUs")
 	out := buf.String()
 	for _, want := range []string{
-		"| 5,000 | 1000/s | 20.0 s | 250 | 5.0 s | 80 MiB | 2.00 | 1.00 | 1.00 | 0 |",
+		"| 5,000 | 1000/s | 20.0 s | 250 | 5.0 s | 10.0 s | 2.5 s | 80 MiB | 2.00 | 1.00 | 1.00 | 0 |",
 		"| 500 | PATCH services/status 1.00, POST events 1.00 | POST serviceannouncements 1.00 |",
 		"| 5,000 | 50 | 300 | 20.0 s | 1.00 s | 0.00 s | 10.0% | 80 MiB | 160 MiB |",
 		"| measure | 500 → 5,000 |",
