@@ -113,18 +113,6 @@ func create(t *testing.T, obj client.Object) {
 	}
 }
 
-// consistently checks cond for the whole duration.
-func consistently(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := cond(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func getSvc(t *testing.T, ns, name string) *corev1.Service {
 	t.Helper()
 	var s corev1.Service

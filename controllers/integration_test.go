@@ -263,7 +263,7 @@ func TestClassFiltering(t *testing.T) {
 	create(t, lbService(ns, "unclassed"))
 	waitAnyIP(t, ns, "ours")
 	waitAnyIP(t, ns, "unclassed")
-	consistently(t, time.Second, func() error {
+	kit.Consistently(t, time.Second, "the Service of another class untouched", func(context.Context) error {
 		s := getSvc(t, ns, "other")
 		if len(s.Status.LoadBalancer.Ingress) > 0 || len(s.Finalizers) > 0 || len(s.Status.Conditions) > 0 {
 			return fmt.Errorf("service of another class was touched: %+v %v", s.Status, s.Finalizers)
@@ -379,7 +379,7 @@ func TestInvalidPoolsNeverBreakGoodOnes(t *testing.T) {
 	// A good pool edited into a bad one: its Services keep their addresses.
 	patchPool(t, "good", func(p *v1alpha1.IPPool) { p.Spec.Addresses = []string{"198.51.100.79-198.51.100.72"} })
 	waitPoolReady(t, "good", metav1.ConditionFalse, "Invalid")
-	consistently(t, time.Second, func() error {
+	kit.Consistently(t, time.Second, "svc keeps its address", func(context.Context) error {
 		if got := ingressIPs(getSvc(t, ns, "svc")); len(got) != 1 || got[0] != "198.51.100.72" {
 			return fmt.Errorf("svc moved to %v after its pool became invalid", got)
 		}

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // Two overlapping pools created in the same second: the one already handing out addresses
@@ -36,7 +38,7 @@ func TestOverlapInTheSameSecondKeepsTheEstablishedPool(t *testing.T) {
 		if msg := findCond(p.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, `"`+older+`"`) {
 			t.Errorf("message %q does not name the pool it overlaps", msg)
 		}
-		consistently(t, time.Second, func() error {
+		kit.Consistently(t, time.Second, "the established pool and its holder unchanged", func(context.Context) error {
 			p := getPool(t, older)
 			if c := findCond(p.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 				return fmt.Errorf("the established pool lost: %+v", c)

@@ -95,7 +95,7 @@ func TestShrunkPoolKeepsAndReportsItsServices(t *testing.T) {
 	// The /29 is full: a newcomer waits, and never gets an address a stray keeps.
 	create(t, lbService(ns, "late"))
 	waitFailure(t, ns, "late", "PoolExhausted")
-	consistently(t, time.Second, func() error {
+	kit.Consistently(t, time.Second, "the holders keep their addresses", func(context.Context) error {
 		for name, ip := range held {
 			if got := ingressIPs(getSvc(t, ns, name)); len(got) != 1 || got[0] != ip {
 				return fmt.Errorf("%s had %s, now %v", name, ip, got)

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fairlead-lb/fairlead/config/v1alpha1"
 	"github.com/fairlead-lb/fairlead/providers/ipam"
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // A Service in one namespace is never told the name of a Service in another: it learns that
@@ -110,7 +112,7 @@ func TestTenantCannotReachAnotherNamespacesPool(t *testing.T) {
 	if got := waitAnyIP(t, intruder, "same-key"); !strings.HasPrefix(got, "192.0.2.22") {
 		t.Errorf("a Service sharing only a key name got %s, outside its namespace's pool", got)
 	}
-	consistently(t, 2*time.Second, func() error {
+	kit.Consistently(t, 2*time.Second, "no address for the intruder, the holder keeps its own", func(context.Context) error {
 		for _, name := range []string{"by-pool", "by-metallb-pool", "by-ips", "by-metallb-ips", "by-spec", "by-key-and-ip"} {
 			if ips := ingressIPs(getSvc(t, intruder, name)); len(ips) != 0 {
 				return fmt.Errorf("%s got %v", name, ips)

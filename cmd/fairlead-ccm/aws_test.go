@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +31,8 @@ import (
 // TestAWSNLB: with the aws-nlb backend, fairlead-ccm gives an unclassed Service a Network Load
 // Balancer in moto (the AWS emulator; no real AWS account is involved) whose DNS name lands in
 // status.loadBalancer.ingress, targets the nodes' NodePort (a node that joins too), and deletes
-// everything it tagged when the Service goes. A classed Service gets nothing.
+// everything it tagged when the Service goes; a restarted fairlead-ccm deletes the NLB of a
+// Service deleted while none ran. A classed Service gets nothing.
 func TestAWSNLB(t *testing.T) {
 	const ns, cluster = "ccm-aws", "ccm-test"
 	awsapi.Env(t) // dummy credentials and region, inherited by fairlead-ccm
@@ -78,8 +80,9 @@ func TestAWSNLB(t *testing.T) {
 
 	namespace(t, ns)
 	create(t, lbService(ns, "classed", ptr.To("example.com/other")))
-	startCCM(t, fmt.Sprintf("provider: aws-nlb\naws:\n  region: %s\n  endpoint: %s\n  clusterName: %s\n  vpcID: %s\n",
-		awsapi.Region, moto.URL, cluster, vpc))
+	cfg := fmt.Sprintf("provider: aws-nlb\naws:\n  region: %s\n  endpoint: %s\n  clusterName: %s\n  vpcID: %s\n",
+		awsapi.Region, moto.URL, cluster, vpc)
+	ccm := startCCM(t, cfg)
 
 	create(t, lbService(ns, "web", nil))
 	in := waitIngress(t, ns, "web")
@@ -154,6 +157,44 @@ func TestAWSNLB(t *testing.T) {
 	// A node joining reaches the load balancer through UpdateLoadBalancer.
 	addNode(2)
 	waitTargets("the new node registered as a target")
+
+	// A Service deleted while no fairlead-ccm runs (its finalizer removed by hand) leaves its
+	// NLB behind; the next one deletes it at start and keeps web's.
+	create(t, lbService(ns, "gone", nil))
+	waitIngress(t, ns, "gone")
+	if err := ccm.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ccm.done
+	gone := get(t, ns, "gone")
+	gone.Finalizers = nil
+	if err := env.Client.Update(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	deleteAndWait(t, ns, "gone")
+	goneLB := "load balancer " + fairaws.LoadBalancerName(cluster, ns+"/gone")
+	if !slices.Contains(tagged(t, cloud, cluster), goneLB) {
+		t.Fatalf("no %s in moto; the sweep below would prove nothing", goneLB)
+	}
+	startCCM(t, cfg)
+	kit.Eventually(t, settle, "gone's NLB deleted at start, web's kept", func(context.Context) error {
+		var lbs, tgs, sgs []string
+		for _, r := range tagged(t, cloud, cluster) {
+			switch {
+			case strings.HasPrefix(r, "load balancer "):
+				lbs = append(lbs, r)
+			case strings.HasPrefix(r, "target group "):
+				tgs = append(tgs, r)
+			case strings.HasPrefix(r, "security group "):
+				sgs = append(sgs, r)
+			}
+		}
+		if want := "load balancer " + name; !slices.Equal(lbs, []string{want}) || len(tgs) != 1 || len(sgs) != 1 {
+			return fmt.Errorf("load balancers %v, target groups %v, security groups %v; want only web's", lbs, tgs, sgs)
+		}
+		return nil
+	})
+	waitTargets("web's targets unchanged after the restart")
 	if left := tagged(t, cloud, cluster); len(left) == 0 {
 		t.Fatal("nothing in moto carries the cluster's tag; the inventory below would prove nothing")
 	}

@@ -357,29 +357,13 @@ func (c *CompiledBGPAdvertisement) SelectsPool(name string, poolLabels map[strin
 	if len(c.Object.Spec.IPPools) == 0 && len(c.Pools) == 0 {
 		return true
 	}
-	if slices.Contains(c.Object.Spec.IPPools, name) {
-		return true
-	}
-	for _, s := range c.Pools {
-		if s.Matches(labels.Set(poolLabels)) {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.Object.Spec.IPPools, name) || anyMatches(c.Pools, poolLabels)
 }
 
 // SelectsNode reports whether a node with these labels advertises: any selector matching, or
 // every node when there is none.
 func (c *CompiledBGPAdvertisement) SelectsNode(l map[string]string) bool {
-	if len(c.Nodes) == 0 {
-		return true
-	}
-	for _, s := range c.Nodes {
-		if s.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
+	return len(c.Nodes) == 0 || anyMatches(c.Nodes, l)
 }
 
 // SelectsPeer reports whether the paths go to the BGPPeer of that name: named in peers, or

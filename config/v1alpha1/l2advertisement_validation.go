@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -77,6 +78,18 @@ func selectors(field string, in []metav1.LabelSelector) ([]labels.Selector, erro
 	return out, nil
 }
 
+// anyMatches leaves "no selector" to the caller: for pools it means "all" only when no pool is
+// named either.
+func anyMatches(sels []labels.Selector, l map[string]string) bool {
+	set := labels.Set(l)
+	for _, s := range sels {
+		if s.Matches(set) {
+			return true
+		}
+	}
+	return false
+}
+
 // InterfaceName applies the kernel's rules for a network interface name (dev_valid_name).
 func InterfaceName(s string) error {
 	switch {
@@ -98,29 +111,11 @@ func (c *CompiledL2Advertisement) SelectsPool(p *IPPool) bool {
 	if len(c.Object.Spec.IPPools) == 0 && len(c.Pools) == 0 {
 		return true
 	}
-	for _, n := range c.Object.Spec.IPPools {
-		if n == p.Name {
-			return true
-		}
-	}
-	for _, s := range c.Pools {
-		if s.Matches(labels.Set(p.Labels)) {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.Object.Spec.IPPools, p.Name) || anyMatches(c.Pools, p.Labels)
 }
 
 // SelectsNode reports whether a node with these labels may answer: any selector matching, or
 // every node when there is none.
 func (c *CompiledL2Advertisement) SelectsNode(l map[string]string) bool {
-	if len(c.Nodes) == 0 {
-		return true
-	}
-	for _, s := range c.Nodes {
-		if s.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
+	return len(c.Nodes) == 0 || anyMatches(c.Nodes, l)
 }

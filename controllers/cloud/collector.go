@@ -1,7 +1,7 @@
 // Package cloud releases what a provider holds in a cloud for Services that are gone: a
 // Collector runs once at start, on the leader, for what Services deleted while the controller
 // was down left behind. (The Services themselves are controllers/service's, whichever
-// provider serves them.)
+// provider serves them; in fairlead-ccm, the upstream service controller's.)
 package cloud
 
 import (

@@ -12,10 +12,13 @@ import (
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fairlead-lb/fairlead/config/scheme"
+	"github.com/fairlead-lb/fairlead/controllers/cloud"
 	fairaws "github.com/fairlead-lb/fairlead/providers/aws"
 )
 
@@ -39,6 +42,8 @@ func init() {
 // Cloud is Fairlead as a cloud provider. It only balances load.
 type Cloud struct {
 	lb *LoadBalancer
+	// backend names the AWS backend for the sweep's logs.
+	backend string
 
 	mu      sync.Mutex
 	kube    client.Client
@@ -53,7 +58,7 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Cloud{kube: kube}
+	c := &Cloud{kube: kube, backend: cfg.Provider}
 	c.lb = &LoadBalancer{kube: c.client}
 	switch cfg.Provider {
 	case BackendPools:
@@ -84,9 +89,10 @@ func New(ctx context.Context, cfg Config, kube client.Client) (*Cloud, error) {
 	return c, nil
 }
 
-// Initialize implements cloudprovider.Interface: it builds the API client the provider uses.
-// The cloud-controller-manager calls it once it leads, before starting the service controller.
-func (c *Cloud) Initialize(b cloudprovider.ControllerClientBuilder, _ <-chan struct{}) {
+// Initialize implements cloudprovider.Interface: it builds the API client the provider uses and
+// starts the sweep. The cloud-controller-manager calls it once it leads (or at start without
+// leader election), before starting the service controller; stop closes when it stops leading.
+func (c *Cloud) Initialize(b cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.kube != nil {
@@ -104,6 +110,20 @@ func (c *Cloud) Initialize(b cloudprovider.ControllerClientBuilder, _ <-chan str
 		return
 	}
 	c.kube = kube
+	if c.lb.provider != nil {
+		go c.sweep(kube, stop)
+	}
+}
+
+// sweep releases, once, what the AWS backend holds for Services that were deleted while no
+// fairlead-ccm ran: the service controller only releases for the deletions it sees. It runs
+// where Initialize does, so on the leader only, and once (a second Initialize, as with leader
+// migration, returns before). A Service that exists is the service controller's to release,
+// when it is deleted or stops being a LoadBalancer.
+func (c *Cloud) sweep(kube client.Reader, stop <-chan struct{}) {
+	ctx := klog.NewContext(wait.ContextForChannel(stop), klog.Background())
+	_ = (&cloud.Collector{Name: c.backend, Provider: c.lb.provider, Reader: kube,
+		Keep: func(*v1.Service) bool { return true }}).Start(ctx)
 }
 
 func (c *Cloud) client() (client.Client, error) {

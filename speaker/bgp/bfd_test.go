@@ -65,7 +65,7 @@ func bfdProfile(name string, rx, tx, mult uint32, passive bool) *v1alpha1.BFDPro
 
 // metric reads one of the speaker's metrics (the node must run with --metrics-bind-address).
 func (n *node) metric(addr, name string) (string, error) {
-	out, err := n.ns.Run("curl", "-sf", "http://"+addr+"/metrics")
+	out, err := n.metrics(addr)
 	if err != nil {
 		return "", err
 	}

@@ -158,7 +158,7 @@ func TestFRRPasswordAndWrongASN(t *testing.T) {
 	}
 
 	kit.Eventually(t, 10*time.Second, "node1's metrics to show both sessions up and md5's two prefixes", func(context.Context) error {
-		out, err := n.ns.Run("curl", "-sf", "http://127.0.0.1:17474/metrics")
+		out, err := n.metrics("127.0.0.1:17474")
 		if err != nil {
 			return err
 		}

@@ -8,12 +8,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +29,7 @@ import (
 	"github.com/fairlead-lb/fairlead/test/controlplane"
 	"github.com/fairlead-lb/fairlead/test/kit"
 	"github.com/fairlead-lb/fairlead/test/netns"
+	"github.com/fairlead-lb/fairlead/test/scrape"
 )
 
 var (
@@ -60,6 +63,21 @@ type node struct {
 	relay    *netns.Relay // the node's way to the apiserver, which a test can cut
 	lab      *lab
 	extraArg []string
+}
+
+// metrics fetches the speaker's plain-HTTP metrics from inside the node's namespace, where it
+// listens on loopback (the node must run with --metrics-bind-address and --metrics-secure=false).
+func (n *node) metrics(addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, body, err := scrape.GetPlain(ctx, scrape.InNetNS(n.ns), addr, "/metrics")
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("GET http://%s/metrics: status %d", addr, code)
+	}
+	return string(body), nil
 }
 
 func newLab(t testing.TB, nodes int) *lab {

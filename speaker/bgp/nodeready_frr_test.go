@@ -68,11 +68,9 @@ func TestFRRNodeReadyUnknownKeepsRoutes(t *testing.T) {
 	for _, n := range l.nodes {
 		l.setReady(n, corev1.ConditionUnknown, "NodeStatusUnknown", "Kubelet stopped posting node status.")
 	}
-	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(100 * time.Millisecond) {
-		if err := route(v4s(l.nodes)); err != nil {
-			t.Fatalf("%s after both nodes went Ready=Unknown: %v", time.Since(start).Round(100*time.Millisecond), err)
-		}
-	}
+	kit.Consistently(t, 5*time.Second, "both next hops after both nodes went Ready=Unknown", func(context.Context) error {
+		return route(v4s(l.nodes))
+	})
 
 	l.setReady(n1, corev1.ConditionFalse, "KubeletNotReady", "container runtime is down")
 	kit.Eventually(t, 15*time.Second, "node1 withdrawn once its kubelet says NotReady", func(context.Context) error {

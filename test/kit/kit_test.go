@@ -159,3 +159,52 @@ func TestEventuallyInCleanup(t *testing.T) {
 		t.Errorf("%d calls", calls)
 	}
 }
+
+func TestConsistentlyHoldsForTheWholeDuration(t *testing.T) {
+	r := &recorder{TB: t, ctx: t.Context()}
+	start := time.Now()
+	calls := 0
+	Consistently(r, 500*time.Millisecond, "always true", func(context.Context) error {
+		calls++
+		return nil
+	})
+	if took := time.Since(start); r.fatal != "" || took < 500*time.Millisecond || took > 2*time.Second || calls < 3 {
+		t.Errorf("after %s and %d calls: fatal %q", took, calls, r.fatal)
+	}
+}
+
+// A condition that breaks part-way fails the check then, with its error, and is not called again.
+func TestConsistentlyFailsWhenTheConditionBreaks(t *testing.T) {
+	r := &recorder{TB: t, ctx: t.Context()}
+	start := time.Now()
+	calls, callsAfter := 0, 0
+	Consistently(r, 5*time.Second, "the link", func(context.Context) error {
+		if r.fatal != "" {
+			callsAfter++
+		}
+		if calls++; time.Since(start) > 300*time.Millisecond {
+			return errors.New("link down")
+		}
+		return nil
+	})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("noticed after %s", took)
+	}
+	if calls < 3 || callsAfter != 0 {
+		t.Errorf("%d calls, %d after the failure", calls, callsAfter)
+	}
+	if !strings.Contains(r.fatal, "the link") || !strings.Contains(r.fatal, "link down") {
+		t.Errorf("fatal %q", r.fatal)
+	}
+}
+
+func TestConsistentlyStopsWithTheTest(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &recorder{TB: t, ctx: ctx}
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	Consistently(r, time.Minute, "a cancelled check", func(context.Context) error { return nil })
+	if time.Since(start) > 5*time.Second || !strings.Contains(r.fatal, "test ended") {
+		t.Errorf("after %s: %q", time.Since(start), r.fatal)
+	}
+}

@@ -46,3 +46,36 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func(ctx
 		}
 	}
 }
+
+// Consistently calls cond for the whole of d and fails tb at the first error, saying how long
+// what had held. It stops early, failing, if the test's context ends (outside Cleanup
+// functions). cond's context is the test's, not cut at the end of d: a call begun just before
+// the end is a check like the others and may finish.
+func Consistently(tb testing.TB, d time.Duration, what string, cond func(ctx context.Context) error) {
+	tb.Helper()
+	ctx := tb.Context()
+	inCleanup := ctx.Err() != nil
+	if inCleanup {
+		ctx = context.Background()
+	}
+	start := time.Now()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	for {
+		began := time.Now()
+		if err := cond(ctx); err != nil {
+			tb.Fatalf("%s held for %s, then: %v", what, time.Since(start).Round(time.Millisecond), err)
+			return
+		}
+		// Paced as Eventually, for the same reason.
+		pause := max(Interval, time.Since(began))
+		select {
+		case <-end.C:
+			return
+		case <-ctx.Done():
+			tb.Fatalf("the test ended while checking that %s holds", what)
+			return
+		case <-time.After(pause):
+		}
+	}
+}

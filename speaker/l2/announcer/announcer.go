@@ -172,7 +172,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 			as, problems = plan.Compute(plan.Input{Snapshot: snap, Alive: func(n string) bool { return alive[n] }})
 			lastSnap, lastAlive = snap, alive
 		}
-		reportProblems(problems, reported, mem, a.o.Node, recorder, log)
+		reportProblems(problems, reported, alive, a.o.Node, recorder, log)
 
 		want := map[netip.Addr][]string{}
 		now := map[netip.Addr]bool{}
@@ -219,11 +219,12 @@ func (a *Announcer) Run(ctx context.Context) error {
 
 // reportProblems logs each invalid input once, and records a Warning Event on the object from
 // one speaker only (the rendezvous owner of the object among the live speakers), so that N
-// nodes do not file N copies.
-func reportProblems(problems []plan.Problem, reported map[string]bool, mem *members.Members, self string,
+// nodes do not file N copies. alive is the set the plan was computed from, so that the owner
+// chosen here agrees with the plan of the same pass.
+func reportProblems(problems []plan.Problem, reported map[string]bool, alive map[string]bool, self string,
 	recorder record.EventRecorder, log logr.Logger) {
 	now := map[string]bool{}
-	alive := slices.Sorted(maps.Keys(mem.AliveSet()))
+	speakers := slices.Sorted(maps.Keys(alive))
 	for _, p := range problems {
 		msg := p.Err.Error()
 		k := p.String() + ": " + msg
@@ -237,7 +238,7 @@ func reportProblems(problems []plan.Problem, reported map[string]bool, mem *memb
 		if p.Object.Kind == "L2Advertisement" {
 			continue
 		}
-		if o, _ := election.Owner("problem/"+p.String(), alive); o == self {
+		if o, _ := election.Owner("problem/"+p.String(), speakers); o == self {
 			recorder.Event(&p.Object, corev1.EventTypeWarning, "InvalidForL2", msg)
 		}
 	}

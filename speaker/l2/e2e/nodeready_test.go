@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -8,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fairlead-lb/fairlead/test/kit"
 )
 
 // setReady writes n's Ready condition as its writer would: kube-controller-manager's node
@@ -48,16 +52,16 @@ func TestNodeReadyUnknownKeepsOwner(t *testing.T) {
 	// would change it) and, asking anew each time when flush is set, that first answers.
 	steady := func(what string, flush bool) {
 		t.Helper()
-		for start := time.Now(); time.Since(start) < 4*time.Second; time.Sleep(200 * time.Millisecond) {
+		kit.Consistently(t, 4*time.Second, first.name+" answering after "+what, func(context.Context) error {
 			if flush {
 				c.client.MustRun("ip", "neigh", "flush", "dev", "eth0")
 			}
 			got, err := c.connect(v4)
 			if mac := c.neighMAC(v4); err != nil || got != first.name || mac != first.mac {
-				t.Fatalf("%s after %s: connect %q, %v; neighbour %s (want %s at %s)", time.Since(start).Round(100*time.Millisecond),
-					what, got, err, mac, first.name, first.mac)
+				return fmt.Errorf("connect %q, %v; neighbour %s (want %s at %s)", got, err, mac, first.name, first.mac)
 			}
-		}
+			return nil
+		})
 	}
 	c.setReady(first, corev1.ConditionUnknown, "NodeStatusUnknown")
 	steady("the owner went Ready=Unknown", false)
