@@ -48,8 +48,11 @@ func main() {
 	flag.DurationVar(&leaseDuration, "leader-lease-duration", 15*time.Second, "How long a crashed leader's Lease blocks the other replicas.")
 	flag.DurationVar(&renewDeadline, "leader-renew-deadline", 10*time.Second, "How long the leader tries to renew before giving up leadership.")
 	flag.DurationVar(&period, "leader-retry-period", 2*time.Second, "How often replicas try to take or renew the Lease.")
-	flag.Float64Var(&qps, "kube-api-qps", 200, "Requests per second to the apiserver (client-side limit).")
-	flag.IntVar(&burst, "kube-api-burst", 400, "Burst of requests to the apiserver.")
+	// No client-side limit by default, as controller-runtime's GetConfig has it: the apiserver's
+	// priority and fairness shares it among clients by concurrency, and the workers already
+	// bound this one's (one write in flight each). A fixed rate only made a backlog wait.
+	flag.Float64Var(&qps, "kube-api-qps", -1, "Requests per second to the apiserver (client-side limit; negative: none, the apiserver's priority and fairness alone).")
+	flag.IntVar(&burst, "kube-api-burst", 400, "Burst of requests to the apiserver (with a positive --kube-api-qps).")
 	var awsOpts controllers.AWSOptions
 	var awsSubnets string
 	flag.BoolVar(&awsOpts.NLB, "aws-nlb", false, "Give Services of loadBalancerClass "+v1alpha1.AWSNLBClass+" an AWS Network Load Balancer each.")
