@@ -82,6 +82,10 @@ func (w *Writer) List(ctx context.Context) ([]v1alpha1.ServiceAnnouncement, erro
 // was given were current.
 func (w *Writer) Update(ctx context.Context, key types.NamespacedName, svc *corev1.Service,
 	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, err error) {
+	if svc == nil {
+		// Only removing, typically for a Service that is gone: nothing worth keeping after.
+		defer w.forget(key)
+	}
 	// First attempt on the remembered copy, or, for one never seen, a create: no read.
 	if before, after, done, err := w.blind(ctx, key, svc, edit); done {
 		return before, after, err
@@ -102,7 +106,7 @@ func (w *Writer) Update(ctx context.Context, key types.NamespacedName, svc *core
 			return err
 		}
 		w.remember(&sa)
-		before, after, err = w.write(ctx, &sa, svc, edit)
+		before, after, _, err = w.write(ctx, &sa, svc, edit)
 		if apierrors.IsNotFound(err) && svc == nil {
 			return nil // gone meanwhile, and nothing was to be added
 		}
@@ -138,48 +142,42 @@ func (w *Writer) blind(ctx context.Context, key types.NamespacedName, svc *corev
 	if svc != nil && !ownedBy(last, svc) {
 		return nil, nil, false, nil // perhaps since replaced by one of svc: read it
 	}
-	before = last.Status.Announcements
-	after = Sort(edit(slices.Clone(before)))
-	if Equal(before, after) {
+	before, after, written, err := w.write(ctx, last, svc, edit)
+	switch {
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		w.forget(key)
+		return nil, nil, false, nil
+	case err == nil && !written:
 		// Unchanged from what this Writer last saw, which others may have changed since (a
 		// reaper removing this node's entries): only a read tells whether to write.
 		return nil, nil, false, nil
 	}
-	last.Status.Announcements = after
-	err = w.c.Update(ctx, last, client.FieldOwner("fairlead-speaker"))
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		w.forget(key)
-		return nil, nil, false, nil
-	}
-	if err != nil {
-		return nil, nil, true, err
-	}
-	w.remember(last)
-	return before, after, true, nil
+	return before, after, true, err
 }
 
 func ownedBy(sa *v1alpha1.ServiceAnnouncement, svc *corev1.Service) bool {
 	return slices.ContainsFunc(sa.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == svc.UID })
 }
 
-// write edits sa's entries and writes them on sa's resourceVersion, unless unchanged.
+// write edits sa's entries and writes them on sa's resourceVersion, unless unchanged (written
+// false).
 func (w *Writer) write(ctx context.Context, sa *v1alpha1.ServiceAnnouncement, svc *corev1.Service,
-	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, err error) {
-	key := client.ObjectKeyFromObject(sa)
+	edit func(have []v1alpha1.Announcement) []v1alpha1.Announcement) (before, after []v1alpha1.Announcement, written bool, err error) {
 	if svc != nil && !ownedBy(sa, svc) {
-		return nil, nil, fmt.Errorf("owned by another Service than %s (UID %s); waiting for garbage collection", key, svc.UID)
+		return nil, nil, false, fmt.Errorf("owned by another Service than %s (UID %s); waiting for garbage collection",
+			client.ObjectKeyFromObject(sa), svc.UID)
 	}
 	before = sa.Status.Announcements
 	after = Sort(edit(slices.Clone(before)))
 	if Equal(before, after) {
-		return before, after, nil
+		return before, after, false, nil
 	}
 	sa.Status.Announcements = after
 	if err := w.c.Update(ctx, sa, client.FieldOwner("fairlead-speaker")); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	w.remember(sa)
-	return before, after, nil
+	return before, after, true, nil
 }
 
 // create creates the ServiceAnnouncement of key, owned by svc, with entries as. One created
@@ -208,6 +206,11 @@ func (w *Writer) remember(sa *v1alpha1.ServiceAnnouncement) {
 	w.last[client.ObjectKeyFromObject(sa)] = keep
 	w.mu.Unlock()
 }
+
+// Forget drops what the Writer keeps of key's ServiceAnnouncement: its callers say so when the
+// Service is gone, so that what a long-running speaker keeps is bounded by the Services that
+// exist, not by every one it ever wrote for.
+func (w *Writer) Forget(key types.NamespacedName) { w.forget(key) }
 
 func (w *Writer) forget(key types.NamespacedName) {
 	w.mu.Lock()

@@ -264,4 +264,17 @@ func TestUpdateWritesWithoutReadingFirst(t *testing.T) {
 	}
 	step("new Service of the same name", "GET 200, PUT 200", "198.51.100.4/ARP/n1 198.51.100.4/BGP/n2", svc2,
 		only("n1/ARP", entry("198.51.100.4", "n1", v1alpha1.ProtocolARP)))
+
+	// What the Writer keeps is bounded by the Services its callers still write for: a copy
+	// forgotten (the Service gone) costs a read again; removing without a Service keeps none.
+	w.Forget(k)
+	if n := w.Kept(); n != 0 {
+		t.Errorf("%d copies kept after Forget", n)
+	}
+	step("after Forget", "POST 409, GET 200, PUT 200", "198.51.100.4/BGP/n2 198.51.100.5/ARP/n1", svc2,
+		only("n1/ARP", entry("198.51.100.5", "n1", v1alpha1.ProtocolARP)))
+	step("removing without a Service", "PUT 200", "198.51.100.4/BGP/n2", nil, only("n1/ARP"))
+	if n := w.Kept(); n != 0 {
+		t.Errorf("%d copies kept after removing without a Service", n)
+	}
 }

@@ -168,6 +168,7 @@ func (c *Controller) announceOne(ctx context.Context, k types.NamespacedName, ad
 		var err error
 		svc, err = c.o.Snapshots.Service(k.Namespace, k.Name)
 		if apierrors.IsNotFound(err) {
+			c.o.Announcements.Forget(k)
 			return 0, nil // gone meanwhile: its ServiceAnnouncement goes with it (owner reference)
 		}
 		if err != nil {

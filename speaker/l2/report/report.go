@@ -170,6 +170,7 @@ func (r *Reporter) syncOne(ctx context.Context, k client.ObjectKey, sa *v1alpha1
 	svc, err := r.Service(k.Namespace, k.Name)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
+			r.Writer.Forget(k)
 			return nil // the ServiceAnnouncement goes with the Service (owner reference)
 		}
 		return err
