@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -162,16 +161,7 @@ func TestAWSNLB(t *testing.T) {
 	// NLB behind; the next one deletes it at start and keeps web's.
 	create(t, lbService(ns, "gone", nil))
 	waitIngress(t, ns, "gone")
-	if err := ccm.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-ccm.done
-	gone := get(t, ns, "gone")
-	gone.Finalizers = nil
-	if err := env.Client.Update(ctx, gone); err != nil {
-		t.Fatal(err)
-	}
-	deleteAndWait(t, ns, "gone")
+	deleteBehind(t, ccm, ns, "gone")
 	goneLB := "load balancer " + fairaws.LoadBalancerName(cluster, ns+"/gone")
 	if !slices.Contains(tagged(t, cloud, cluster), goneLB) {
 		t.Fatalf("no %s in moto; the sweep below would prove nothing", goneLB)

@@ -201,6 +201,22 @@ func deleteAndWait(t *testing.T, ns, name string) {
 	})
 }
 
+// deleteBehind kills ccm and deletes Service ns/name with its finalizer removed by hand: a
+// Service deleted while no fairlead-ccm runs, what it held left behind for the next one.
+func deleteBehind(t *testing.T, ccm *process, ns, name string) {
+	t.Helper()
+	if err := ccm.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ccm.done
+	svc := get(t, ns, name)
+	svc.Finalizers = nil
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	deleteAndWait(t, ns, name)
+}
+
 func events(t *testing.T, ns, name string) string {
 	t.Helper()
 	var list corev1.EventList

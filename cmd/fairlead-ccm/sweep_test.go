@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,17 +35,7 @@ func TestAWSEIPSweepAtStart(t *testing.T) {
 	create(t, lbService(ns, "gone", nil))
 	create(t, lbService(ns, "kept", nil))
 	gone, kept := waitIngress(t, ns, "gone"), waitIngress(t, ns, "kept")
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-first.done
-
-	svc := get(t, ns, "gone")
-	svc.Finalizers = nil
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	deleteAndWait(t, ns, "gone")
+	deleteBehind(t, first, ns, "gone")
 	held := func() map[string]string {
 		t.Helper()
 		out, err := cloud.EC2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []ec2types.Filter{
